@@ -1,0 +1,551 @@
+//! [`EventStore`]: one contract over two backends.
+//!
+//! Appends are serialised (Postgres: a transaction-scoped advisory lock;
+//! SQLite: one writer connection with `BEGIN IMMEDIATE`), so positions become
+//! visible in increasing order and a reader never passes over an event that a
+//! slower transaction commits later — the sequence-gap problem.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::watch;
+
+use crate::types::{ValidatedEvent, validate};
+use crate::{ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StoreError, StreamId};
+
+/// Notification channel an append signals on commit (Postgres `NOTIFY`).
+pub(crate) const NOTIFY_CHANNEL: &str = "gatehouse_events";
+/// Advisory lock key that serialises appends ("gatehous" in ASCII).
+const APPEND_LOCK_KEY: i64 = 0x6761_7465_686f_7573;
+/// Largest page a single read returns.
+pub const MAX_READ_LIMIT: usize = 10_000;
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_type, \
+     CAST(payload AS TEXT), CAST(metadata AS TEXT), occurred_at FROM events";
+
+type EventRow = (i64, String, i64, String, String, String, DateTime<Utc>);
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most pooled connections (Postgres; SQLite readers).
+    pub max_connections: u32,
+    /// How often a subscriber reads the log even without a notification, which
+    /// bounds the delay a lost notification can cause.
+    pub poll_interval: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Position of the first event written.
+    pub first_position: Position,
+    /// Position of the last event written.
+    pub last_position: Position,
+    /// The stream's version after the append.
+    pub stream_version: u64,
+}
+
+/// The append-only event log. Cheap to clone; clones share pools and the
+/// change signal.
+#[derive(Clone)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    /// Bumped whenever new events may be readable; subscribers wait on it.
+    changes: watch::Sender<u64>,
+    poll_interval: Duration,
+    /// Keeps the Postgres `LISTEN` task alive exactly as long as the store.
+    _listener: Option<AbortOnDrop>,
+}
+
+pub(crate) enum Backend {
+    Postgres(PgPool),
+    Sqlite {
+        /// One connection: SQLite has one writer, and queueing here instead of
+        /// in `SQLITE_BUSY` retries keeps appends fair.
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore")
+            .field("backend", &self.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A transaction on the store's database, for projections that write their
+/// read model and checkpoint together. Use [`crate::on_backend!`] to run SQL
+/// on it.
+pub enum StoreTx {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl StoreTx {
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(tx) => tx.commit().await?,
+            Self::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's connection, once per
+/// backend, so one SQL text (with `$1`-style parameters, which both accept)
+/// serves Postgres and SQLite.
+#[macro_export]
+macro_rules! on_backend {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::StoreTx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::StoreTx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+impl EventStore {
+    /// Connects by URL: `postgres://…`/`postgresql://…` or `sqlite:PATH`.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url, options).await
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Self::open_sqlite(Path::new(path), options).await
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// Connects to Postgres and starts listening for appends of other processes.
+    pub async fn connect_postgres(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)?.application_name("gatehouse");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(connect)
+            .await?;
+        let (changes, _) = watch::channel(0);
+        let listener = tokio::spawn(listen_for_appends(pool.clone(), changes.clone()));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend: Backend::Postgres(pool),
+                changes,
+                poll_interval: options.poll_interval,
+                _listener: Some(AbortOnDrop(listener)),
+            }),
+        })
+    }
+
+    /// Opens (creating if missing) an SQLite database file in WAL mode.
+    pub async fn open_sqlite(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(StoreError::DataDir)?;
+        }
+        let connect = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .connect_with(connect)
+            .await?;
+        let (changes, _) = watch::channel(0);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend: Backend::Sqlite { writer, reader },
+                changes,
+                poll_interval: options.poll_interval,
+                _listener: None,
+            }),
+        })
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Postgres(_) => "postgres",
+            Backend::Sqlite { .. } => "sqlite",
+        }
+    }
+
+    /// The Postgres pool, for components that keep their own tables there.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.inner.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// Applies the schema migrations of this backend. Safe to run from several
+    /// processes at once (sqlx takes a lock).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Postgres(pool) => PG_MIGRATOR.run(pool).await?,
+            Backend::Sqlite { writer, .. } => SQLITE_MIGRATOR.run(writer).await?,
+        }
+        Ok(())
+    }
+
+    /// Appends `events` to `stream` if the stream is at `expected`; all or nothing.
+    #[tracing::instrument(skip_all, fields(stream = %stream, count = events.len()), err(level = "debug"))]
+    pub async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let events = validate(events)?;
+        let result = match &self.inner.backend {
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(APPEND_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                let result = insert_events(&mut tx, stream, expected, &events).await?;
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(NOTIFY_CHANNEL)
+                    .bind(result.last_position.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| conflict_or(e, stream, expected))?;
+                result
+            }
+            Backend::Sqlite { writer, .. } => {
+                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                let result = insert_events(&mut tx, stream, expected, &events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| conflict_or(e, stream, expected))?;
+                result
+            }
+        };
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(result)
+    }
+
+    /// Every event of one stream, in version order.
+    pub async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("{SELECT_EVENT} WHERE stream_id = $1 ORDER BY stream_version");
+        let rows: Vec<EventRow> = match &self.inner.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(&sql)
+                    .bind(stream.as_str())
+                    .fetch_all(pool)
+                    .await?
+            }
+            Backend::Sqlite { reader, .. } => {
+                sqlx::query_as(&sql)
+                    .bind(stream.as_str())
+                    .fetch_all(reader)
+                    .await?
+            }
+        };
+        rows.into_iter().map(decode_row).collect()
+    }
+
+    /// The stream's current version; 0 if it does not exist.
+    pub async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        const SQL: &str =
+            "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1";
+        let version: i64 = match &self.inner.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar(SQL)
+                    .bind(stream.as_str())
+                    .fetch_one(pool)
+                    .await?
+            }
+            Backend::Sqlite { reader, .. } => {
+                sqlx::query_scalar(SQL)
+                    .bind(stream.as_str())
+                    .fetch_one(reader)
+                    .await?
+            }
+        };
+        Ok(to_u64(version))
+    }
+
+    /// Up to `limit` events with position ≥ `from`, in position order. Reading
+    /// from just past the head returns nothing; from further on is
+    /// [`StoreError::UnknownPosition`].
+    pub async fn read_all(
+        &self,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 || limit > MAX_READ_LIMIT {
+            return Err(StoreError::InvalidLimit {
+                max: MAX_READ_LIMIT,
+            });
+        }
+        let from_i64 = i64::try_from(from).map_err(|_| StoreError::UnknownPosition {
+            requested: from,
+            head: 0,
+        })?;
+        let sql = format!("{SELECT_EVENT} WHERE position >= $1 ORDER BY position LIMIT $2");
+        let limit = limit as i64;
+        let rows: Vec<EventRow> = match &self.inner.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(&sql)
+                    .bind(from_i64)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Backend::Sqlite { reader, .. } => {
+                sqlx::query_as(&sql)
+                    .bind(from_i64)
+                    .bind(limit)
+                    .fetch_all(reader)
+                    .await?
+            }
+        };
+        if rows.is_empty() && from > 1 {
+            let head = self.head().await?;
+            if from > head + 1 {
+                return Err(StoreError::UnknownPosition {
+                    requested: from,
+                    head,
+                });
+            }
+        }
+        rows.into_iter().map(decode_row).collect()
+    }
+
+    /// Position of the newest committed event; 0 for an empty log.
+    pub async fn head(&self) -> Result<Position, StoreError> {
+        const SQL: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
+        let head: i64 = match &self.inner.backend {
+            Backend::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await?,
+            Backend::Sqlite { reader, .. } => sqlx::query_scalar(SQL).fetch_one(reader).await?,
+        };
+        Ok(to_u64(head))
+    }
+
+    /// A signal bumped whenever new events may be readable: by this process's
+    /// appends and, on Postgres, by other processes' notifications.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+
+    /// How often subscribers re-read without a notification.
+    pub fn poll_interval(&self) -> Duration {
+        self.inner.poll_interval
+    }
+
+    /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE` on the writer).
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        Ok(match &self.inner.backend {
+            Backend::Postgres(pool) => StoreTx::Postgres(pool.begin().await?),
+            Backend::Sqlite { writer, .. } => {
+                StoreTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+            }
+        })
+    }
+
+    /// Closes the pools; later calls fail.
+    pub async fn close(&self) {
+        match &self.inner.backend {
+            Backend::Postgres(pool) => pool.close().await,
+            Backend::Sqlite { writer, reader } => {
+                writer.close().await;
+                reader.close().await;
+            }
+        }
+    }
+}
+
+/// Checks the stream's version and inserts the events, inside the caller's
+/// (already serialised) transaction. Shared SQL for both backends.
+async fn insert_events<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[ValidatedEvent],
+) -> Result<AppendResult, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'q> &'q str: sqlx::Type<DB> + sqlx::Encode<'q, DB>,
+    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    const VERSION_SQL: &str =
+        "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1";
+    let (actual,): (i64,) = sqlx::query_as(VERSION_SQL)
+        .bind(stream.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    let actual = to_u64(actual);
+    expected.check(stream, actual)?;
+
+    // Postgres casts the text to JSONB; SQLite stores it as checked JSON text.
+    let insert_sql = if DB::NAME == "PostgreSQL" {
+        "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
+         VALUES ($1, $2, $3, CAST($4 AS JSONB), CAST($5 AS JSONB), $6) RETURNING position"
+    } else {
+        "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING position"
+    };
+    let mut version = actual;
+    let mut first_position = 0;
+    let mut last_position = 0;
+    for event in events {
+        version += 1;
+        let (position,): (i64,) = sqlx::query_as(insert_sql)
+            .bind(stream.as_str())
+            .bind(version as i64)
+            .bind(event.event_type.as_str())
+            .bind(event.payload.as_str())
+            .bind(event.metadata.as_str())
+            .bind(event.occurred_at)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(|e| conflict_or(e, stream, expected))?;
+        let position = to_u64(position);
+        if first_position == 0 {
+            first_position = position;
+        }
+        last_position = position;
+    }
+    Ok(AppendResult {
+        first_position,
+        last_position,
+        stream_version: version,
+    })
+}
+
+/// A unique violation on `(stream_id, stream_version)` means another writer
+/// won the race: report it as the typed conflict, not a database error.
+fn conflict_or(error: sqlx::Error, stream: &StreamId, expected: ExpectedVersion) -> StoreError {
+    let unique_violation = error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation());
+    if unique_violation {
+        StoreError::WrongExpectedVersion {
+            stream: stream.to_string(),
+            expected,
+            // The winner's version is not known here; it is at least one past ours.
+            actual: match expected {
+                ExpectedVersion::Exact(v) => v + 1,
+                _ => 1,
+            },
+        }
+    } else {
+        StoreError::Database(error)
+    }
+}
+
+fn decode_row(row: EventRow) -> Result<RecordedEvent, StoreError> {
+    let (position, stream_id, stream_version, event_type, payload, metadata, occurred_at) = row;
+    let corrupt = |detail: String| StoreError::Corrupt { position, detail };
+    let payload = serde_json::from_str(&payload).map_err(|e| corrupt(format!("payload: {e}")))?;
+    let metadata: Metadata =
+        serde_json::from_str(&metadata).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    let stream_id = StreamId::parse(stream_id).map_err(|e| corrupt(e.to_string()))?;
+    Ok(RecordedEvent {
+        position: to_u64(position),
+        stream_id,
+        stream_version: to_u64(stream_version),
+        event_type,
+        payload,
+        metadata,
+        occurred_at,
+    })
+}
+
+/// Positions and versions are positive by the schema's checks.
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Turns Postgres notifications (from any process) into change signals. A lost
+/// connection is re-established by the listener; the signal is bumped then too,
+/// so subscribers read whatever they may have missed.
+async fn listen_for_appends(pool: PgPool, changes: watch::Sender<u64>) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for event log notifications; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
+            tracing::warn!(%error, "LISTEN failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        changes.send_modify(|n| *n = n.wrapping_add(1));
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => changes.send_modify(|n| *n = n.wrapping_add(1)),
+                Ok(None) => {
+                    // Connection lost and re-established: notifications in
+                    // between are gone, so wake readers to catch up.
+                    changes.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "event log notifications interrupted; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
+}

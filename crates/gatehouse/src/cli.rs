@@ -1,0 +1,55 @@
+//! The command line: `gatehouse serve | migrate | projections rebuild NAME`.
+
+use clap::{Parser, Subcommand};
+use gatehouse_server::telemetry::LogFormat;
+use gatehouse_server::{DatabaseArgs, Role, ServeArgs};
+
+/// Gatehouse: an event-sourced authentication service.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "GATEHOUSE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve gRPC: issuer and verifier in one process unless a role is given.
+    Serve {
+        /// `all` (default), `issuer` or `verifier`.
+        #[arg(value_enum, default_value = "all")]
+        role: Role,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+    /// Apply the schema migrations and exit (`serve` also applies them).
+    Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Operate on projections.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Delete a projection's read model and replay the whole log into it.
+    Rebuild {
+        /// The projection, e.g. `stream_index`.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}

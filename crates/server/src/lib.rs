@@ -1,0 +1,15 @@
+//! The Gatehouse server: everything between a socket and the services.
+//!
+//! - [`settings`]: flags and `GATEHOUSE_*` variables (clap);
+//! - [`telemetry`]: the `tracing` subscriber;
+//! - [`startup`]: [`Application`] — open the store, migrate, bind, serve
+//!   `gatehouse.v1`, `grpc.health.v1` and reflection until shutdown;
+//! - [`services`]: the gRPC service implementations.
+
+pub mod services;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+
+pub use settings::{DatabaseArgs, Role, ServeArgs};
+pub use startup::{Application, StartupError, shutdown_signal};

@@ -1,0 +1,89 @@
+//! Settings, from flags or `GATEHOUSE_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gatehouse_eventstore::StoreOptions;
+
+/// Where the event log lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// Postgres URL (`postgres://…`) or `sqlite:PATH`. Falls back to
+    /// `DATABASE_URL`; without either, SQLite in the data directory.
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded SQLite database and generated key files.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "gatehouse-data")]
+    pub data_dir: PathBuf,
+
+    /// Most database connections per pool.
+    #[arg(long, env = "GATEHOUSE_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+
+    /// How often event-log readers poll without a notification (milliseconds).
+    #[arg(long, env = "GATEHOUSE_POLL_INTERVAL_MS", default_value_t = 500)]
+    pub poll_interval_ms: u64,
+}
+
+impl DatabaseArgs {
+    /// The URL to connect to: the flag, then `DATABASE_URL`, then the embedded default.
+    pub fn url(&self) -> String {
+        self.database_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| {
+                std::env::var("DATABASE_URL")
+                    .ok()
+                    .filter(|u| !u.trim().is_empty())
+            })
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("gatehouse.db").display()))
+    }
+
+    /// Pool and polling settings for the store.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.db_max_connections.max(1),
+            poll_interval: Duration::from_millis(self.poll_interval_ms.clamp(10, 60_000)),
+        }
+    }
+}
+
+/// Which half of Gatehouse a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Issuer and verifier in one process (the default).
+    All,
+    /// Login, refresh, SDK tokens, keys, accounts, audit.
+    Issuer,
+    /// Verify only; scale these out.
+    Verifier,
+}
+
+impl Role {
+    /// Whether this role serves the issuing services.
+    pub fn issues(self) -> bool {
+        matches!(self, Self::All | Self::Issuer)
+    }
+
+    /// Whether this role serves `Verify`.
+    pub fn verifies(self) -> bool {
+        matches!(self, Self::All | Self::Verifier)
+    }
+}
+
+/// `gatehouse serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address for gRPC (and HTTP+JSON) on one port. Port 0 picks a free one.
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Longest a graceful shutdown waits for in-flight calls (seconds).
+    #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}

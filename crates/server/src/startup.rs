@@ -1,0 +1,190 @@
+//! Building and running the server.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gatehouse_api::v1::{
+    account_service_server::AccountServiceServer, audit_service_server::AuditServiceServer,
+    auth_service_server::AuthServiceServer, key_service_server::KeyServiceServer,
+    verifier_service_server::VerifierServiceServer,
+};
+use gatehouse_eventstore::{EventStore, ProjectionRunner, StoreError};
+use gatehouse_projections::StreamIndex;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::services::{Accounts, Audit, Auth, Keys, Verifier};
+use crate::settings::{Role, ServeArgs};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the event store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A bound, migrated, ready-to-serve Gatehouse.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: EventStore,
+    role: Role,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Opens and migrates the store, then binds the listener (so a caller
+    /// asking for port 0 learns the real port from [`Application::addr`]).
+    pub async fn build(args: &ServeArgs, role: Role) -> Result<Self, StartupError> {
+        let store =
+            EventStore::connect(&args.database.url(), args.database.store_options()).await?;
+        store.migrate().await?;
+        let listener =
+            TcpListener::bind(args.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: args.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+        Ok(Self {
+            listener,
+            addr,
+            store,
+            role,
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight calls (bounded by
+    /// the shutdown grace) and stops background tasks.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Self {
+            listener,
+            addr,
+            store,
+            role,
+            shutdown_grace,
+        } = self;
+        let stop = CancellationToken::new();
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(gatehouse_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(gatehouse_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let mut router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        if role.issues() {
+            router = router
+                .add_service(AuthServiceServer::new(Auth {
+                    store: store.clone(),
+                }))
+                .add_service(KeyServiceServer::new(Keys {
+                    store: store.clone(),
+                }))
+                .add_service(AccountServiceServer::new(Accounts {
+                    store: store.clone(),
+                }))
+                .add_service(AuditServiceServer::new(Audit {
+                    store: store.clone(),
+                }));
+            for name in [
+                "gatehouse.v1.AuthService",
+                "gatehouse.v1.KeyService",
+                "gatehouse.v1.AccountService",
+                "gatehouse.v1.AuditService",
+            ] {
+                health
+                    .set_service_status(name, ServingStatus::Serving)
+                    .await;
+            }
+            let runner = ProjectionRunner::new(store.clone(), StreamIndex);
+            tokio::spawn(runner.run(stop.clone().cancelled_owned()));
+        }
+        if role.verifies() {
+            router = router.add_service(VerifierServiceServer::new(Verifier {
+                store: store.clone(),
+            }));
+            health
+                .set_service_status("gatehouse.v1.VerifierService", ServingStatus::Serving)
+                .await;
+        }
+
+        tracing::info!(%addr, backend = store.backend_name(), role = ?role, "listening");
+        let drain = stop.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            drain.cancel();
+        };
+        let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // Bound the drain: a client holding a stream open cannot keep us alive.
+        let result = tokio::select! {
+            result = served => result,
+            () = async { stop.cancelled().await; tokio::time::sleep(shutdown_grace).await } => {
+                tracing::warn!(grace = ?shutdown_grace, "in-flight calls did not finish in time; stopping anyway");
+                Ok(())
+            }
+        };
+        stop.cancel();
+        store.close().await;
+        tracing::info!("stopped");
+        result.map_err(StartupError::from)
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
