@@ -36,10 +36,10 @@ static CLUSTER: Mutex<Option<PgCluster>> = Mutex::new(None);
 /// Panics with installation advice when no server can be had.
 pub fn admin_url() -> String {
     let result = ADMIN_URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("DATABASE_URL") {
-            if !url.trim().is_empty() {
-                return Ok(url);
-            }
+        if let Ok(url) = std::env::var("DATABASE_URL")
+            && !url.trim().is_empty()
+        {
+            return Ok(url);
         }
         match start_throwaway_cluster() {
             Ok(cluster) => {
@@ -304,10 +304,10 @@ fn find_pg_bin() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("GATEHOUSE_PG_BIN").map(PathBuf::from) {
         return has_tools(&dir).then_some(dir);
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_tools(d)) {
-            return Some(dir);
-        }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|d| has_tools(d))
+    {
+        return Some(dir);
     }
     let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()

@@ -26,7 +26,20 @@ impl Gatehouse {
     /// `envs`, on `127.0.0.1:0`. `DATABASE_URL` and `GATEHOUSE_*` variables of the
     /// test process are not passed on, so each test says what it configures.
     pub async fn spawn(bin: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir();
+        Self::spawn_in(bin, args, envs, &dir).await
+    }
+
+    /// Like [`Gatehouse::spawn`], with `cwd` as the working directory (where the
+    /// embedded default keeps its data directory).
+    pub async fn spawn_in(
+        bin: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        cwd: &std::path::Path,
+    ) -> Self {
         let mut command = Command::new(bin);
+        command.current_dir(cwd);
         command
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -111,10 +124,10 @@ async fn collect<R: tokio::io::AsyncBufRead + Unpin>(
         if std::env::var_os("TEST_LOG").is_some() {
             eprintln!("[gatehouse] {line}");
         }
-        if let Some(addr) = listening_addr(&line) {
-            if let Some(tx) = addr_tx.take() {
-                let _ = tx.send(addr);
-            }
+        if let Some(addr) = listening_addr(&line)
+            && let Some(tx) = addr_tx.take()
+        {
+            let _ = tx.send(addr);
         }
         if let Ok(mut logs) = logs.lock() {
             logs.push(line);

@@ -1,0 +1,8 @@
+//! End-to-end: the real `gatehouse` binary on a free port, called with real
+//! gRPC clients. One test binary, so linking happens once.
+
+mod cli;
+mod serve;
+
+/// Path of the binary under test, built by cargo for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");

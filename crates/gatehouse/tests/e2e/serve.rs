@@ -1,0 +1,175 @@
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use gatehouse_api::v1::{
+    LoginRequest, VerifyRequest, auth_service_client::AuthServiceClient,
+    verifier_service_client::VerifierServiceClient,
+};
+use gatehouse_testkit::Gatehouse;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+use crate::BIN;
+
+async fn health(server: &Gatehouse, service: &str) -> ServingStatus {
+    let mut client = HealthClient::new(server.channel().await);
+    let response = client
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("health check of {service:?} failed: {s:?}"));
+    response.into_inner().status()
+}
+
+async fn reflected_services(server: &Gatehouse) -> BTreeSet<String> {
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection call")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("reflection response")
+        .expect("one response");
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection response: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_is_healthy_and_lists_the_five_services() {
+    // No flags but the port, no environment: the embedded default, with its
+    // data directory under the working directory.
+    let cwd = tempfile::tempdir().unwrap();
+    let server = Gatehouse::spawn_in(BIN, &["serve"], &[], cwd.path()).await;
+    eprintln!(
+        "gatehouse serve reported listening {:?} after spawn",
+        server.startup
+    );
+
+    assert_eq!(health(&server, "").await, ServingStatus::Serving);
+    for service in gatehouse_api::SERVICE_NAMES {
+        assert_eq!(
+            health(&server, service).await,
+            ServingStatus::Serving,
+            "{service}"
+        );
+    }
+    let services = reflected_services(&server).await;
+    for service in gatehouse_api::SERVICE_NAMES {
+        assert!(
+            services.contains(service),
+            "{service} missing from reflection: {services:?}"
+        );
+    }
+    assert!(services.contains("grpc.health.v1.Health"), "{services:?}");
+    assert!(
+        cwd.path().join("gatehouse-data/gatehouse.db").is_file(),
+        "embedded database not created"
+    );
+
+    // An RPC whose issue has not landed answers UNIMPLEMENTED, not a panic.
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    let status = auth
+        .login(LoginRequest {
+            username: "a@example.com".into(),
+            password: "x".into(),
+        })
+        .await
+        .expect_err("login is not implemented yet");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+
+    let logs_before_stop = server.logs();
+    assert!(
+        logs_before_stop.contains("backend=\"sqlite\""),
+        "{logs_before_stop}"
+    );
+    let status = server.terminate().await;
+    assert!(
+        status.success(),
+        "SIGTERM should stop gatehouse cleanly, got {status}"
+    );
+}
+
+#[tokio::test]
+async fn serve_on_postgres_migrates_and_serves_by_role() {
+    let url = gatehouse_testkit::fresh_database().await;
+    let verifier = Gatehouse::spawn(BIN, &["serve", "verifier", "--database-url", &url], &[]).await;
+    assert_eq!(
+        health(&verifier, "gatehouse.v1.VerifierService").await,
+        ServingStatus::Serving
+    );
+    // A verifier does not serve the issuer's services.
+    let mut health_client = HealthClient::new(verifier.channel().await);
+    let missing = health_client
+        .check(HealthCheckRequest {
+            service: "gatehouse.v1.AuthService".into(),
+        })
+        .await
+        .expect_err("verifier must not report the issuer's services");
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    let mut client = VerifierServiceClient::new(verifier.channel().await);
+    let status = client
+        .verify(VerifyRequest {
+            credential: "wc_live_x".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("verify is not implemented yet");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+
+    // The schema is in place.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for table in ["events", "projection_checkpoints", "stream_index"] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "{table} missing: {tables:?}"
+        );
+    }
+    assert!(verifier.logs().contains("backend=\"postgres\""));
+    assert!(verifier.terminate().await.success());
+}
+
+#[tokio::test]
+async fn a_second_server_on_a_taken_port_fails_with_a_clear_error() {
+    let cwd = tempfile::tempdir().unwrap();
+    let first = Gatehouse::spawn_in(BIN, &["serve"], &[], cwd.path()).await;
+    let taken = first.addr.to_string();
+    let output = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(BIN)
+            .args(["serve", "--listen", &taken, "--data-dir"])
+            .arg(cwd.path().join("other"))
+            .env_remove("DATABASE_URL")
+            .output(),
+    )
+    .await
+    .expect("gatehouse should exit promptly")
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {taken}")),
+        "{stderr}"
+    );
+}
