@@ -1,0 +1,319 @@
+//! Login sessions: one refresh-token family, rotated on every use.
+//!
+//! Presenting a refresh token that was already rotated is treated as theft
+//! (RFC 9700 §4.14.2): the whole family is revoked and the caller must log in
+//! again.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain_events;
+use crate::ids::{AccountId, SessionId, UserId};
+use crate::scope::Scopes;
+use crate::secret::SecretHash;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionStarted {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub scopes: Scopes,
+    pub refresh_hash: SecretHash,
+    pub refresh_expires_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshTokenRotated {
+    pub session_id: SessionId,
+    /// The hash that is now spent.
+    pub previous_hash: SecretHash,
+    pub refresh_hash: SecretHash,
+    pub refresh_expires_at: DateTime<Utc>,
+    pub rotated_at: DateTime<Utc>,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// A spent refresh token was presented again.
+    RefreshTokenReuse,
+    Logout,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRevoked {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub reason: RevocationReason,
+    pub revoked_at: DateTime<Utc>,
+}
+
+domain_events!(
+    /// Events of the `session-<id>` stream.
+    SessionEvent {
+        Started(SessionStarted) = "SessionStarted.v1",
+        Rotated(RefreshTokenRotated) = "RefreshTokenRotated.v1",
+        Revoked(SessionRevoked) = "SessionRevoked.v1",
+    }
+);
+
+/// Why a refresh or logout was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session was revoked")]
+    Revoked,
+    #[error("the refresh token expired")]
+    Expired,
+    #[error("the refresh token does not belong to this session")]
+    UnknownToken,
+}
+
+/// What presenting a refresh token leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshDecision {
+    /// The current token: rotate to the new one.
+    Rotate(SessionEvent),
+    /// A spent token: revoke the family (append this event), then refuse.
+    RevokeForReuse(SessionEvent),
+}
+
+/// A session as folded from its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub scopes: Scopes,
+    current: SecretHash,
+    spent: Vec<SecretHash>,
+    pub refresh_expires_at: DateTime<Utc>,
+    pub revoked: Option<RevocationReason>,
+}
+
+impl Session {
+    /// Decides a new session for a user who just proved their password.
+    pub fn start(
+        id: SessionId,
+        user_id: UserId,
+        account_id: AccountId,
+        scopes: Scopes,
+        refresh_hash: SecretHash,
+        now: DateTime<Utc>,
+        refresh_ttl: chrono::Duration,
+    ) -> SessionEvent {
+        SessionEvent::Started(SessionStarted {
+            session_id: id,
+            user_id,
+            account_id,
+            scopes,
+            refresh_hash,
+            refresh_expires_at: now + refresh_ttl,
+            started_at: now,
+        })
+    }
+
+    /// Folds the stream; `None` if it has not started.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a SessionEvent>) -> Option<Self> {
+        let mut session: Option<Self> = None;
+        for event in events {
+            match (event, session.as_mut()) {
+                (SessionEvent::Started(e), _) => {
+                    session = Some(Self {
+                        id: e.session_id,
+                        user_id: e.user_id,
+                        account_id: e.account_id,
+                        scopes: e.scopes.clone(),
+                        current: e.refresh_hash.clone(),
+                        spent: Vec::new(),
+                        refresh_expires_at: e.refresh_expires_at,
+                        revoked: None,
+                    })
+                }
+                (SessionEvent::Rotated(e), Some(s)) => {
+                    let previous = std::mem::replace(&mut s.current, e.refresh_hash.clone());
+                    s.spent.push(previous);
+                    s.refresh_expires_at = e.refresh_expires_at;
+                }
+                (SessionEvent::Revoked(e), Some(s)) => s.revoked = Some(e.reason),
+                (_, None) => {}
+            }
+        }
+        session
+    }
+
+    /// Decides what presenting `presented` means. `next` is the hash of the
+    /// replacement token the caller will hand out if the decision is to rotate.
+    pub fn refresh(
+        &self,
+        presented: &SecretHash,
+        next: SecretHash,
+        now: DateTime<Utc>,
+        refresh_ttl: chrono::Duration,
+    ) -> Result<RefreshDecision, SessionError> {
+        if self.revoked.is_some() {
+            return Err(SessionError::Revoked);
+        }
+        if self.current.matches(presented) {
+            if now >= self.refresh_expires_at {
+                return Err(SessionError::Expired);
+            }
+            return Ok(RefreshDecision::Rotate(SessionEvent::Rotated(
+                RefreshTokenRotated {
+                    session_id: self.id,
+                    previous_hash: self.current.clone(),
+                    refresh_hash: next,
+                    refresh_expires_at: now + refresh_ttl,
+                    rotated_at: now,
+                },
+            )));
+        }
+        if self.spent.iter().any(|h| h.matches(presented)) {
+            return Ok(RefreshDecision::RevokeForReuse(
+                self.revoke(RevocationReason::RefreshTokenReuse, now),
+            ));
+        }
+        Err(SessionError::UnknownToken)
+    }
+
+    /// Decides a logout with any token of the family. Logging out of a revoked
+    /// session is a no-op (`Ok(None)`): the caller's goal is already met.
+    pub fn logout(
+        &self,
+        presented: &SecretHash,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionEvent>, SessionError> {
+        let belongs =
+            self.current.matches(presented) || self.spent.iter().any(|h| h.matches(presented));
+        if !belongs {
+            return Err(SessionError::UnknownToken);
+        }
+        if self.revoked.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(self.revoke(RevocationReason::Logout, now)))
+    }
+
+    fn revoke(&self, reason: RevocationReason, now: DateTime<Utc>) -> SessionEvent {
+        SessionEvent::Revoked(SessionRevoked {
+            session_id: self.id,
+            user_id: self.user_id,
+            account_id: self.account_id,
+            reason,
+            revoked_at: now,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn ttl() -> Duration {
+        Duration::days(30)
+    }
+
+    /// Given a started session whose first token is `t0`.
+    fn given() -> (Vec<SessionEvent>, DateTime<Utc>) {
+        let now = Utc::now();
+        let started = Session::start(
+            SessionId::from_uuid(uuid::Uuid::now_v7()),
+            UserId::from_uuid(uuid::Uuid::now_v7()),
+            AccountId::from_uuid(uuid::Uuid::now_v7()),
+            Scopes::parse(&["keys:read"]).unwrap(),
+            SecretHash::of("t0"),
+            now,
+            ttl(),
+        );
+        (vec![started], now)
+    }
+
+    fn apply(events: &mut Vec<SessionEvent>, decision: RefreshDecision) {
+        match decision {
+            RefreshDecision::Rotate(e) | RefreshDecision::RevokeForReuse(e) => events.push(e),
+        }
+    }
+
+    #[test]
+    fn the_current_token_rotates() {
+        let (mut events, now) = given();
+        let session = Session::fold(&events).unwrap();
+        let decision = session
+            .refresh(&SecretHash::of("t0"), SecretHash::of("t1"), now, ttl())
+            .unwrap();
+        assert!(matches!(decision, RefreshDecision::Rotate(_)));
+        apply(&mut events, decision);
+        let session = Session::fold(&events).unwrap();
+        assert!(matches!(
+            session.refresh(&SecretHash::of("t1"), SecretHash::of("t2"), now, ttl()),
+            Ok(RefreshDecision::Rotate(_))
+        ));
+    }
+
+    #[test]
+    fn a_spent_token_revokes_the_family_and_then_nothing_refreshes() {
+        let (mut events, now) = given();
+        let rotate = Session::fold(&events).unwrap().refresh(
+            &SecretHash::of("t0"),
+            SecretHash::of("t1"),
+            now,
+            ttl(),
+        );
+        apply(&mut events, rotate.unwrap());
+        // t0 again: theft.
+        let reuse = Session::fold(&events).unwrap().refresh(
+            &SecretHash::of("t0"),
+            SecretHash::of("x"),
+            now,
+            ttl(),
+        );
+        let Ok(RefreshDecision::RevokeForReuse(SessionEvent::Revoked(revoked))) = &reuse else {
+            panic!("expected revocation, got {reuse:?}")
+        };
+        assert_eq!(revoked.reason, RevocationReason::RefreshTokenReuse);
+        apply(&mut events, reuse.unwrap());
+        // Even the newest token of the family is now refused.
+        let session = Session::fold(&events).unwrap();
+        assert_eq!(
+            session.refresh(&SecretHash::of("t1"), SecretHash::of("t2"), now, ttl()),
+            Err(SessionError::Revoked)
+        );
+    }
+
+    #[test]
+    fn expired_and_foreign_tokens_are_refused_without_events() {
+        let (events, now) = given();
+        let session = Session::fold(&events).unwrap();
+        assert_eq!(
+            session.refresh(
+                &SecretHash::of("t0"),
+                SecretHash::of("t1"),
+                now + ttl(),
+                ttl()
+            ),
+            Err(SessionError::Expired)
+        );
+        assert_eq!(
+            session.refresh(&SecretHash::of("other"), SecretHash::of("t1"), now, ttl()),
+            Err(SessionError::UnknownToken)
+        );
+    }
+
+    #[test]
+    fn logout_revokes_once() {
+        let (mut events, now) = given();
+        let session = Session::fold(&events).unwrap();
+        assert_eq!(
+            session.logout(&SecretHash::of("nope"), now),
+            Err(SessionError::UnknownToken)
+        );
+        events.push(session.logout(&SecretHash::of("t0"), now).unwrap().unwrap());
+        let session = Session::fold(&events).unwrap();
+        assert_eq!(session.revoked, Some(RevocationReason::Logout));
+        assert_eq!(session.logout(&SecretHash::of("t0"), now), Ok(None));
+    }
+}
