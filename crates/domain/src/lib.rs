@@ -9,6 +9,7 @@
 //! - [`account`], [`user`], [`session`]: aggregates — events, `apply`, decisions.
 
 pub mod account;
+pub mod apikey;
 pub mod email;
 pub mod events;
 pub mod ids;
@@ -16,6 +17,7 @@ pub mod password;
 pub mod scope;
 pub mod secret;
 pub mod session;
+pub mod signing;
 pub mod user;
 
 /// Everything a value or decision of the domain can refuse.

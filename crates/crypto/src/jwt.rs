@@ -1,0 +1,300 @@
+//! Access tokens: JWTs with `typ: at+jwt`, `alg: EdDSA` and a `kid`, verified
+//! strictly (RFC 8725): EdDSA only, `typ` checked, `iss`/`aud`/`exp`/`nbf`
+//! required, unknown `kid` refused; `jku`, `x5u` and `jwk` headers are never used.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::CryptoError;
+use crate::keys::Signer;
+
+/// The JWT `typ` of access tokens (RFC 9068).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Longest token the verifier will parse.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Claims of an access token (DESIGN §1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// User id (user tokens) or key id (SDK tokens).
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    /// Account id.
+    pub acc: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Refresh family (session) of user tokens; absent on SDK tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// Signs `claims` with `signer`.
+pub fn sign(claims: &AccessClaims, signer: &Signer) -> Result<String, CryptoError> {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
+    header.kid = Some(signer.kid.clone());
+    jsonwebtoken::encode(&header, claims, &signer.key)
+        .map_err(|e| CryptoError::Signing(e.to_string()))
+}
+
+/// Why a token was refused; `reason` is the stable machine-readable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    #[error("the token is not an access token")]
+    WrongType,
+    #[error("the token was signed by an unknown key")]
+    UnknownSigningKey,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token was issued by someone else")]
+    WrongIssuer,
+    #[error("the token is for another audience")]
+    WrongAudience,
+}
+
+impl TokenError {
+    /// The `google.rpc.ErrorInfo.reason` of this failure.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Malformed | Self::WrongType => "CREDENTIAL_MALFORMED",
+            Self::AlgorithmNotAllowed | Self::BadSignature => "BAD_SIGNATURE",
+            Self::UnknownSigningKey => "UNKNOWN_SIGNING_KEY",
+            Self::Expired => "TOKEN_EXPIRED",
+            Self::NotYetValid => "TOKEN_NOT_YET_VALID",
+            Self::WrongIssuer => "WRONG_ISSUER",
+            Self::WrongAudience => "WRONG_AUDIENCE",
+        }
+    }
+}
+
+/// Verifies access tokens against a set of published keys.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    keys: HashMap<String, DecodingKey>,
+    issuer: String,
+    audience: String,
+    leeway_secs: u64,
+}
+
+impl TokenVerifier {
+    pub fn new(issuer: &str, audience: &str, leeway_secs: u64) -> Self {
+        Self {
+            keys: HashMap::new(),
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            leeway_secs,
+        }
+    }
+
+    /// Adds (or replaces) a published key.
+    pub fn insert_key(&mut self, kid: &str, public_key: &str) -> Result<(), CryptoError> {
+        self.keys
+            .insert(kid.to_string(), crate::keys::decoding_key(public_key)?);
+        Ok(())
+    }
+
+    /// Drops a key that is no longer published.
+    pub fn remove_key(&mut self, kid: &str) {
+        self.keys.remove(kid);
+    }
+
+    /// Verifies `token` for `audience` (or the configured one).
+    pub fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
+                || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenError::WrongType);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(TokenError::UnknownSigningKey)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.algorithms = vec![Algorithm::EdDSA];
+        validation.leeway = self.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[audience.unwrap_or(&self.audience)]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    TokenError::BadSignature
+                }
+                _ => TokenError::Malformed,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+    use crate::keys::generate;
+    use crate::master::MasterKey;
+
+    fn setup() -> (Signer, TokenVerifier, MasterKey) {
+        let master = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        let key = generate(&master).unwrap();
+        let signer = Signer::unseal(&master, &key.kid, &key.sealed_private_key).unwrap();
+        let mut verifier = TokenVerifier::new("https://gatehouse.test", "api", 5);
+        verifier.insert_key(&key.kid, &key.public_key).unwrap();
+        (signer, verifier, master)
+    }
+
+    fn claims(now: i64) -> AccessClaims {
+        AccessClaims {
+            iss: "https://gatehouse.test".into(),
+            sub: "user-1".into(),
+            aud: "api".into(),
+            exp: now + 900,
+            iat: now,
+            nbf: now,
+            jti: "j1".into(),
+            acc: "acc-1".into(),
+            scope: "keys:read".into(),
+            sid: Some("s1".into()),
+        }
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    #[test]
+    fn a_signed_token_verifies_and_carries_its_claims() {
+        let (signer, verifier, _) = setup();
+        let token = sign(&claims(now()), &signer).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(signer.kid.as_str()));
+        assert_eq!(verifier.verify(&token, None).unwrap().scope, "keys:read");
+    }
+
+    #[test]
+    fn hostile_tokens_are_refused_with_their_reason() {
+        let (signer, verifier, _) = setup();
+        let t = now();
+        let expired = AccessClaims {
+            exp: t - 60,
+            iat: t - 960,
+            nbf: t - 960,
+            ..claims(t)
+        };
+        assert_eq!(
+            verifier.verify(&sign(&expired, &signer).unwrap(), None),
+            Err(TokenError::Expired)
+        );
+        let future = AccessClaims {
+            nbf: t + 600,
+            ..claims(t)
+        };
+        assert_eq!(
+            verifier.verify(&sign(&future, &signer).unwrap(), None),
+            Err(TokenError::NotYetValid)
+        );
+        let foreign = AccessClaims {
+            iss: "https://evil.test".into(),
+            ..claims(t)
+        };
+        assert_eq!(
+            verifier.verify(&sign(&foreign, &signer).unwrap(), None),
+            Err(TokenError::WrongIssuer)
+        );
+        let other_aud = AccessClaims {
+            aud: "other".into(),
+            ..claims(t)
+        };
+        assert_eq!(
+            verifier.verify(&sign(&other_aud, &signer).unwrap(), None),
+            Err(TokenError::WrongAudience)
+        );
+
+        // Signed by a key the verifier does not know.
+        let (stranger, _, _) = setup();
+        assert_eq!(
+            verifier.verify(&sign(&claims(t), &stranger).unwrap(), None),
+            Err(TokenError::UnknownSigningKey)
+        );
+        // Edited payload: the signature no longer matches.
+        let token = sign(&claims(t), &signer).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged_payload = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&AccessClaims {
+                scope: "platform:admin".into(),
+                ..claims(t)
+            })
+            .unwrap(),
+        );
+        let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+        assert_eq!(
+            verifier.verify(&forged, None),
+            Err(TokenError::BadSignature)
+        );
+        // alg: none.
+        let none_header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#,
+            signer.kid
+        ));
+        let none = format!("{none_header}.{}.", parts[1]);
+        assert!(matches!(
+            verifier.verify(&none, None),
+            Err(TokenError::Malformed | TokenError::AlgorithmNotAllowed)
+        ));
+        // HS256 "signed" with the public key.
+        let mut hs_header = Header::new(Algorithm::HS256);
+        hs_header.typ = Some("at+jwt".into());
+        hs_header.kid = Some(signer.kid.clone());
+        let hs = jsonwebtoken::encode(
+            &hs_header,
+            &claims(t),
+            &jsonwebtoken::EncodingKey::from_secret(b"public"),
+        )
+        .unwrap();
+        assert_eq!(
+            verifier.verify(&hs, None),
+            Err(TokenError::AlgorithmNotAllowed)
+        );
+        // Garbage and huge input.
+        assert_eq!(verifier.verify("garbage", None), Err(TokenError::Malformed));
+        assert_eq!(
+            verifier.verify(&"a".repeat(1 << 20), None),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(verifier.verify("", None), Err(TokenError::Malformed));
+    }
+}

@@ -1,0 +1,155 @@
+//! The master key that seals signing keys at rest.
+//!
+//! From `GATEHOUSE_MASTER_KEY` (32 bytes, base64) or a key file. The embedded
+//! default creates the file (mode 0600) on first start; every issuer sharing a
+//! Postgres must be given the same key.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::CryptoError;
+
+/// An AES-256-GCM key. `Debug` prints nothing of it.
+pub struct MasterKey {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(…)")
+    }
+}
+
+impl MasterKey {
+    /// From 32 bytes, base64-encoded.
+    pub fn from_base64(encoded: &str) -> Result<Self, CryptoError> {
+        let bytes = STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| CryptoError::MasterKey("not valid base64".into()))?;
+        Self::from_bytes(&bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        if bytes.len() != 32 {
+            return Err(CryptoError::MasterKey(format!(
+                "must be 32 bytes, got {}",
+                bytes.len()
+            )));
+        }
+        let key = UnboundKey::new(&AES_256_GCM, bytes)
+            .map_err(|_| CryptoError::MasterKey("rejected".into()))?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+        })
+    }
+
+    /// A new random key, base64-encoded (for `GATEHOUSE_MASTER_KEY`).
+    pub fn generate_base64() -> Result<String, CryptoError> {
+        Ok(STANDARD.encode(crate::random::bytes::<32>()?))
+    }
+
+    /// Reads the key file, or creates it (0600) if it does not exist. Returns
+    /// whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), CryptoError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok((Self::from_base64(&text)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| CryptoError::MasterKey(e.to_string()))?;
+                }
+                let encoded = Self::generate_base64()?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(path).map_err(|e| {
+                    CryptoError::MasterKey(format!("cannot create {}: {e}", path.display()))
+                })?;
+                file.write_all(encoded.as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| CryptoError::MasterKey(e.to_string()))?;
+                Ok((Self::from_base64(&encoded)?, true))
+            }
+            Err(e) => Err(CryptoError::MasterKey(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Encrypts `plaintext`, bound to `context` (e.g. the kid): base64 of
+    /// nonce ‖ ciphertext ‖ tag.
+    pub fn seal(&self, plaintext: &[u8], context: &str) -> Result<String, CryptoError> {
+        let nonce_bytes: [u8; NONCE_LEN] = crate::random::bytes()?;
+        let mut in_out = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(context.as_bytes()),
+                &mut in_out,
+            )
+            .map_err(|_| CryptoError::KeyGeneration)?;
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&in_out);
+        Ok(STANDARD.encode(out))
+    }
+
+    /// Decrypts what [`MasterKey::seal`] produced with the same `context`.
+    pub fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>, CryptoError> {
+        let bytes = STANDARD.decode(sealed).map_err(|_| CryptoError::Unseal)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(CryptoError::Unseal);
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
+        let mut in_out = ciphertext.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut in_out)
+            .map_err(|_| CryptoError::Unseal)?;
+        Ok(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_material_opens_only_with_the_same_key_and_context() {
+        let key = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        let sealed = key.seal(b"private", "kid-1").unwrap();
+        assert!(!sealed.contains("private"));
+        assert_eq!(key.open(&sealed, "kid-1").unwrap(), b"private");
+        assert!(key.open(&sealed, "kid-2").is_err());
+        let other = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
+        assert!(other.open(&sealed, "kid-1").is_err());
+        assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
+        assert_eq!(format!("{key:?}"), "MasterKey(…)");
+    }
+
+    #[test]
+    fn the_key_file_is_created_private_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/master.key");
+        let (first, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let (second, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        let sealed = first.seal(b"x", "c").unwrap();
+        assert_eq!(second.open(&sealed, "c").unwrap(), b"x");
+    }
+}
