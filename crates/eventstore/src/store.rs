@@ -276,6 +276,51 @@ impl EventStore {
         Ok(result)
     }
 
+    /// Appends to several streams in one transaction: all or nothing. Each
+    /// stream's expectation is checked as in [`EventStore::append`]; one
+    /// failure writes nothing (e.g. a user and the claim on their username).
+    pub async fn append_all(
+        &self,
+        batches: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        if batches.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let batches = batches
+            .into_iter()
+            .map(|(stream, expected, events)| Ok((stream, expected, validate(events)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut results = Vec::with_capacity(batches.len());
+        match &self.inner.backend {
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(APPEND_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                for (stream, expected, events) in &batches {
+                    results.push(insert_events(&mut tx, stream, *expected, events).await?);
+                }
+                let last = results.iter().map(|r| r.last_position).max().unwrap_or(0);
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(NOTIFY_CHANNEL)
+                    .bind(last.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Backend::Sqlite { writer, .. } => {
+                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                for (stream, expected, events) in &batches {
+                    results.push(insert_events(&mut tx, stream, *expected, events).await?);
+                }
+                tx.commit().await?;
+            }
+        }
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(results)
+    }
+
     /// Every event of one stream, in version order.
     pub async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!("{SELECT_EVENT} WHERE stream_id = $1 ORDER BY stream_version");

@@ -239,3 +239,32 @@ pub async fn events_cannot_be_updated_or_deleted(h: Harness) {
         "Thing.v1"
     );
 }
+
+pub async fn append_all_is_all_or_nothing_across_streams(h: Harness) {
+    let user = stream("user-1");
+    let claim = stream("username-abc");
+    h.store.append(&claim, ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    let before = everything(&h).await;
+    // The claim exists already: the user must not be written either.
+    let result = h
+        .store
+        .append_all(vec![
+            (user.clone(), ExpectedVersion::NoStream, vec![event(1)]),
+            (claim.clone(), ExpectedVersion::NoStream, vec![event(2)]),
+        ])
+        .await;
+    assert!(matches!(result, Err(StoreError::WrongExpectedVersion { .. })), "{result:?}");
+    assert_eq!(everything(&h).await, before);
+
+    let other = stream("username-def");
+    let results = h
+        .store
+        .append_all(vec![
+            (user.clone(), ExpectedVersion::NoStream, vec![event(1)]),
+            (other, ExpectedVersion::NoStream, vec![event(2)]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.iter().map(|r| r.stream_version).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(h.store.read_stream(&user).await.unwrap().len(), 1);
+}

@@ -35,6 +35,7 @@ conformance!(
     append::racing_writers_on_one_stream_exactly_one_wins,
     append::bad_appends_return_typed_errors_and_write_nothing,
     append::events_cannot_be_updated_or_deleted,
+    append::append_all_is_all_or_nothing_across_streams,
     subscription::concurrent_writers_and_a_live_subscriber_see_every_event_once_in_order,
     subscription::subscriptions_start_where_asked_and_refuse_unknown_positions,
     subscription::a_subscriber_in_another_process_is_woken_by_appends,
