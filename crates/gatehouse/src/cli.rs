@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use gatehouse_server::telemetry::LogFormat;
-use gatehouse_server::{DatabaseArgs, Role, ServeArgs};
+use gatehouse_server::{DatabaseArgs, IssuerArgs, Role, ServeArgs};
 
 /// Gatehouse: an event-sourced authentication service.
 #[derive(Debug, Parser)]
@@ -40,6 +40,38 @@ pub enum Command {
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
+    },
+    /// Create the first account, its owner and an admin API key; prints them
+    /// as JSON once. The password comes from GATEHOUSE_BOOTSTRAP_PASSWORD or
+    /// standard input, never a flag.
+    Bootstrap {
+        /// Name of the first account.
+        #[arg(long, env = "GATEHOUSE_BOOTSTRAP_ACCOUNT", default_value = "default")]
+        account_name: String,
+        /// The owner's email address.
+        #[arg(long, env = "GATEHOUSE_BOOTSTRAP_USERNAME")]
+        username: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        issuer: IssuerArgs,
+    },
+    /// Operate on signing keys.
+    SigningKeys {
+        #[command(subcommand)]
+        command: SigningKeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SigningKeysCommand {
+    /// Publish a new signing key now; it signs after the publish lead, and the
+    /// current key stays published until its last token expires.
+    Rotate {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        issuer: IssuerArgs,
     },
 }
 

@@ -4,12 +4,14 @@
 //! - [`telemetry`]: the `tracing` subscriber;
 //! - [`startup`]: [`Application`] — open the store, migrate, bind, serve
 //!   `gatehouse.v1`, `grpc.health.v1` and reflection until shutdown;
-//! - [`services`]: the gRPC service implementations.
+//! - [`issuer`]: building the issuer (master key, hasher, keyring);
+//! - [`services`]: the gRPC services not yet implemented.
 
+pub mod issuer;
 pub mod services;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
 
-pub use settings::{DatabaseArgs, Role, ServeArgs};
+pub use settings::{DatabaseArgs, IssuerArgs, Role, ServeArgs};
 pub use startup::{Application, StartupError, shutdown_signal};

@@ -83,7 +83,79 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+
     /// Longest a graceful shutdown waits for in-flight calls (seconds).
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+}
+
+/// How the issuer mints tokens and keys.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IssuerArgs {
+    /// `iss` of every token.
+    #[arg(
+        long = "issuer-url",
+        env = "GATEHOUSE_ISSUER",
+        default_value = "gatehouse"
+    )]
+    pub issuer: String,
+
+    /// `aud` of every token (and the audience `Verify` checks by default).
+    #[arg(long, env = "GATEHOUSE_AUDIENCE", default_value = "gatehouse")]
+    pub audience: String,
+
+    /// Access token lifetime of user logins (seconds).
+    #[arg(long, env = "GATEHOUSE_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+
+    /// Refresh token lifetime (seconds); renewed by every rotation.
+    #[arg(long, env = "GATEHOUSE_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+
+    /// `wc` in `wc_live_…` and `wc_rt_…`.
+    #[arg(long, env = "GATEHOUSE_KEY_PREFIX", default_value = "wc")]
+    pub key_prefix: String,
+
+    /// `live` in `wc_live_…`.
+    #[arg(long, env = "GATEHOUSE_KEY_ENVIRONMENT", default_value = "live")]
+    pub key_environment: String,
+
+    /// Master key sealing signing keys: 32 bytes, base64. Required on Postgres
+    /// (every issuer needs the same one); the embedded default creates a file.
+    #[arg(long, env = "GATEHOUSE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// File holding the master key (created, mode 0600, if missing).
+    #[arg(long, env = "GATEHOUSE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Failed logins per username before delays start.
+    #[arg(long, env = "GATEHOUSE_LOGIN_FREE_ATTEMPTS", default_value_t = 5)]
+    pub login_free_attempts: u32,
+
+    /// Failed logins per client address before delays start.
+    #[arg(
+        long,
+        env = "GATEHOUSE_LOGIN_FREE_ATTEMPTS_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub login_free_attempts_per_address: u32,
+
+    /// First throttle delay (milliseconds); doubles per further failure, up to 15 min.
+    #[arg(long, env = "GATEHOUSE_LOGIN_BASE_DELAY_MS", default_value_t = 1000)]
+    pub login_base_delay_ms: u64,
+
+    /// How long a rotated-in signing key is published before it signs (seconds).
+    #[arg(
+        long,
+        env = "GATEHOUSE_SIGNING_KEY_PUBLISH_LEAD_SECS",
+        default_value_t = 300
+    )]
+    pub signing_key_publish_lead_secs: u64,
+
+    /// Most argon2 hashes at once (default: the number of cores).
+    #[arg(long, env = "GATEHOUSE_MAX_PARALLEL_HASHES")]
+    pub max_parallel_hashes: Option<usize>,
 }

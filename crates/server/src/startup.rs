@@ -16,7 +16,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use crate::services::{Accounts, Audit, Auth, Keys, Verifier};
+use gatehouse_issuer::grpc::{AccountsGrpc, AuthGrpc};
+
+use crate::services::{Audit, Keys, Verifier};
+use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};
 
 /// Why the server could not start or stopped with an error.
@@ -32,6 +35,8 @@ pub enum StartupError {
     },
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -43,6 +48,8 @@ pub struct Application {
     store: EventStore,
     role: Role,
     shutdown_grace: Duration,
+    database: DatabaseArgs,
+    issuer_args: IssuerArgs,
 }
 
 impl Application {
@@ -69,6 +76,8 @@ impl Application {
             store,
             role,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+            database: args.database.clone(),
+            issuer_args: args.issuer.clone(),
         })
     }
 
@@ -89,6 +98,8 @@ impl Application {
             store,
             role,
             shutdown_grace,
+            database,
+            issuer_args,
         } = self;
         let stop = CancellationToken::new();
 
@@ -107,16 +118,16 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         if role.issues() {
+            let issuer =
+                crate::issuer::build(&store, &database, &issuer_args, Some(stop.clone())).await?;
             router = router
-                .add_service(AuthServiceServer::new(Auth {
-                    store: store.clone(),
+                .add_service(AuthServiceServer::new(AuthGrpc {
+                    issuer: issuer.clone(),
                 }))
                 .add_service(KeyServiceServer::new(Keys {
                     store: store.clone(),
                 }))
-                .add_service(AccountServiceServer::new(Accounts {
-                    store: store.clone(),
-                }))
+                .add_service(AccountServiceServer::new(AccountsGrpc { issuer }))
                 .add_service(AuditServiceServer::new(Audit {
                     store: store.clone(),
                 }));

@@ -243,7 +243,10 @@ pub async fn events_cannot_be_updated_or_deleted(h: Harness) {
 pub async fn append_all_is_all_or_nothing_across_streams(h: Harness) {
     let user = stream("user-1");
     let claim = stream("username-abc");
-    h.store.append(&claim, ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    h.store
+        .append(&claim, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
     let before = everything(&h).await;
     // The claim exists already: the user must not be written either.
     let result = h
@@ -253,7 +256,10 @@ pub async fn append_all_is_all_or_nothing_across_streams(h: Harness) {
             (claim.clone(), ExpectedVersion::NoStream, vec![event(2)]),
         ])
         .await;
-    assert!(matches!(result, Err(StoreError::WrongExpectedVersion { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::WrongExpectedVersion { .. })),
+        "{result:?}"
+    );
     assert_eq!(everything(&h).await, before);
 
     let other = stream("username-def");
@@ -265,6 +271,9 @@ pub async fn append_all_is_all_or_nothing_across_streams(h: Harness) {
         ])
         .await
         .unwrap();
-    assert_eq!(results.iter().map(|r| r.stream_version).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(
+        results.iter().map(|r| r.stream_version).collect::<Vec<_>>(),
+        [1, 1]
+    );
     assert_eq!(h.store.read_stream(&user).await.unwrap().len(), 1);
 }

@@ -2,6 +2,7 @@
 //! gRPC clients. One test binary, so linking happens once.
 
 mod cli;
+mod issuer;
 mod serve;
 
 /// Path of the binary under test, built by cargo for these tests.

@@ -2,7 +2,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use gatehouse_api::v1::{
-    LoginRequest, VerifyRequest, auth_service_client::AuthServiceClient,
+    GetJwksRequest, ListApiKeysRequest, LoginRequest, VerifyRequest,
+    auth_service_client::AuthServiceClient, key_service_client::KeyServiceClient,
     verifier_service_client::VerifierServiceClient,
 };
 use gatehouse_testkit::Gatehouse;
@@ -82,7 +83,17 @@ async fn serve_with_no_configuration_is_healthy_and_lists_the_five_services() {
         "embedded database not created"
     );
 
-    // An RPC whose issue has not landed answers UNIMPLEMENTED, not a panic.
+    // The embedded default keeps its master key beside the database, private.
+    let master = cwd.path().join("gatehouse-data/master.key");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&master)
+            .expect("master key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Login answers (here: an unknown user), JWKS publishes the first key.
     let mut auth = AuthServiceClient::new(server.channel().await);
     let status = auth
         .login(LoginRequest {
@@ -90,7 +101,16 @@ async fn serve_with_no_configuration_is_healthy_and_lists_the_five_services() {
             password: "x".into(),
         })
         .await
-        .expect_err("login is not implemented yet");
+        .expect_err("nobody is bootstrapped");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let jwks = auth.get_jwks(GetJwksRequest {}).await.unwrap().into_inner();
+    assert_eq!(jwks.keys.len(), 1);
+    // An RPC whose issue has not landed answers UNIMPLEMENTED, not a panic.
+    let mut keys = KeyServiceClient::new(server.channel().await);
+    let status = keys
+        .list_api_keys(ListApiKeysRequest::default())
+        .await
+        .expect_err("keys are not implemented yet");
     assert_eq!(status.code(), tonic::Code::Unimplemented);
 
     let logs_before_stop = server.logs();

@@ -1,0 +1,670 @@
+//! The issuer end to end: bootstrap, login, refresh rotation and reuse,
+//! logout, SDK exchange, throttling, tenancy, JWKS and signing-key rotation —
+//! through the real binary and real gRPC clients, on Postgres and SQLite.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::account_service_client::AccountServiceClient;
+use gatehouse_api::v1::auth_service_client::AuthServiceClient;
+use gatehouse_testkit::Gatehouse;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt as _;
+
+use crate::BIN;
+
+const MASTER_KEY: &str = "q9gI8yYHkC1bJ8m0m3xqk2Yw8p3X7Zl9cH0vV4r2sT8=";
+const OWNER: &str = "owner@example.com";
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Env {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn postgres() -> Env {
+    Env {
+        url: gatehouse_testkit::fresh_database().await,
+        _dir: None,
+    }
+}
+
+fn sqlite() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    Env {
+        url: format!("sqlite:{}", dir.path().join("g.db").display()),
+        _dir: Some(dir),
+    }
+}
+
+fn reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
+
+async fn bootstrap(env: &Env) -> serde_json::Value {
+    let output = tokio::process::Command::new(BIN)
+        .args(["bootstrap", "--username", OWNER, "--database-url", &env.url])
+        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
+        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("shown once"));
+    serde_json::from_slice(&output.stdout).expect("bootstrap prints JSON")
+}
+
+async fn serve(env: &Env) -> Gatehouse {
+    Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            "--database-url",
+            &env.url,
+            "--login-free-attempts",
+            "3",
+            "--signing-key-publish-lead-secs",
+            "0",
+        ],
+        &[
+            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
+        ],
+    )
+    .await
+}
+
+async fn login(
+    auth: &mut AuthServiceClient<tonic::transport::Channel>,
+    password: &str,
+) -> Result<pb::LoginResponse, Status> {
+    auth.login(pb::LoginRequest {
+        username: OWNER.into(),
+        password: password.into(),
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+async fn refresh(
+    auth: &mut AuthServiceClient<tonic::transport::Channel>,
+    token: &str,
+) -> Result<pb::RefreshResponse, Status> {
+    auth.refresh(pb::RefreshRequest {
+        refresh_token: token.into(),
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+/// Verifies a JWT against a JWKS with ed25519-dalek, not the library that signed it.
+fn verify_with_jwks(token: &str, jwks: &pb::GetJwksResponse) -> serde_json::Value {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    let kid = header["kid"].as_str().unwrap();
+    let jwk = jwks
+        .keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .expect("kid is published in the JWKS");
+    assert_eq!(
+        (jwk.kty.as_str(), jwk.crv.as_str(), jwk.alg.as_str()),
+        ("OKP", "Ed25519", "EdDSA")
+    );
+    let public: [u8; 32] = URL_SAFE_NO_PAD.decode(&jwk.x).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public).unwrap();
+    let signature: [u8; 64] = URL_SAFE_NO_PAD
+        .decode(parts[2])
+        .unwrap()
+        .try_into()
+        .unwrap();
+    key.verify_strict(
+        format!("{}.{}", parts[0], parts[1]).as_bytes(),
+        &ed25519_dalek::Signature::from_bytes(&signature),
+    )
+    .expect("signature verifies against the JWKS");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
+}
+
+async fn event_log_text(env: &Env) -> String {
+    let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
+        .await
+        .unwrap();
+    let events = store.read_all(1, 10_000).await.unwrap();
+    events
+        .iter()
+        .map(|e| format!("{} {} {:?}", e.event_type, e.payload, e.metadata))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn full_flow(env: Env) {
+    let boot = bootstrap(&env).await;
+    for field in ["account_id", "user_id", "key_id", "secret"] {
+        assert!(
+            boot[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field} missing: {boot}"
+        );
+    }
+    let secret = boot["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("wc_live_"));
+    let events_after_bootstrap = event_log_text(&env).await;
+    // A second bootstrap fails clearly and writes nothing.
+    let again = tokio::process::Command::new(BIN)
+        .args([
+            "bootstrap",
+            "--username",
+            "other@example.com",
+            "--database-url",
+            &env.url,
+        ])
+        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
+        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already bootstrapped"));
+    assert_eq!(event_log_text(&env).await, events_after_bootstrap);
+
+    let server = serve(&env).await;
+    let mut auth = AuthServiceClient::new(server.channel().await);
+
+    // Login.
+    let session = login(&mut auth, PASSWORD).await.expect("owner logs in");
+    assert_eq!(session.token_type, "Bearer");
+    assert_eq!(session.expires_in, 900);
+    let account = session.account.clone().unwrap();
+    assert_eq!(account.username, OWNER);
+    assert_eq!(account.account_id, boot["account_id"].as_str().unwrap());
+    assert!(account.scopes.contains(&"platform:admin".to_string()));
+    assert!(session.refresh_token.starts_with("wc_rt_"));
+
+    // The access token verifies against the JWKS alone, with another library.
+    let jwks = auth
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let claims = verify_with_jwks(&session.access_token, &jwks);
+    assert_eq!(claims["sub"], account.user_id.as_str());
+    assert_eq!(claims["acc"], account.account_id.as_str());
+    for claim in ["iss", "aud", "exp", "iat", "nbf", "jti", "scope", "sid"] {
+        assert!(!claims[claim].is_null(), "claim {claim} missing: {claims}");
+    }
+
+    // Refresh rotates; the spent token revokes the family; then even the newest fails.
+    let first = refresh(&mut auth, &session.refresh_token)
+        .await
+        .expect("refresh rotates");
+    assert_ne!(first.refresh_token, session.refresh_token);
+    let second = refresh(&mut auth, &first.refresh_token)
+        .await
+        .expect("the new token refreshes");
+    let reuse = refresh(&mut auth, &session.refresh_token)
+        .await
+        .expect_err("a spent token is refused");
+    assert_eq!(reuse.code(), Code::Unauthenticated);
+    assert_eq!(reason(&reuse), "REFRESH_TOKEN_REUSED");
+    let newest = refresh(&mut auth, &second.refresh_token)
+        .await
+        .expect_err("the family is revoked");
+    assert_eq!(reason(&newest), "SESSION_REVOKED");
+    // The revoked session's access token no longer authorises admin calls.
+    let mut accounts = AccountServiceClient::new(server.channel().await);
+    let mut request = Request::new(pb::CreateAccountRequest {
+        name: "nope".into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", second.access_token).parse().unwrap(),
+    );
+    let denied = accounts
+        .create_account(request)
+        .await
+        .expect_err("revoked session");
+    assert_eq!(denied.code(), Code::Unauthenticated);
+
+    // Logout revokes the family.
+    let other = login(&mut auth, PASSWORD).await.unwrap();
+    auth.logout(pb::LogoutRequest {
+        refresh_token: other.refresh_token.clone(),
+    })
+    .await
+    .expect("logout");
+    let after_logout = refresh(&mut auth, &other.refresh_token)
+        .await
+        .expect_err("logged out");
+    assert_eq!(reason(&after_logout), "SESSION_REVOKED");
+    for garbage in ["", "wc_rt_garbage", &"x".repeat(100_000)] {
+        let status = refresh(&mut auth, garbage)
+            .await
+            .expect_err("garbage refresh token");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+
+    // SDK exchange.
+    let admin = login(&mut auth, PASSWORD).await.unwrap();
+    let exchanged = auth
+        .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+            account_id: boot["account_id"].as_str().unwrap().into(),
+            key_id: boot["key_id"].as_str().unwrap().into(),
+            key_secret: secret.clone(),
+        })
+        .await
+        .expect("sdk exchange")
+        .into_inner();
+    assert_eq!(
+        (exchanged.expires_in, exchanged.token_type.as_str()),
+        (3600, "Bearer")
+    );
+    let sdk_claims = verify_with_jwks(&exchanged.access_token, &jwks);
+    assert_eq!(sdk_claims["sub"], boot["key_id"]);
+    assert!(sdk_claims["scope"].as_str().unwrap().contains("keys:write"));
+    assert!(sdk_claims["sid"].is_null());
+
+    // A second account, created by the platform admin with its own owner.
+    let mut request = Request::new(pb::CreateAccountRequest {
+        name: "Beta".into(),
+        owner_username: "beta@example.com".into(),
+        owner_password: "another long password".into(),
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", admin.access_token).parse().unwrap(),
+    );
+    let beta = accounts
+        .create_account(request)
+        .await
+        .expect("create account")
+        .into_inner();
+    let beta_id = beta.account.unwrap().account_id;
+
+    let wrong_secret = {
+        let mut s = secret.clone();
+        s.replace_range(10..11, if &s[10..11] == "a" { "b" } else { "a" });
+        s
+    };
+    let cases = [
+        (
+            "wrong secret",
+            boot["account_id"].as_str().unwrap().to_string(),
+            wrong_secret,
+        ),
+        ("another account", beta_id.clone(), secret.clone()),
+        ("garbage", "x".into(), "y".into()),
+    ];
+    let mut messages = Vec::new();
+    for (what, account_id, key_secret) in cases {
+        let status = auth
+            .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+                account_id,
+                key_id: boot["key_id"].as_str().unwrap().into(),
+                key_secret,
+            })
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}");
+        messages.push(status.message().to_string());
+    }
+    assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
+
+    // Signing-key rotation: the JWKS gains the new key, old tokens still verify.
+    let rotated = tokio::process::Command::new(BIN)
+        .args([
+            "signing-keys",
+            "rotate",
+            "--signing-key-publish-lead-secs",
+            "0",
+            "--database-url",
+            &env.url,
+        ])
+        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let new_kid = serde_json::from_slice::<serde_json::Value>(&rotated.stdout).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut jwks_after = jwks.clone();
+    for _ in 0..50 {
+        jwks_after = auth
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if jwks_after.keys.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        jwks_after.keys.len(),
+        2,
+        "the rotated key reached the server's JWKS"
+    );
+    verify_with_jwks(&admin.access_token, &jwks_after);
+    let fresh = login(&mut auth, PASSWORD).await.unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(fresh.access_token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        header["kid"],
+        new_kid.as_str(),
+        "new tokens are signed by the new key"
+    );
+    verify_with_jwks(&fresh.access_token, &jwks_after);
+
+    // No password, refresh token or secret in the logs or the event log.
+    let logs = server.logs();
+    let events = event_log_text(&env).await;
+    let secrets = [
+        PASSWORD,
+        secret.as_str(),
+        session.refresh_token.as_str(),
+        first.refresh_token.as_str(),
+        other.refresh_token.as_str(),
+        "another long password",
+    ];
+    for secret in secrets {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+        assert!(!events.contains(secret), "a secret reached the event log");
+    }
+    assert!(events.contains("SessionRevoked.v1") && events.contains("refresh_token_reuse"));
+    assert!(events.contains("LoginSucceeded.v1") && events.contains("SigningKeyCreated.v1"));
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test]
+async fn issuer_flow_on_postgres() {
+    full_flow(postgres().await).await;
+}
+
+#[tokio::test]
+async fn issuer_flow_on_sqlite() {
+    full_flow(sqlite()).await;
+}
+
+#[tokio::test]
+async fn bad_logins_are_indistinguishable_and_throttled_then_lifted() {
+    let env = postgres().await;
+    bootstrap(&env).await;
+    let server = serve(&env).await;
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    let wrong = login(&mut auth, "wrong password!!")
+        .await
+        .expect_err("wrong password");
+    let unknown = auth
+        .login(pb::LoginRequest {
+            username: "nobody@example.com".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect_err("unknown user");
+    assert_eq!(
+        (wrong.code(), wrong.message()),
+        (unknown.code(), unknown.message())
+    );
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+
+    // 3 free failures are configured; two more were spent above on the owner
+    // (1) and nobody (1). Fail until throttled, in parallel: the counter is atomic.
+    let attempts = (0..6).map(|_| {
+        let mut auth = auth.clone();
+        tokio::spawn(async move {
+            login(&mut auth, "wrong password!!")
+                .await
+                .expect_err("wrong")
+        })
+    });
+    let attempts: Vec<_> = attempts.collect();
+    let mut throttled = 0;
+    for attempt in attempts {
+        let status = attempt.await.unwrap();
+        if status.code() == Code::ResourceExhausted {
+            throttled += 1;
+            assert_eq!(reason(&status), "LOGIN_THROTTLED");
+            let retry = status.get_details_retry_info().expect("retry hint");
+            assert!(retry.retry_delay.is_some());
+        }
+    }
+    assert!(
+        throttled >= 3,
+        "parallel guesses slipped past the throttle: {throttled} of 6 throttled"
+    );
+    // Even the right password waits out the delay...
+    let locked = login(&mut auth, PASSWORD)
+        .await
+        .expect_err("still throttled");
+    assert_eq!(locked.code(), Code::ResourceExhausted);
+    // ...and the throttle lifts after it.
+    let mut lifted = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match login(&mut auth, PASSWORD).await {
+            Ok(ok) => {
+                lifted = Some(ok);
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted),
+        }
+    }
+    assert!(lifted.is_some(), "the throttle never lifted");
+}
+
+#[tokio::test]
+async fn users_are_created_only_within_the_callers_account_and_scopes() {
+    let env = postgres().await;
+    let boot = bootstrap(&env).await;
+    let server = serve(&env).await;
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    let owner = login(&mut auth, PASSWORD).await.unwrap();
+    let mut accounts = AccountServiceClient::new(server.channel().await);
+    let account_id = boot["account_id"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {}", owner.access_token);
+    let create = |account_id: String,
+                  username: &str,
+                  password: &str,
+                  scopes: &[&str],
+                  bearer: Option<&str>| {
+        let mut request = Request::new(pb::CreateUserRequest {
+            account_id,
+            username: username.into(),
+            password: password.into(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        });
+        if let Some(bearer) = bearer {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.parse().unwrap());
+        }
+        request
+    };
+
+    let user = accounts
+        .create_user(create(
+            account_id.clone(),
+            "dev@example.com",
+            "a long enough password",
+            &["keys:read"],
+            Some(&bearer),
+        ))
+        .await
+        .expect("create user")
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(user.scopes, ["keys:read"]);
+    let dev = auth
+        .login(pb::LoginRequest {
+            username: "DEV@example.com".into(),
+            password: "a long enough password".into(),
+        })
+        .await
+        .expect("new user logs in at once (case-insensitive username)");
+    let dev_bearer = format!("Bearer {}", dev.into_inner().access_token);
+
+    let cases: Vec<(&str, Request<pb::CreateUserRequest>, Code)> = vec![
+        (
+            "no bearer",
+            create(
+                account_id.clone(),
+                "x@example.com",
+                "a long enough password",
+                &[],
+                None,
+            ),
+            Code::Unauthenticated,
+        ),
+        (
+            "garbage bearer",
+            create(
+                account_id.clone(),
+                "x@example.com",
+                "a long enough password",
+                &[],
+                Some("Bearer abc"),
+            ),
+            Code::Unauthenticated,
+        ),
+        (
+            "lacks users:write",
+            create(
+                account_id.clone(),
+                "x@example.com",
+                "a long enough password",
+                &[],
+                Some(&dev_bearer),
+            ),
+            Code::PermissionDenied,
+        ),
+        (
+            "escalation",
+            create(
+                account_id.clone(),
+                "x@example.com",
+                "a long enough password",
+                &["orders:write"],
+                Some(&bearer),
+            ),
+            Code::PermissionDenied,
+        ),
+        (
+            "another account",
+            create(
+                uuid_like(),
+                "x@example.com",
+                "a long enough password",
+                &[],
+                Some(&bearer),
+            ),
+            Code::PermissionDenied,
+        ),
+        (
+            "short password",
+            create(
+                account_id.clone(),
+                "x@example.com",
+                "short",
+                &[],
+                Some(&bearer),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            "huge password",
+            create(
+                account_id.clone(),
+                "x@example.com",
+                &"p".repeat(1 << 20),
+                &[],
+                Some(&bearer),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            "bad email",
+            create(
+                account_id.clone(),
+                "not-an-email",
+                "a long enough password",
+                &[],
+                Some(&bearer),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            "bad scope",
+            create(
+                account_id.clone(),
+                "x@example.com",
+                "a long enough password",
+                &["Bad Scope"],
+                Some(&bearer),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            "malformed account",
+            create(
+                "nope".into(),
+                "x@example.com",
+                "a long enough password",
+                &[],
+                Some(&bearer),
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            "taken username",
+            create(
+                account_id.clone(),
+                "dev@example.com",
+                "a long enough password",
+                &[],
+                Some(&bearer),
+            ),
+            Code::AlreadyExists,
+        ),
+    ];
+    let before = event_log_text(&env).await;
+    for (what, request, code) in cases {
+        let status = accounts.create_user(request).await.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+    }
+    assert_eq!(
+        event_log_text(&env).await,
+        before,
+        "failed calls must write nothing"
+    );
+}
+
+fn uuid_like() -> String {
+    "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b".into()
+}

@@ -1,0 +1,215 @@
+//! The gRPC face of the issuer: `AuthService` and `AccountService`.
+
+use gatehouse_api::v1 as pb;
+use gatehouse_domain::ids::AccountId;
+use gatehouse_domain::scope::Scopes;
+use prost_types::Timestamp;
+use tonic::{Request, Response, Status};
+
+use crate::error::IssuerError;
+use crate::issuer::{CallContext, Issuer};
+
+/// The bearer token of the `authorization` metadata, if any.
+pub fn bearer<T>(request: &Request<T>) -> Option<String> {
+    let value = request.metadata().get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Client address and request id of a call.
+pub fn context<T>(request: &Request<T>) -> CallContext {
+    CallContext {
+        client_address: request.remote_addr().map(|a| a.ip().to_string()),
+        request_id: request
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect()),
+    }
+}
+
+fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn user_pb(user: &gatehouse_domain::user::User) -> pb::User {
+    pb::User {
+        user_id: user.id.to_string(),
+        account_id: user.account_id.to_string(),
+        username: user.username.to_string(),
+        scopes: user.scopes.to_vec(),
+        created_at: Some(timestamp(user.created_at)),
+    }
+}
+
+/// `gatehouse.v1.AuthService`.
+#[derive(Clone)]
+pub struct AuthGrpc {
+    pub issuer: Issuer,
+}
+
+#[tonic::async_trait]
+impl pb::auth_service_server::AuthService for AuthGrpc {
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let ctx = context(&request);
+        let pb::LoginRequest { username, password } = request.into_inner();
+        let result = self.issuer.login(&username, password, &ctx).await?;
+        Ok(Response::new(pb::LoginResponse {
+            access_token: result.tokens.access_token,
+            refresh_token: result.tokens.refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: result.tokens.expires_in,
+            refresh_expires_in: result.tokens.refresh_expires_in,
+            account: Some(pb::AccountInfo {
+                account_id: result.user.account_id.to_string(),
+                user_id: result.user.id.to_string(),
+                username: result.user.username.to_string(),
+                scopes: result.user.scopes.to_vec(),
+            }),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn refresh(
+        &self,
+        request: Request<pb::RefreshRequest>,
+    ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let ctx = context(&request);
+        let tokens = self
+            .issuer
+            .refresh(&request.into_inner().refresh_token, &ctx)
+            .await?;
+        Ok(Response::new(pb::RefreshResponse {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: tokens.expires_in,
+            refresh_expires_in: tokens.refresh_expires_in,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn exchange_sdk_token(
+        &self,
+        request: Request<pb::ExchangeSdkTokenRequest>,
+    ) -> Result<Response<pb::ExchangeSdkTokenResponse>, Status> {
+        let r = request.into_inner();
+        let (access_token, expires_in) = self
+            .issuer
+            .exchange_sdk_token(&r.account_id, &r.key_id, &r.key_secret)
+            .await?;
+        Ok(Response::new(pb::ExchangeSdkTokenResponse {
+            access_token,
+            expires_in,
+            token_type: "Bearer".into(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let ctx = context(&request);
+        self.issuer
+            .logout(&request.into_inner().refresh_token, &ctx)
+            .await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let keys = self
+            .issuer
+            .keyring()
+            .published(chrono::Utc::now())
+            .into_iter()
+            .map(|(kid, x)| pb::Jwk {
+                kty: "OKP".into(),
+                crv: "Ed25519".into(),
+                x,
+                kid,
+                alg: "EdDSA".into(),
+                r#use: "sig".into(),
+            })
+            .collect();
+        Ok(Response::new(pb::GetJwksResponse { keys }))
+    }
+}
+
+/// `gatehouse.v1.AccountService`.
+#[derive(Clone)]
+pub struct AccountsGrpc {
+    pub issuer: Issuer,
+}
+
+#[tonic::async_trait]
+impl pb::account_service_server::AccountService for AccountsGrpc {
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn create_account(
+        &self,
+        request: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::CreateAccountResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let owner =
+            (!r.owner_username.is_empty()).then_some((r.owner_username.as_str(), r.owner_password));
+        let (account, owner) = self
+            .issuer
+            .create_account(&principal, &r.name, owner, &ctx)
+            .await?;
+        Ok(Response::new(pb::CreateAccountResponse {
+            account: Some(pb::Account {
+                account_id: account.id.to_string(),
+                name: account.name,
+                created_at: Some(timestamp(account.created_at)),
+            }),
+            owner: owner.as_ref().map(user_pb),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let account_id = AccountId::parse(&r.account_id).map_err(IssuerError::from)?;
+        let scopes = Scopes::parse(&r.scopes).map_err(IssuerError::from)?;
+        let user = self
+            .issuer
+            .create_user(
+                &principal,
+                account_id,
+                &r.username,
+                r.password,
+                scopes,
+                &ctx,
+            )
+            .await?;
+        Ok(Response::new(pb::CreateUserResponse {
+            user: Some(user_pb(&user)),
+        }))
+    }
+}

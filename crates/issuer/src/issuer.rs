@@ -1,0 +1,757 @@
+//! The issuer's operations, transport-free: each takes parsed input and the
+//! caller's context and returns a result or an [`IssuerError`].
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gatehouse_crypto::jwt::{AccessClaims, sign};
+use gatehouse_crypto::password::PasswordHasher;
+use gatehouse_crypto::random;
+use gatehouse_domain::account::{Account, AccountEvent};
+use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+use gatehouse_domain::email::Email;
+use gatehouse_domain::ids::{AccountId, KeyId, SessionId, UserId};
+use gatehouse_domain::password::{check_new_password, plausible_login_password};
+use gatehouse_domain::scope::{self, Scopes};
+use gatehouse_domain::secret::{SecretHash, hint};
+use gatehouse_domain::session::{RefreshDecision, Session, SessionError, SessionEvent};
+use gatehouse_domain::user::{
+    LoginEvent, LoginFailed, LoginFailure, LoginSucceeded, User, UserCreated, UserEvent,
+    UsernameClaimed, UsernameEvent, login_stream, username_stream,
+};
+use gatehouse_eventstore::{EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use uuid::Uuid;
+
+use crate::error::IssuerError;
+use crate::keyring::LiveKeyring;
+use crate::settings::IssuerSettings;
+use crate::throttle::Throttle;
+
+/// Who is calling and from where, for event metadata and throttling.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub client_address: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A verified bearer of an admin call.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account_id: AccountId,
+    /// User id or key id.
+    pub subject: String,
+    pub scopes: Scopes,
+}
+
+impl Principal {
+    /// Checks that the principal holds `scope` on `account`. Another account's
+    /// credential gets `PERMISSION_DENIED`, exactly like a missing scope, so the
+    /// answer does not reveal whether the account exists.
+    pub fn require(&self, scope: &str, account: AccountId) -> Result<(), IssuerError> {
+        if self.account_id == account && self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(IssuerError::PermissionDenied {
+                scope: scope.to_string(),
+            })
+        }
+    }
+}
+
+/// Tokens handed out by login and refresh.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+}
+
+/// What login returns.
+#[derive(Debug, Clone)]
+pub struct LoginResult {
+    pub tokens: TokenPair,
+    pub user: User,
+}
+
+/// What bootstrap prints, once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Bootstrapped {
+    pub account_id: String,
+    pub user_id: String,
+    pub key_id: String,
+    pub secret: String,
+}
+
+/// The issuer.
+#[derive(Clone)]
+pub struct Issuer {
+    store: EventStore,
+    hasher: PasswordHasher,
+    keyring: LiveKeyring,
+    throttle: Throttle,
+    settings: Arc<IssuerSettings>,
+}
+
+fn event(
+    parts: (&'static str, serde_json::Value),
+    ctx: &CallContext,
+    actor: Option<String>,
+) -> NewEvent {
+    let (event_type, payload) = parts;
+    NewEvent::new(event_type, payload).with_metadata(Metadata {
+        actor,
+        request_id: ctx.request_id.clone(),
+        client_address: ctx.client_address.clone(),
+        causation_id: None,
+    })
+}
+
+macro_rules! parts {
+    ($e:expr) => {
+        ($e.event_type(), $e.payload())
+    };
+}
+
+fn stream(id: String) -> Result<StreamId, IssuerError> {
+    Ok(StreamId::parse(id)?)
+}
+
+fn secs(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl Issuer {
+    pub fn new(
+        store: EventStore,
+        hasher: PasswordHasher,
+        keyring: LiveKeyring,
+        settings: IssuerSettings,
+    ) -> Self {
+        let throttle = Throttle::new(store.clone(), settings.throttle);
+        Self {
+            store,
+            hasher,
+            keyring,
+            throttle,
+            settings: Arc::new(settings),
+        }
+    }
+
+    pub fn settings(&self) -> &IssuerSettings {
+        &self.settings
+    }
+
+    pub fn keyring(&self) -> &LiveKeyring {
+        &self.keyring
+    }
+
+    async fn load<E>(
+        &self,
+        stream_id: &str,
+        decode: impl Fn(&str, &serde_json::Value) -> Result<Option<E>, gatehouse_domain::DomainError>,
+    ) -> Result<(Vec<E>, u64), IssuerError> {
+        let stream = stream(stream_id.to_string())?;
+        let recorded = self.store.read_stream(&stream).await?;
+        let version = recorded.last().map_or(0, |e| e.stream_version);
+        let mut events = Vec::with_capacity(recorded.len());
+        for e in &recorded {
+            if let Some(event) = decode(&e.event_type, &e.payload)
+                .map_err(|e| IssuerError::Internal(e.to_string()))?
+            {
+                events.push(event);
+            }
+        }
+        Ok((events, version))
+    }
+
+    async fn load_user_by_email(&self, email: &Email) -> Result<Option<User>, IssuerError> {
+        let (claims, _) = self
+            .load(&username_stream(email), UsernameEvent::decode)
+            .await?;
+        let Some(UsernameEvent::Claimed(claim)) = claims.first() else {
+            return Ok(None);
+        };
+        let (events, _) = self
+            .load(&claim.user_id.stream(), UserEvent::decode)
+            .await?;
+        Ok(User::fold(&events))
+    }
+
+    async fn account_exists(&self, account: AccountId) -> Result<bool, IssuerError> {
+        let (events, _) = self.load(&account.stream(), AccountEvent::decode).await?;
+        Ok(Account::fold(&events).is_some())
+    }
+
+    fn sign(&self, claims: &AccessClaims) -> Result<String, IssuerError> {
+        let signer = self
+            .keyring
+            .signer(Utc::now())
+            .ok_or_else(|| IssuerError::Internal("no signing key is active".into()))?;
+        Ok(sign(claims, &signer)?)
+    }
+
+    fn claims(
+        &self,
+        subject: String,
+        account: AccountId,
+        scopes: &Scopes,
+        session: Option<SessionId>,
+        ttl: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> AccessClaims {
+        AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: subject,
+            aud: self.settings.audience.clone(),
+            exp: now.timestamp() + secs(ttl),
+            iat: now.timestamp(),
+            nbf: now.timestamp(),
+            jti: Uuid::now_v7().to_string(),
+            acc: account.to_string(),
+            scope: scopes.to_claim(),
+            sid: session.map(|s| s.to_string()),
+        }
+    }
+
+    /// Verifies the bearer token of an admin call.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, IssuerError> {
+        let token = bearer.ok_or(IssuerError::Unauthenticated {
+            reason: "CREDENTIAL_MISSING",
+        })?;
+        let claims = self
+            .keyring
+            .verifier(Utc::now())
+            .verify(token, None)
+            .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
+        let malformed = IssuerError::Unauthenticated {
+            reason: "CREDENTIAL_MALFORMED",
+        };
+        let account_id = AccountId::parse(&claims.acc).map_err(|_| malformed)?;
+        let scopes =
+            Scopes::from_claim(&claims.scope).map_err(|_| IssuerError::Unauthenticated {
+                reason: "CREDENTIAL_MALFORMED",
+            })?;
+        // A user token dies with its session (logout, refresh-token reuse).
+        if let Some(sid) = claims.sid.as_deref() {
+            let session_id = SessionId::parse(sid).map_err(|_| IssuerError::Unauthenticated {
+                reason: "CREDENTIAL_MALFORMED",
+            })?;
+            let (events, _) = self
+                .load(&session_id.stream(), SessionEvent::decode)
+                .await?;
+            if Session::fold(&events).is_none_or(|s| s.revoked.is_some()) {
+                return Err(IssuerError::Unauthenticated {
+                    reason: "SESSION_REVOKED",
+                });
+            }
+        }
+        Ok(Principal {
+            account_id,
+            subject: claims.sub,
+            scopes,
+        })
+    }
+
+    /// Creates an account, and its owner if one is given. Needs `platform:admin`.
+    pub async fn create_account(
+        &self,
+        principal: &Principal,
+        name: &str,
+        owner: Option<(&str, String)>,
+        ctx: &CallContext,
+    ) -> Result<(Account, Option<User>), IssuerError> {
+        if !principal.scopes.contains(scope::PLATFORM_ADMIN) {
+            return Err(IssuerError::PermissionDenied {
+                scope: scope::PLATFORM_ADMIN.into(),
+            });
+        }
+        let now = Utc::now();
+        let account_id = AccountId::from_uuid(Uuid::now_v7());
+        let created = Account::create(account_id, name, now)?;
+        let actor = Some(principal.subject.clone());
+        let mut batches = vec![(
+            stream(account_id.stream())?,
+            ExpectedVersion::NoStream,
+            vec![event(parts!(created), ctx, actor.clone())],
+        )];
+        let mut owner_user = None;
+        if let Some((username, password)) = owner {
+            let scopes = Scopes::parse(&scope::OWNER_SCOPES)?;
+            let (user, user_batches) = self
+                .new_user(
+                    account_id,
+                    username,
+                    password,
+                    scopes,
+                    ctx,
+                    actor.clone(),
+                    now,
+                )
+                .await?;
+            batches.extend(user_batches);
+            owner_user = Some(user);
+        }
+        self.store
+            .append_all(batches)
+            .await
+            .map_err(username_taken)?;
+        let account = Account::fold([&created])
+            .ok_or_else(|| IssuerError::Internal("account fold".into()))?;
+        Ok((account, owner_user))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn new_user(
+        &self,
+        account_id: AccountId,
+        username: &str,
+        password: String,
+        scopes: Scopes,
+        ctx: &CallContext,
+        actor: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(User, Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>), IssuerError> {
+        let email = Email::parse(username)?;
+        check_new_password(&password)?;
+        let password_hash = self.hasher.hash(password).await?;
+        let user_id = UserId::from_uuid(Uuid::now_v7());
+        let created = UserEvent::Created(UserCreated {
+            user_id,
+            account_id,
+            username: email.clone(),
+            password_hash,
+            scopes,
+            created_at: now,
+        });
+        let claimed = UsernameEvent::Claimed(UsernameClaimed { user_id });
+        let user =
+            User::fold([&created]).ok_or_else(|| IssuerError::Internal("user fold".into()))?;
+        Ok((
+            user,
+            vec![
+                (
+                    stream(user_id.stream())?,
+                    ExpectedVersion::NoStream,
+                    vec![event(parts!(created), ctx, actor.clone())],
+                ),
+                (
+                    stream(username_stream(&email))?,
+                    ExpectedVersion::NoStream,
+                    vec![event(parts!(claimed), ctx, actor)],
+                ),
+            ],
+        ))
+    }
+
+    /// Creates a user in `account_id`. Needs `users:write` there, and cannot
+    /// grant a scope the caller does not hold.
+    pub async fn create_user(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        username: &str,
+        password: String,
+        scopes: Scopes,
+        ctx: &CallContext,
+    ) -> Result<User, IssuerError> {
+        principal.require(scope::USERS_WRITE, account_id)?;
+        if !principal.scopes.is_superset(&scopes) {
+            return Err(IssuerError::PermissionDenied {
+                scope: "every scope granted to the new user".into(),
+            });
+        }
+        if !self.account_exists(account_id).await? {
+            return Err(IssuerError::NotFound("account"));
+        }
+        let (user, batches) = self
+            .new_user(
+                account_id,
+                username,
+                password,
+                scopes,
+                ctx,
+                Some(principal.subject.clone()),
+                Utc::now(),
+            )
+            .await?;
+        self.store
+            .append_all(batches)
+            .await
+            .map_err(username_taken)?;
+        Ok(user)
+    }
+
+    /// Password login.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        ctx: &CallContext,
+    ) -> Result<LoginResult, IssuerError> {
+        let now = Utc::now();
+        let login_stream = stream(login_stream(username))?;
+        if let Err(error) = self
+            .throttle
+            .reserve(username, ctx.client_address.as_deref(), now)
+            .await
+        {
+            if matches!(error, IssuerError::Throttled { .. }) {
+                let failed = LoginEvent::Failed(LoginFailed {
+                    user_id: None,
+                    reason: LoginFailure::Throttled,
+                    at: now,
+                });
+                self.store
+                    .append(
+                        &login_stream,
+                        ExpectedVersion::Any,
+                        vec![event(parts!(failed), ctx, None)],
+                    )
+                    .await?;
+            }
+            return Err(error);
+        }
+        let user = match Email::parse(username) {
+            Ok(email) => self.load_user_by_email(&email).await?,
+            Err(_) => None,
+        };
+        // Always run argon2: against the user's hash, or the dummy one.
+        let password = if plausible_login_password(&password) {
+            password
+        } else {
+            String::new()
+        };
+        let matched = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await?;
+        let user = match (user, matched) {
+            (Some(user), true) => user,
+            (user, _) => {
+                let failed = LoginEvent::Failed(LoginFailed {
+                    user_id: user.map(|u| u.id),
+                    reason: LoginFailure::BadCredentials,
+                    at: now,
+                });
+                self.store
+                    .append(
+                        &login_stream,
+                        ExpectedVersion::Any,
+                        vec![event(parts!(failed), ctx, None)],
+                    )
+                    .await?;
+                return Err(IssuerError::BadCredentials);
+            }
+        };
+        self.throttle.succeeded(username).await?;
+
+        let session_id = SessionId::from_uuid(Uuid::now_v7());
+        let refresh_token = self
+            .settings
+            .key_format
+            .refresh_token(session_id, &random::bytes::<32>()?);
+        let refresh_ttl =
+            chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or_default();
+        let started = Session::start(
+            session_id,
+            user.id,
+            user.account_id,
+            user.scopes.clone(),
+            SecretHash::of(&refresh_token),
+            now,
+            refresh_ttl,
+        );
+        let succeeded = LoginEvent::Succeeded(LoginSucceeded {
+            user_id: user.id,
+            account_id: user.account_id,
+            session_id,
+            at: now,
+        });
+        let actor = Some(user.id.to_string());
+        self.store
+            .append_all(vec![
+                (
+                    stream(session_id.stream())?,
+                    ExpectedVersion::NoStream,
+                    vec![event(parts!(started), ctx, actor.clone())],
+                ),
+                (
+                    login_stream,
+                    ExpectedVersion::Any,
+                    vec![event(parts!(succeeded), ctx, actor)],
+                ),
+            ])
+            .await?;
+        let ttl = self.settings.access_token_ttl;
+        let access_token = self.sign(&self.claims(
+            user.id.to_string(),
+            user.account_id,
+            &user.scopes,
+            Some(session_id),
+            ttl,
+            now,
+        ))?;
+        Ok(LoginResult {
+            tokens: TokenPair {
+                access_token,
+                expires_in: secs(ttl),
+                refresh_token,
+                refresh_expires_in: secs(self.settings.refresh_token_ttl),
+            },
+            user,
+        })
+    }
+
+    async fn load_session(&self, token: &str) -> Result<(Session, u64), IssuerError> {
+        let invalid = IssuerError::InvalidRefreshToken {
+            reason: "REFRESH_TOKEN_INVALID",
+        };
+        let session_id = self
+            .settings
+            .key_format
+            .refresh_token_session(token)
+            .ok_or(invalid)?;
+        let (events, version) = self
+            .load(&session_id.stream(), SessionEvent::decode)
+            .await?;
+        let session = Session::fold(&events).ok_or(IssuerError::InvalidRefreshToken {
+            reason: "REFRESH_TOKEN_INVALID",
+        })?;
+        Ok((session, version))
+    }
+
+    /// Spends a refresh token for a new pair. A spent token revokes the family.
+    pub async fn refresh(&self, token: &str, ctx: &CallContext) -> Result<TokenPair, IssuerError> {
+        let (session, version) = self.load_session(token).await?;
+        let now = Utc::now();
+        let next = self
+            .settings
+            .key_format
+            .refresh_token(session.id, &random::bytes::<32>()?);
+        let refresh_ttl =
+            chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or_default();
+        let decision = session
+            .refresh(
+                &SecretHash::of(token),
+                SecretHash::of(&next),
+                now,
+                refresh_ttl,
+            )
+            .map_err(|e| IssuerError::InvalidRefreshToken {
+                reason: match e {
+                    SessionError::Revoked => "SESSION_REVOKED",
+                    SessionError::Expired => "REFRESH_TOKEN_EXPIRED",
+                    SessionError::UnknownToken => "REFRESH_TOKEN_INVALID",
+                },
+            })?;
+        let session_stream = stream(session.id.stream())?;
+        let actor = Some(session.user_id.to_string());
+        match decision {
+            RefreshDecision::Rotate(rotated) => {
+                // Expected version: a concurrent refresh with the same token
+                // loses here, and its token is then spent.
+                match self
+                    .store
+                    .append(
+                        &session_stream,
+                        ExpectedVersion::Exact(version),
+                        vec![event(parts!(rotated), ctx, actor)],
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(StoreError::WrongExpectedVersion { .. }) => {
+                        return Box::pin(self.refresh(token, ctx)).await;
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+                let ttl = self.settings.access_token_ttl;
+                let access_token = self.sign(&self.claims(
+                    session.user_id.to_string(),
+                    session.account_id,
+                    &session.scopes,
+                    Some(session.id),
+                    ttl,
+                    now,
+                ))?;
+                Ok(TokenPair {
+                    access_token,
+                    expires_in: secs(ttl),
+                    refresh_token: next,
+                    refresh_expires_in: secs(self.settings.refresh_token_ttl),
+                })
+            }
+            RefreshDecision::RevokeForReuse(revoked) => {
+                tracing::warn!(session = %session.id, "refresh token reuse: revoking the session");
+                match self
+                    .store
+                    .append(
+                        &session_stream,
+                        ExpectedVersion::Exact(version),
+                        vec![event(parts!(revoked), ctx, actor)],
+                    )
+                    .await
+                {
+                    Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => {}
+                    Err(other) => return Err(other.into()),
+                }
+                Err(IssuerError::InvalidRefreshToken {
+                    reason: "REFRESH_TOKEN_REUSED",
+                })
+            }
+        }
+    }
+
+    /// Revokes the family of `token`.
+    pub async fn logout(&self, token: &str, ctx: &CallContext) -> Result<(), IssuerError> {
+        let (session, version) = self.load_session(token).await?;
+        let decision = session
+            .logout(&SecretHash::of(token), Utc::now())
+            .map_err(|_| IssuerError::InvalidRefreshToken {
+                reason: "REFRESH_TOKEN_INVALID",
+            })?;
+        if let Some(revoked) = decision {
+            let actor = Some(session.user_id.to_string());
+            match self
+                .store
+                .append(
+                    &stream(session.id.stream())?,
+                    ExpectedVersion::Exact(version),
+                    vec![event(parts!(revoked), ctx, actor)],
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::WrongExpectedVersion { .. }) => {
+                    return Box::pin(self.logout(token, ctx)).await;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Exchanges an API key for a one-hour access token with the key's scopes.
+    pub async fn exchange_sdk_token(
+        &self,
+        account_id: &str,
+        key_id: &str,
+        secret: &str,
+    ) -> Result<(String, i64), IssuerError> {
+        let invalid = || IssuerError::InvalidKeyCredentials;
+        let account_id = AccountId::parse(account_id).map_err(|_| invalid())?;
+        let key_id = KeyId::parse(key_id).map_err(|_| invalid())?;
+        if !self.settings.key_format.is_api_key_secret(secret) {
+            return Err(invalid());
+        }
+        let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+        let key = ApiKey::fold(&events).ok_or_else(invalid)?;
+        let now = Utc::now();
+        key.authenticate(&SecretHash::of(secret), now)
+            .map_err(|_| invalid())?;
+        if key.account_id != account_id {
+            return Err(invalid());
+        }
+        let ttl = self.settings.sdk_token_ttl;
+        let token = self.sign(&self.claims(
+            key.id.to_string(),
+            key.account_id,
+            &key.scopes,
+            None,
+            ttl,
+            now,
+        ))?;
+        Ok((token, secs(ttl)))
+    }
+
+    /// Creates the first account, its owner and an admin key, once.
+    pub async fn bootstrap(
+        &self,
+        account_name: &str,
+        username: &str,
+        password: String,
+    ) -> Result<Bootstrapped, IssuerError> {
+        let ctx = CallContext::default();
+        let now = Utc::now();
+        let actor = Some("bootstrap".to_string());
+        let account_id = AccountId::from_uuid(Uuid::now_v7());
+        let account = Account::create(account_id, account_name, now)?;
+        let mut scopes: Vec<&str> = scope::OWNER_SCOPES.to_vec();
+        scopes.push(scope::PLATFORM_ADMIN);
+        let scopes = Scopes::parse(&scopes)?;
+        let (user, user_batches) = self
+            .new_user(
+                account_id,
+                username,
+                password,
+                scopes.clone(),
+                &ctx,
+                actor.clone(),
+                now,
+            )
+            .await?;
+        let key_id = KeyId::from_uuid(Uuid::now_v7());
+        let secret = self
+            .settings
+            .key_format
+            .api_key_secret(&random::bytes::<24>()?);
+        let key = ApiKey::create(
+            key_id,
+            account_id,
+            "bootstrap admin",
+            scopes,
+            SecretHash::of(&secret),
+            hint(&secret),
+            None,
+            now,
+        )?;
+        let marker = NewEvent::new(
+            "Bootstrapped.v1",
+            serde_json::json!({ "account_id": account_id, "at": now }),
+        );
+        let mut batches = vec![
+            (
+                stream("bootstrap".into())?,
+                ExpectedVersion::NoStream,
+                vec![marker],
+            ),
+            (
+                stream(account_id.stream())?,
+                ExpectedVersion::NoStream,
+                vec![event(parts!(account), &ctx, actor.clone())],
+            ),
+            (
+                stream(key_id.stream())?,
+                ExpectedVersion::NoStream,
+                vec![event(parts!(key), &ctx, actor)],
+            ),
+        ];
+        batches.extend(user_batches);
+        match self.store.append_all(batches).await {
+            Ok(_) => {}
+            Err(StoreError::WrongExpectedVersion { stream, .. }) if stream == "bootstrap" => {
+                return Err(IssuerError::FailedPrecondition(
+                    "Gatehouse is already bootstrapped; nothing was written".into(),
+                ));
+            }
+            Err(other) => return Err(username_taken(other)),
+        }
+        Ok(Bootstrapped {
+            account_id: account_id.to_string(),
+            user_id: user.id.to_string(),
+            key_id: key_id.to_string(),
+            secret,
+        })
+    }
+}
+
+/// A conflict on a `username-…` claim means the address is taken.
+fn username_taken(error: StoreError) -> IssuerError {
+    match error {
+        StoreError::WrongExpectedVersion { ref stream, .. } if stream.starts_with("username-") => {
+            IssuerError::AlreadyExists("a user with this username")
+        }
+        other => other.into(),
+    }
+}

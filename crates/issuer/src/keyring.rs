@@ -1,0 +1,226 @@
+//! The issuer's live view of the signing keys: folded from the
+//! `signingkey-<kid>` streams at start-up and kept current by a subscription,
+//! so a rotation made by `gatehouse signing-keys rotate` (another process)
+//! takes effect here without a restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use gatehouse_crypto::jwt::TokenVerifier;
+use gatehouse_crypto::keys::{Signer, generate};
+use gatehouse_crypto::master::MasterKey;
+use gatehouse_domain::signing::{Keyring, SigningKeyCreated, SigningKeyEvent};
+use gatehouse_eventstore::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+
+use crate::error::IssuerError;
+
+struct State {
+    ring: Keyring,
+    signers: HashMap<String, Signer>,
+}
+
+/// Shared, cheaply cloned keyring.
+#[derive(Clone)]
+pub struct LiveKeyring {
+    state: Arc<RwLock<State>>,
+    master: Arc<MasterKey>,
+    issuer: String,
+    audience: String,
+    leeway_secs: u64,
+}
+
+impl LiveKeyring {
+    pub fn new(master: Arc<MasterKey>, issuer: &str, audience: &str, leeway_secs: u64) -> Self {
+        Self {
+            state: Arc::new(RwLock::new(State {
+                ring: Keyring::default(),
+                signers: HashMap::new(),
+            })),
+            master,
+            issuer: issuer.to_string(),
+            audience: audience.to_string(),
+            leeway_secs,
+        }
+    }
+
+    /// Folds one logged event in, if it is a signing-key event.
+    pub fn observe(&self, event: &RecordedEvent) {
+        let Ok(Some(event)) = SigningKeyEvent::decode(&event.event_type, &event.payload) else {
+            return;
+        };
+        let Ok(mut state) = self.state.write() else {
+            return;
+        };
+        if let SigningKeyEvent::Created(created) = &event {
+            match Signer::unseal(&self.master, &created.kid, &created.sealed_private_key) {
+                Ok(signer) => {
+                    state.signers.insert(created.kid.clone(), signer);
+                }
+                Err(error) => {
+                    tracing::error!(kid = %created.kid, %error, "cannot unseal signing key")
+                }
+            }
+        }
+        state.ring.apply(&event);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.read().map(|s| s.ring.is_empty()).unwrap_or(true)
+    }
+
+    /// The signer for `now`.
+    pub fn signer(&self, now: DateTime<Utc>) -> Option<Signer> {
+        let state = self.state.read().ok()?;
+        let kid = state.ring.signer(now)?.kid().to_string();
+        state.signers.get(&kid).cloned()
+    }
+
+    /// `(kid, x)` of every key published at `now`.
+    pub fn published(&self, now: DateTime<Utc>) -> Vec<(String, String)> {
+        self.state
+            .read()
+            .map(|s| {
+                s.ring
+                    .published(now)
+                    .map(|k| (k.kid().to_string(), k.created.public_key.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A token verifier over the keys published at `now`.
+    pub fn verifier(&self, now: DateTime<Utc>) -> TokenVerifier {
+        let mut verifier = TokenVerifier::new(&self.issuer, &self.audience, self.leeway_secs);
+        for (kid, x) in self.published(now) {
+            if let Err(error) = verifier.insert_key(&kid, &x) {
+                tracing::error!(%kid, %error, "unusable published key");
+            }
+        }
+        verifier
+    }
+
+    /// Reads the whole log once (start-up).
+    pub async fn load(&self, store: &EventStore) -> Result<u64, IssuerError> {
+        let mut next = 1;
+        loop {
+            let batch = store.read_all(next, 5_000).await?;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            for event in &batch {
+                self.observe(event);
+            }
+            next = last + 1;
+        }
+        Ok(next)
+    }
+
+    /// Creates the first key if there is none.
+    pub async fn ensure_key(
+        &self,
+        store: &EventStore,
+        now: DateTime<Utc>,
+    ) -> Result<(), IssuerError> {
+        if !self.is_empty() {
+            return Ok(());
+        }
+        let generated = generate(&self.master)?;
+        let created = SigningKeyCreated {
+            kid: generated.kid.clone(),
+            public_key: generated.public_key,
+            sealed_private_key: generated.sealed_private_key,
+            created_at: now,
+            activates_at: now,
+        };
+        let event = SigningKeyEvent::Created(created);
+        append(store, &generated.kid, vec![event.clone()]).await?;
+        tracing::info!(kid = %generated.kid, "created the first signing key");
+        self.observe_domain(&event);
+        Ok(())
+    }
+
+    /// Rotates: a new key that signs after `publish_lead`, the current ones
+    /// retired then and published for `max_token_ttl` more.
+    pub async fn rotate(
+        &self,
+        store: &EventStore,
+        now: DateTime<Utc>,
+        publish_lead: chrono::Duration,
+        max_token_ttl: chrono::Duration,
+    ) -> Result<SigningKeyCreated, IssuerError> {
+        let generated = generate(&self.master)?;
+        let next = SigningKeyCreated {
+            kid: generated.kid.clone(),
+            public_key: generated.public_key,
+            sealed_private_key: generated.sealed_private_key,
+            created_at: now,
+            activates_at: now,
+        };
+        let events = self
+            .state
+            .read()
+            .map_err(|_| IssuerError::Internal("keyring lock poisoned".into()))?
+            .ring
+            .rotate(next, now, publish_lead, max_token_ttl);
+        let mut batches = Vec::new();
+        let mut created = None;
+        for event in &events {
+            let kid = match event {
+                SigningKeyEvent::Created(c) => {
+                    created = Some(c.clone());
+                    c.kid.clone()
+                }
+                SigningKeyEvent::Retired(r) => r.kid.clone(),
+            };
+            let stream = StreamId::parse(format!("signingkey-{kid}"))?;
+            let expected = if matches!(event, SigningKeyEvent::Created(_)) {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(1)
+            };
+            batches.push((
+                stream,
+                expected,
+                vec![NewEvent::new(event.event_type(), event.payload())],
+            ));
+        }
+        store.append_all(batches).await?;
+        for event in &events {
+            self.observe_domain(event);
+        }
+        created.ok_or_else(|| IssuerError::Internal("rotation created no key".into()))
+    }
+
+    fn observe_domain(&self, event: &SigningKeyEvent) {
+        let recorded = RecordedEvent {
+            position: 0,
+            stream_id: match StreamId::parse("signingkey-local") {
+                Ok(id) => id,
+                Err(_) => return,
+            },
+            stream_version: 0,
+            event_type: event.event_type().to_string(),
+            payload: event.payload(),
+            metadata: Default::default(),
+            occurred_at: Utc::now(),
+        };
+        self.observe(&recorded);
+    }
+}
+
+async fn append(
+    store: &EventStore,
+    kid: &str,
+    events: Vec<SigningKeyEvent>,
+) -> Result<(), IssuerError> {
+    let stream = StreamId::parse(format!("signingkey-{kid}"))?;
+    let events = events
+        .iter()
+        .map(|e| NewEvent::new(e.event_type(), e.payload()))
+        .collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The Gatehouse issuer.
+//!
+//! - [`issuer`]: [`Issuer`] — accounts, users, login, refresh rotation with
+//!   reuse detection, logout, SDK-token exchange, bootstrap;
+//! - [`keyring`]: the live signing keyring (JWKS, signer, rotation);
+//! - [`throttle`]: the database-backed login throttle;
+//! - [`grpc`]: `AuthService` and `AccountService` over tonic;
+//! - [`error`]: [`IssuerError`] and its one mapping to `tonic::Status`;
+//! - [`settings`]: token lifetimes, issuer/audience, throttle settings.
+
+pub mod error;
+pub mod grpc;
+pub mod issuer;
+pub mod keyring;
+pub mod settings;
+pub mod throttle;
+
+pub use error::IssuerError;
+pub use issuer::{Bootstrapped, CallContext, Issuer, Principal};
+pub use keyring::LiveKeyring;
+pub use settings::{IssuerSettings, ThrottleSettings};

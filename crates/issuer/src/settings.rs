@@ -1,0 +1,52 @@
+//! Issuer settings (flags and `GATEHOUSE_*` variables, see the binary).
+
+use std::time::Duration;
+
+use gatehouse_domain::secret::KeyFormat;
+
+/// How tokens are minted and logins throttled.
+#[derive(Debug, Clone)]
+pub struct IssuerSettings {
+    /// `iss` of every token.
+    pub issuer: String,
+    /// `aud` of every token.
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub sdk_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Clock skew tolerated when verifying bearer tokens.
+    pub leeway: Duration,
+    /// `wc` / `live` of `wc_live_…` secrets and `wc_rt_…` refresh tokens.
+    pub key_format: KeyFormat,
+    pub throttle: ThrottleSettings,
+    /// How long a new signing key is published before it signs.
+    pub signing_key_publish_lead: Duration,
+    /// Most argon2 hashes at once.
+    pub max_parallel_hashes: usize,
+}
+
+/// Growing delays after repeated login failures.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleSettings {
+    /// Failures per username before delays start.
+    pub free_per_username: u32,
+    /// Failures per client address before delays start.
+    pub free_per_address: u32,
+    /// First delay; doubles with every further failure.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// A counter untouched this long starts again from zero.
+    pub window: Duration,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            free_per_username: 5,
+            free_per_address: 20,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
+            window: Duration::from_secs(3600),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Building the issuer from settings: master key, password hasher, keyring.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_crypto::master::MasterKey;
+use gatehouse_crypto::password::PasswordHasher;
+use gatehouse_domain::secret::KeyFormat;
+use gatehouse_eventstore::EventStore;
+use gatehouse_issuer::{Issuer, IssuerSettings, LiveKeyring, ThrottleSettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::{DatabaseArgs, IssuerArgs};
+use crate::startup::StartupError;
+
+/// Resolves the master key: the variable, the file, or (embedded default
+/// only) `<data-dir>/master.key`, created on first start.
+pub fn master_key(database: &DatabaseArgs, args: &IssuerArgs) -> Result<MasterKey, StartupError> {
+    let config = |e: gatehouse_crypto::CryptoError| StartupError::Config(e.to_string());
+    if let Some(encoded) = args.master_key.as_deref().filter(|k| !k.trim().is_empty()) {
+        return MasterKey::from_base64(encoded).map_err(config);
+    }
+    let path = match (&args.master_key_file, database.url().starts_with("sqlite:")) {
+        (Some(path), _) => path.clone(),
+        (None, true) => database.data_dir.join("master.key"),
+        (None, false) => {
+            return Err(StartupError::Config(
+                "an issuer on Postgres needs GATEHOUSE_MASTER_KEY (32 bytes, base64, the same for every issuer; \
+                 e.g. `openssl rand -base64 32`) or --master-key-file"
+                    .into(),
+            ));
+        }
+    };
+    let (key, created) = MasterKey::load_or_create(&path).map_err(config)?;
+    if created {
+        tracing::warn!(path = %path.display(), "created a new master key file (mode 0600); back it up: signing keys cannot be unsealed without it");
+    }
+    Ok(key)
+}
+
+/// Builds the issuer, loads the signing keys and creates the first one if
+/// needed. With `follow`, a task keeps the keyring current until cancelled.
+pub async fn build(
+    store: &EventStore,
+    database: &DatabaseArgs,
+    args: &IssuerArgs,
+    follow: Option<CancellationToken>,
+) -> Result<Issuer, StartupError> {
+    let config =
+        |what: &str, e: &dyn std::fmt::Display| StartupError::Config(format!("{what}: {e}"));
+    let key_format = KeyFormat::new(&args.key_prefix, &args.key_environment)
+        .map_err(|e| config("key format", &e))?;
+    let master = Arc::new(master_key(database, args)?);
+    let parallel = args
+        .max_parallel_hashes
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let hasher = PasswordHasher::new(parallel).map_err(|e| config("password hasher", &e))?;
+    let settings = IssuerSettings {
+        issuer: args.issuer.clone(),
+        audience: args.audience.clone(),
+        access_token_ttl: Duration::from_secs(args.access_token_ttl_secs.clamp(1, 24 * 3600)),
+        sdk_token_ttl: Duration::from_secs(3600),
+        refresh_token_ttl: Duration::from_secs(
+            args.refresh_token_ttl_secs.clamp(60, 365 * 24 * 3600),
+        ),
+        leeway: Duration::from_secs(30),
+        key_format,
+        throttle: ThrottleSettings {
+            free_per_username: args.login_free_attempts,
+            free_per_address: args.login_free_attempts_per_address,
+            base_delay: Duration::from_millis(args.login_base_delay_ms.max(1)),
+            ..ThrottleSettings::default()
+        },
+        signing_key_publish_lead: Duration::from_secs(args.signing_key_publish_lead_secs),
+        max_parallel_hashes: parallel,
+    };
+    let keyring = LiveKeyring::new(
+        master,
+        &settings.issuer,
+        &settings.audience,
+        settings.leeway.as_secs(),
+    );
+    let next = keyring
+        .load(store)
+        .await
+        .map_err(|e| config("loading signing keys", &e))?;
+    keyring
+        .ensure_key(store, chrono::Utc::now())
+        .await
+        .map_err(|e| config("creating the first signing key", &e))?;
+    if let Some(stop) = follow {
+        let mut subscription = store.subscribe(next).await?;
+        let keyring = keyring.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    event = subscription.next() => match event {
+                        Some(event) => keyring.observe(&event),
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
+    Ok(Issuer::new(store.clone(), hasher, keyring, settings))
+}
