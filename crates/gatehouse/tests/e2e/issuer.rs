@@ -323,6 +323,42 @@ async fn full_flow(env: Env) {
         assert_eq!(status.code(), Code::Unauthenticated, "{what}");
         messages.push(status.message().to_string());
     }
+    // A revoked key: the event RevokeApiKey appends, written to the log here.
+    let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
+        .await
+        .unwrap();
+    let key_id = gatehouse_domain::ids::KeyId::parse(boot["key_id"].as_str().unwrap()).unwrap();
+    let account =
+        gatehouse_domain::ids::AccountId::parse(boot["account_id"].as_str().unwrap()).unwrap();
+    let revoked =
+        gatehouse_domain::apikey::ApiKeyEvent::Revoked(gatehouse_domain::apikey::ApiKeyRevoked {
+            key_id,
+            account_id: account,
+            reason: "test".into(),
+            revoked_at: chrono::Utc::now(),
+        });
+    store
+        .append(
+            &gatehouse_eventstore::StreamId::parse(key_id.stream()).unwrap(),
+            gatehouse_eventstore::ExpectedVersion::Exact(1),
+            vec![gatehouse_eventstore::NewEvent::new(
+                revoked.event_type(),
+                revoked.payload(),
+            )],
+        )
+        .await
+        .unwrap();
+    let status = auth
+        .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+            account_id: boot["account_id"].as_str().unwrap().into(),
+            key_id: boot["key_id"].as_str().unwrap().into(),
+            key_secret: secret.clone(),
+        })
+        .await
+        .expect_err("a revoked key is refused");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    messages.push(status.message().to_string());
+    assert_eq!(messages.len(), 4);
     assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
 
     // Signing-key rotation: the JWKS gains the new key, old tokens still verify.
@@ -412,8 +448,16 @@ async fn issuer_flow_on_sqlite() {
 }
 
 #[tokio::test]
-async fn bad_logins_are_indistinguishable_and_throttled_then_lifted() {
-    let env = postgres().await;
+async fn bad_logins_are_indistinguishable_and_throttled_then_lifted_on_postgres() {
+    throttle_flow(postgres().await).await;
+}
+
+#[tokio::test]
+async fn bad_logins_are_indistinguishable_and_throttled_then_lifted_on_sqlite() {
+    throttle_flow(sqlite()).await;
+}
+
+async fn throttle_flow(env: Env) {
     bootstrap(&env).await;
     let server = serve(&env).await;
     let mut auth = AuthServiceClient::new(server.channel().await);
