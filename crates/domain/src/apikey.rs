@@ -1,6 +1,14 @@
-//! API keys: scoped, hashed at rest, shown once.
+//! API keys: scoped, hashed at rest, shown once; rotated with a grace period,
+//! revoked, expired.
+//!
+//! A key has one current secret and at most one previous secret, valid until
+//! `valid_until`. The cut-off is decided here from the clock, so a verifier
+//! rejects the old secret from `valid_until` on whether or not the scheduler
+//! has written `GracePeriodExpired.v1` yet. Rotating again during a grace period
+//! ends the earlier grace at once (one `GracePeriodExpired.v1` per rotation,
+//! always).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
@@ -11,6 +19,12 @@ use crate::secret::SecretHash;
 
 /// Longest key name.
 pub const MAX_NAME_CHARS: usize = 100;
+/// Longest revocation reason.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Grace period when the caller gives none.
+pub const DEFAULT_GRACE: Duration = Duration::hours(24);
+/// Longest grace period accepted.
+pub const MAX_GRACE: Duration = Duration::days(30);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyCreated {
@@ -26,6 +40,29 @@ pub struct ApiKeyCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRotated {
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    /// 1 for the first rotation of the key, then 2, …
+    pub rotation: u32,
+    pub secret_hash: SecretHash,
+    pub hint: String,
+    /// The secret replaced; accepted until `previous_valid_until`.
+    pub previous_hash: SecretHash,
+    pub previous_valid_until: DateTime<Utc>,
+    pub rotated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GracePeriodExpired {
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    /// The rotation whose grace ended.
+    pub rotation: u32,
+    pub expired_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyRevoked {
     pub key_id: KeyId,
     pub account_id: AccountId,
@@ -33,23 +70,86 @@ pub struct ApiKeyRevoked {
     pub revoked_at: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyExpired {
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    pub expired_at: DateTime<Utc>,
+}
+
 domain_events!(
     /// Events of the `apikey-<id>` stream.
     ApiKeyEvent {
         Created(ApiKeyCreated) = "ApiKeyCreated.v1",
+        Rotated(ApiKeyRotated) = "ApiKeyRotated.v1",
+        GraceExpired(GracePeriodExpired) = "GracePeriodExpired.v1",
         Revoked(ApiKeyRevoked) = "ApiKeyRevoked.v1",
+        Expired(ApiKeyExpired) = "ApiKeyExpired.v1",
     }
 );
 
-/// Why a presented key secret is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretIssued {
+    pub key_id: KeyId,
+}
+
+domain_events!(
+    /// Events of the `apikeyhash-<sha256>` stream: which key a secret belongs
+    /// to, so a secret presented as a bearer finds its key without a read model.
+    SecretIndexEvent {
+        Issued(SecretIssued) = "ApiKeySecretIssued.v1",
+    }
+);
+
+/// The stream that maps a secret's hash to its key.
+pub fn secret_stream(hash: &SecretHash) -> String {
+    format!("apikeyhash-{}", hash.as_str())
+}
+
+/// Why a presented key secret or a command is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("the key was revoked")]
     Revoked,
     #[error("the key expired")]
     Expired,
+    #[error("the secret was rotated and its grace period is over")]
+    Rotated,
     #[error("the secret does not match the key")]
     WrongSecret,
+}
+
+impl KeyError {
+    /// The `google.rpc.ErrorInfo.reason` of this failure.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Revoked => "KEY_REVOKED",
+            Self::Expired => "KEY_EXPIRED",
+            Self::Rotated => "KEY_ROTATED",
+            Self::WrongSecret => "KEY_UNKNOWN",
+        }
+    }
+}
+
+/// What a key's listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Active,
+    /// A previous secret is inside its grace period.
+    Rotating,
+    Revoked,
+    Expired,
+}
+
+/// The previous secret of a rotation still in (or past) its grace period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousSecret {
+    pub rotation: u32,
+    hash: SecretHash,
+    pub valid_until: DateTime<Utc>,
+    /// Whether `GracePeriodExpired.v1` has been written for it.
+    pub expiry_recorded: bool,
 }
 
 /// A key as folded from its stream.
@@ -61,9 +161,33 @@ pub struct ApiKey {
     pub scopes: Scopes,
     pub hint: String,
     secret_hash: SecretHash,
+    pub previous: Option<PreviousSecret>,
+    pub rotations: u32,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub expiry_recorded: bool,
+}
+
+fn check_text(
+    what: &'static str,
+    text: &str,
+    max: usize,
+    allow_empty: bool,
+) -> Result<String, DomainError> {
+    let text = text.trim();
+    if (!allow_empty && text.is_empty())
+        || text.chars().count() > max
+        || text.chars().any(char::is_control)
+    {
+        let min = if allow_empty { 0 } else { 1 };
+        return Err(DomainError::invalid(
+            what,
+            format!("{min} to {max} printable characters"),
+        ));
+    }
+    Ok(text.to_string())
 }
 
 impl ApiKey {
@@ -79,14 +203,11 @@ impl ApiKey {
         expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<ApiKeyEvent, DomainError> {
-        let name = name.trim();
-        if name.is_empty()
-            || name.chars().count() > MAX_NAME_CHARS
-            || name.chars().any(char::is_control)
-        {
+        let name = check_text("name", name, MAX_NAME_CHARS, false)?;
+        if scopes.is_empty() {
             return Err(DomainError::invalid(
-                "name",
-                format!("1 to {MAX_NAME_CHARS} printable characters"),
+                "scopes",
+                "a key needs at least one scope",
             ));
         }
         if expires_at.is_some_and(|at| at <= now) {
@@ -95,7 +216,7 @@ impl ApiKey {
         Ok(ApiKeyEvent::Created(ApiKeyCreated {
             key_id: id,
             account_id,
-            name: name.to_string(),
+            name,
             scopes,
             secret_hash,
             hint,
@@ -116,23 +237,68 @@ impl ApiKey {
                         scopes: e.scopes.clone(),
                         hint: e.hint.clone(),
                         secret_hash: e.secret_hash.clone(),
+                        previous: None,
+                        rotations: 0,
                         expires_at: e.expires_at,
                         created_at: e.created_at,
+                        rotated_at: None,
                         revoked_at: None,
+                        expiry_recorded: false,
                     })
                 }
+                (ApiKeyEvent::Rotated(e), Some(k)) => {
+                    k.secret_hash = e.secret_hash.clone();
+                    k.hint = e.hint.clone();
+                    k.rotations = e.rotation;
+                    k.rotated_at = Some(e.rotated_at);
+                    k.previous = Some(PreviousSecret {
+                        rotation: e.rotation,
+                        hash: e.previous_hash.clone(),
+                        valid_until: e.previous_valid_until,
+                        expiry_recorded: false,
+                    });
+                }
+                (ApiKeyEvent::GraceExpired(e), Some(k)) => {
+                    if let Some(previous) = k.previous.as_mut().filter(|p| p.rotation == e.rotation)
+                    {
+                        previous.expiry_recorded = true;
+                    }
+                }
                 (ApiKeyEvent::Revoked(e), Some(k)) => k.revoked_at = Some(e.revoked_at),
+                (ApiKeyEvent::Expired(_), Some(k)) => k.expiry_recorded = true,
                 (_, None) => {}
             }
         }
         key
     }
 
-    /// Decides whether `presented` (the hash of a presented secret) is a valid
-    /// secret of this key at `now`. The secret is checked first, so a wrong
-    /// secret learns nothing about the key's state.
+    /// The state shown in listings at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> KeyState {
+        if self.revoked_at.is_some() {
+            KeyState::Revoked
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            KeyState::Expired
+        } else if self.previous.as_ref().is_some_and(|p| now < p.valid_until) {
+            KeyState::Rotating
+        } else {
+            KeyState::Active
+        }
+    }
+
+    /// When the previous secret stops being accepted, while it still is.
+    pub fn previous_valid_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.previous
+            .as_ref()
+            .map(|p| p.valid_until)
+            .filter(|until| now < *until)
+    }
+
+    /// Whether `presented` is a valid secret of this key at `now`. The secret is
+    /// matched first, so a wrong secret learns nothing of the key's state.
     pub fn authenticate(&self, presented: &SecretHash, now: DateTime<Utc>) -> Result<(), KeyError> {
-        if !self.secret_hash.matches(presented) {
+        let current = self.secret_hash.matches(presented);
+        let previous = self.previous.as_ref().filter(|p| p.hash.matches(presented));
+        if !current && previous.is_none() {
             return Err(KeyError::WrongSecret);
         }
         if self.revoked_at.is_some() {
@@ -141,56 +307,270 @@ impl ApiKey {
         if self.expires_at.is_some_and(|at| now >= at) {
             return Err(KeyError::Expired);
         }
+        match previous {
+            Some(p) if !current && now >= p.valid_until => Err(KeyError::Rotated),
+            _ => Ok(()),
+        }
+    }
+
+    fn usable(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
+        if self.revoked_at.is_some() {
+            return Err(KeyError::Revoked);
+        }
+        if self.expires_at.is_some_and(|at| now >= at) {
+            return Err(KeyError::Expired);
+        }
         Ok(())
     }
+
+    /// Decides a rotation to a secret hashing to `next`; the old secret stays
+    /// valid for `grace` (zero: not at all). A rotation during an earlier grace
+    /// period ends that grace now.
+    pub fn rotate(
+        &self,
+        next: SecretHash,
+        hint: String,
+        grace: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApiKeyEvent>, KeyError> {
+        self.usable(now)?;
+        let mut events = Vec::with_capacity(2);
+        if let Some(previous) = self.previous.as_ref().filter(|p| !p.expiry_recorded) {
+            events.push(ApiKeyEvent::GraceExpired(GracePeriodExpired {
+                key_id: self.id,
+                account_id: self.account_id,
+                rotation: previous.rotation,
+                expired_at: now.min(previous.valid_until),
+            }));
+        }
+        events.push(ApiKeyEvent::Rotated(ApiKeyRotated {
+            key_id: self.id,
+            account_id: self.account_id,
+            rotation: self.rotations + 1,
+            secret_hash: next,
+            hint,
+            previous_hash: self.secret_hash.clone(),
+            previous_valid_until: now + grace.max(Duration::zero()),
+            rotated_at: now,
+        }));
+        Ok(events)
+    }
+
+    /// Decides a revocation. Revoking a revoked key is refused (and writes nothing).
+    pub fn revoke(&self, reason: &str, now: DateTime<Utc>) -> Result<ApiKeyEvent, RevokeError> {
+        if self.revoked_at.is_some() {
+            return Err(RevokeError::AlreadyRevoked);
+        }
+        let reason =
+            check_text("reason", reason, MAX_REASON_CHARS, true).map_err(RevokeError::Invalid)?;
+        Ok(ApiKeyEvent::Revoked(ApiKeyRevoked {
+            key_id: self.id,
+            account_id: self.account_id,
+            reason,
+            revoked_at: now,
+        }))
+    }
+
+    /// What the scheduler owes this key at `now`: the grace expiry of the last
+    /// rotation and the key's own expiry, each written once.
+    pub fn due(&self, now: DateTime<Utc>) -> Vec<ApiKeyEvent> {
+        let mut events = Vec::new();
+        if let Some(previous) = self
+            .previous
+            .as_ref()
+            .filter(|p| !p.expiry_recorded && now >= p.valid_until)
+        {
+            events.push(ApiKeyEvent::GraceExpired(GracePeriodExpired {
+                key_id: self.id,
+                account_id: self.account_id,
+                rotation: previous.rotation,
+                expired_at: previous.valid_until,
+            }));
+        }
+        // A revoked key owes no expiry: it is already out of service.
+        if let Some(at) = self
+            .expires_at
+            .filter(|at| !self.expiry_recorded && self.revoked_at.is_none() && now >= *at)
+        {
+            events.push(ApiKeyEvent::Expired(ApiKeyExpired {
+                key_id: self.id,
+                account_id: self.account_id,
+                expired_at: at,
+            }));
+        }
+        events
+    }
+}
+
+/// Why a revocation is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevokeError {
+    #[error("the key is already revoked")]
+    AlreadyRevoked,
+    #[error(transparent)]
+    Invalid(DomainError),
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::Duration;
-
     use super::*;
+
+    fn given(now: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Vec<ApiKeyEvent> {
+        vec![
+            ApiKey::create(
+                KeyId::from_uuid(uuid::Uuid::now_v7()),
+                AccountId::from_uuid(uuid::Uuid::now_v7()),
+                "ci",
+                Scopes::parse(&["keys:read"]).unwrap(),
+                SecretHash::of("s1"),
+                "ab12".into(),
+                expires_at,
+                now,
+            )
+            .unwrap(),
+        ]
+    }
+
+    fn key(events: &[ApiKeyEvent]) -> ApiKey {
+        ApiKey::fold(events).unwrap()
+    }
 
     #[test]
     fn a_key_authenticates_until_revoked_or_expired() {
         let now = Utc::now();
-        let created = ApiKey::create(
-            KeyId::from_uuid(uuid::Uuid::now_v7()),
-            AccountId::from_uuid(uuid::Uuid::now_v7()),
-            "ci",
-            Scopes::parse(&["keys:read"]).unwrap(),
-            SecretHash::of("s"),
-            "abcd".into(),
-            Some(now + Duration::hours(1)),
-            now,
-        )
-        .unwrap();
-        let key = ApiKey::fold([&created]).unwrap();
-        assert_eq!(key.authenticate(&SecretHash::of("s"), now), Ok(()));
+        let mut events = given(now, Some(now + Duration::hours(1)));
         assert_eq!(
-            key.authenticate(&SecretHash::of("t"), now),
+            key(&events).authenticate(&SecretHash::of("s1"), now),
+            Ok(())
+        );
+        assert_eq!(
+            key(&events).authenticate(&SecretHash::of("x"), now),
             Err(KeyError::WrongSecret)
         );
         assert_eq!(
-            key.authenticate(&SecretHash::of("s"), now + Duration::hours(1)),
+            key(&events).authenticate(&SecretHash::of("s1"), now + Duration::hours(1)),
             Err(KeyError::Expired)
         );
-        let revoked = ApiKeyEvent::Revoked(ApiKeyRevoked {
-            key_id: key.id,
-            account_id: key.account_id,
-            reason: "leaked".into(),
-            revoked_at: now,
-        });
-        let key = ApiKey::fold([&created, &revoked]).unwrap();
+        events.push(key(&events).revoke("leaked", now).unwrap());
         assert_eq!(
-            key.authenticate(&SecretHash::of("s"), now),
+            key(&events).authenticate(&SecretHash::of("s1"), now),
             Err(KeyError::Revoked)
+        );
+        assert_eq!(
+            key(&events).revoke("again", now),
+            Err(RevokeError::AlreadyRevoked)
+        );
+        assert_eq!(key(&events).state(now), KeyState::Revoked);
+    }
+
+    #[test]
+    fn both_secrets_work_during_the_grace_period_and_the_cut_off_is_exact() {
+        let now = Utc::now();
+        let mut events = given(now, None);
+        let grace = Duration::seconds(10);
+        events.extend(
+            key(&events)
+                .rotate(SecretHash::of("s2"), "cd34".into(), grace, now)
+                .unwrap(),
+        );
+        let k = key(&events);
+        assert_eq!(k.state(now), KeyState::Rotating);
+        assert_eq!(k.hint, "cd34");
+        assert_eq!(
+            k.authenticate(
+                &SecretHash::of("s1"),
+                now + grace - Duration::milliseconds(1)
+            ),
+            Ok(())
+        );
+        assert_eq!(k.authenticate(&SecretHash::of("s2"), now), Ok(()));
+        // From valid_until on, without any GracePeriodExpired event written.
+        assert_eq!(
+            k.authenticate(&SecretHash::of("s1"), now + grace),
+            Err(KeyError::Rotated)
+        );
+        assert_eq!(k.state(now + grace), KeyState::Active);
+        // The scheduler owes exactly one GracePeriodExpired, then nothing.
+        assert!(k.due(now).is_empty());
+        let due = k.due(now + grace);
+        assert!(matches!(due.as_slice(), [ApiKeyEvent::GraceExpired(g)] if g.rotation == 1));
+        events.extend(due);
+        assert!(key(&events).due(now + grace * 2).is_empty());
+    }
+
+    #[test]
+    fn rotating_during_a_grace_period_ends_it_and_records_it_once() {
+        let now = Utc::now();
+        let mut events = given(now, Some(now + Duration::days(7)));
+        events.extend(
+            key(&events)
+                .rotate(SecretHash::of("s2"), "x".into(), DEFAULT_GRACE, now)
+                .unwrap(),
+        );
+        let second = key(&events)
+            .rotate(SecretHash::of("s3"), "y".into(), Duration::zero(), now)
+            .unwrap();
+        assert!(
+            matches!(second.as_slice(), [ApiKeyEvent::GraceExpired(_), ApiKeyEvent::Rotated(r)] if r.rotation == 2)
+        );
+        events.extend(second);
+        let k = key(&events);
+        assert_eq!(
+            k.authenticate(&SecretHash::of("s1"), now),
+            Err(KeyError::WrongSecret)
+        );
+        assert_eq!(
+            k.authenticate(&SecretHash::of("s2"), now),
+            Err(KeyError::Rotated),
+            "grace 0 = immediately"
+        );
+        assert_eq!(k.authenticate(&SecretHash::of("s3"), now), Ok(()));
+        assert_eq!(
+            k.expires_at,
+            Some(now + Duration::days(7)),
+            "rotation keeps expires_at"
+        );
+        assert_eq!(k.scopes, Scopes::parse(&["keys:read"]).unwrap());
+        assert!(matches!(k.due(now).as_slice(), [ApiKeyEvent::GraceExpired(g)] if g.rotation == 2));
+    }
+
+    #[test]
+    fn expiry_is_due_once_and_bad_input_is_refused() {
+        let now = Utc::now();
+        let mut events = given(now, Some(now + Duration::seconds(5)));
+        assert!(key(&events).due(now).is_empty());
+        let due = key(&events).due(now + Duration::seconds(5));
+        assert!(matches!(due.as_slice(), [ApiKeyEvent::Expired(_)]));
+        events.extend(due);
+        assert!(key(&events).due(now + Duration::seconds(60)).is_empty());
+        assert_eq!(
+            key(&events).rotate(
+                SecretHash::of("n"),
+                "n".into(),
+                DEFAULT_GRACE,
+                now + Duration::seconds(6)
+            ),
+            Err(KeyError::Expired)
+        );
+        let k = key(&events);
+        assert!(
+            ApiKey::create(
+                k.id,
+                k.account_id,
+                "",
+                k.scopes.clone(),
+                SecretHash::of("s"),
+                "x".into(),
+                None,
+                now
+            )
+            .is_err()
         );
         assert!(
             ApiKey::create(
-                key.id,
-                key.account_id,
-                "",
+                k.id,
+                k.account_id,
+                "n",
                 Scopes::default(),
                 SecretHash::of("s"),
                 "x".into(),
@@ -199,5 +579,22 @@ mod tests {
             )
             .is_err()
         );
+        assert!(
+            ApiKey::create(
+                k.id,
+                k.account_id,
+                "n",
+                k.scopes.clone(),
+                SecretHash::of("s"),
+                "x".into(),
+                Some(now),
+                now
+            )
+            .is_err()
+        );
+        assert!(matches!(
+            k.revoke(&"r".repeat(MAX_REASON_CHARS + 1), now),
+            Err(RevokeError::Invalid(_))
+        ));
     }
 }

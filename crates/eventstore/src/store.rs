@@ -440,6 +440,15 @@ impl EventStore {
         })
     }
 
+    /// Begins a read-only unit of work (SQLite: on a reader connection, so it
+    /// does not wait for the writer).
+    pub async fn begin_read(&self) -> Result<StoreTx, StoreError> {
+        Ok(match &self.inner.backend {
+            Backend::Postgres(pool) => StoreTx::Postgres(pool.begin().await?),
+            Backend::Sqlite { reader, .. } => StoreTx::Sqlite(reader.begin().await?),
+        })
+    }
+
     /// Closes the pools; later calls fail.
     pub async fn close(&self) {
         match &self.inner.backend {

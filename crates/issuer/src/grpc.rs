@@ -213,3 +213,215 @@ impl pb::account_service_server::AccountService for AccountsGrpc {
         }))
     }
 }
+
+fn key_state(state: gatehouse_domain::apikey::KeyState) -> i32 {
+    use gatehouse_domain::apikey::KeyState;
+    (match state {
+        KeyState::Active => pb::KeyState::Active,
+        KeyState::Rotating => pb::KeyState::Rotating,
+        KeyState::Revoked => pb::KeyState::Revoked,
+        KeyState::Expired => pb::KeyState::Expired,
+    }) as i32
+}
+
+fn key_pb(key: &gatehouse_domain::apikey::ApiKey) -> pb::ApiKey {
+    let now = chrono::Utc::now();
+    pb::ApiKey {
+        key_id: key.id.to_string(),
+        account_id: key.account_id.to_string(),
+        name: key.name.clone(),
+        scopes: key.scopes.to_vec(),
+        hint: key.hint.clone(),
+        state: key_state(key.state(now)),
+        created_at: Some(timestamp(key.created_at)),
+        rotated_at: key.rotated_at.map(timestamp),
+        expires_at: key.expires_at.map(timestamp),
+        last_used_at: None,
+        previous_secret_valid_until: key.previous_valid_until(now).map(timestamp),
+        revoked_at: key.revoked_at.map(timestamp),
+    }
+}
+
+fn row_pb(row: &gatehouse_projections::api_keys::KeyRow) -> pb::ApiKey {
+    let now = chrono::Utc::now();
+    pb::ApiKey {
+        key_id: row.key_id.clone(),
+        account_id: row.account_id.clone(),
+        name: row.name.clone(),
+        scopes: row.scope_list(),
+        hint: row.hint.clone(),
+        state: key_state(row.state(now)),
+        created_at: Some(timestamp(row.created_at)),
+        rotated_at: row.rotated_at.map(timestamp),
+        expires_at: row.expires_at.map(timestamp),
+        last_used_at: None,
+        previous_secret_valid_until: row.previous_valid_until.filter(|u| now < *u).map(timestamp),
+        revoked_at: row.revoked_at.map(timestamp),
+    }
+}
+
+fn parse_account(raw: &str) -> Result<AccountId, IssuerError> {
+    Ok(AccountId::parse(raw)?)
+}
+
+fn parse_key(raw: &str) -> Result<gatehouse_domain::ids::KeyId, IssuerError> {
+    Ok(gatehouse_domain::ids::KeyId::parse(raw)?)
+}
+
+/// `gatehouse.v1.KeyService`.
+#[derive(Clone)]
+pub struct KeysGrpc {
+    pub issuer: Issuer,
+}
+
+#[tonic::async_trait]
+impl pb::key_service_server::KeyService for KeysGrpc {
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let account_id = parse_account(&r.account_id)?;
+        let scopes = Scopes::parse(&r.scopes).map_err(IssuerError::from)?;
+        let expires_at = match r.expires_at {
+            Some(ts) => Some(
+                chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
+                    .ok_or_else(|| IssuerError::InvalidArgument("invalid expires_at".into()))?,
+            ),
+            None => None,
+        };
+        let issued = self
+            .issuer
+            .create_key(&principal, account_id, &r.name, scopes, expires_at, &ctx)
+            .await?;
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            key: Some(key_pb(&issued.key)),
+            secret: issued.secret,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let account_id = parse_account(&r.account_id)?;
+        let (rows, next_page_token) = self
+            .issuer
+            .list_keys(&principal, account_id, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListApiKeysResponse {
+            keys: rows.iter().map(row_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn get_api_key(
+        &self,
+        request: Request<pb::GetApiKeyRequest>,
+    ) -> Result<Response<pb::GetApiKeyResponse>, Status> {
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let key = self
+            .issuer
+            .get_key(
+                &principal,
+                parse_account(&r.account_id)?,
+                parse_key(&r.key_id)?,
+            )
+            .await?;
+        Ok(Response::new(pb::GetApiKeyResponse {
+            key: Some(key_pb(&key)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn rotate_api_key(
+        &self,
+        request: Request<pb::RotateApiKeyRequest>,
+    ) -> Result<Response<pb::RotateApiKeyResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let grace = match r.grace_period {
+            Some(d) => {
+                if d.seconds < 0 || d.nanos < 0 {
+                    return Err(IssuerError::InvalidArgument(
+                        "grace_period must not be negative".into(),
+                    )
+                    .into());
+                }
+                Some(
+                    chrono::Duration::try_seconds(d.seconds).ok_or_else(|| {
+                        IssuerError::InvalidArgument("grace_period too large".into())
+                    })? + chrono::Duration::nanoseconds(i64::from(d.nanos)),
+                )
+            }
+            None => None,
+        };
+        let issued = self
+            .issuer
+            .rotate_key(
+                &principal,
+                parse_account(&r.account_id)?,
+                parse_key(&r.key_id)?,
+                grace,
+                &ctx,
+            )
+            .await?;
+        let valid_until = issued
+            .key
+            .previous
+            .as_ref()
+            .map(|p| timestamp(p.valid_until));
+        Ok(Response::new(pb::RotateApiKeyResponse {
+            key: Some(key_pb(&issued.key)),
+            secret: issued.secret,
+            previous_secret_valid_until: valid_until,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let key = self
+            .issuer
+            .revoke_key(
+                &principal,
+                parse_account(&r.account_id)?,
+                parse_key(&r.key_id)?,
+                &r.reason,
+                &ctx,
+            )
+            .await?;
+        Ok(Response::new(pb::RevokeApiKeyResponse {
+            key: Some(key_pb(&key)),
+        }))
+    }
+}

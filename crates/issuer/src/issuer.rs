@@ -8,7 +8,9 @@ use gatehouse_crypto::jwt::{AccessClaims, sign};
 use gatehouse_crypto::password::PasswordHasher;
 use gatehouse_crypto::random;
 use gatehouse_domain::account::{Account, AccountEvent};
-use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+use gatehouse_domain::apikey::{
+    ApiKey, ApiKeyEvent, SecretIndexEvent, SecretIssued, secret_stream,
+};
 use gatehouse_domain::email::Email;
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId, UserId};
 use gatehouse_domain::password::{check_new_password, plausible_login_password};
@@ -19,7 +21,10 @@ use gatehouse_domain::user::{
     LoginEvent, LoginFailed, LoginFailure, LoginSucceeded, User, UserCreated, UserEvent,
     UsernameClaimed, UsernameEvent, login_stream, username_stream,
 };
-use gatehouse_eventstore::{EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use gatehouse_eventstore::{
+    EventStore, ExpectedVersion, Metadata, NewEvent, ProjectionRunner, StoreError, StreamId,
+};
+use gatehouse_projections::ApiKeys;
 use uuid::Uuid;
 
 use crate::error::IssuerError;
@@ -91,6 +96,8 @@ pub struct Issuer {
     keyring: LiveKeyring,
     throttle: Throttle,
     settings: Arc<IssuerSettings>,
+    /// Brought up to date before listings, so a key created a moment ago is listed.
+    api_keys: Arc<ProjectionRunner<ApiKeys>>,
 }
 
 fn event(
@@ -130,12 +137,21 @@ impl Issuer {
     ) -> Self {
         let throttle = Throttle::new(store.clone(), settings.throttle);
         Self {
+            api_keys: Arc::new(ProjectionRunner::new(store.clone(), ApiKeys)),
             store,
             hasher,
             keyring,
             throttle,
             settings: Arc::new(settings),
         }
+    }
+
+    pub(crate) fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    pub(crate) fn api_keys_runner(&self) -> &ProjectionRunner<ApiKeys> {
+        &self.api_keys
     }
 
     pub fn settings(&self) -> &IssuerSettings {
@@ -146,7 +162,7 @@ impl Issuer {
         &self.keyring
     }
 
-    async fn load<E>(
+    pub(crate) async fn load<E>(
         &self,
         stream_id: &str,
         decode: impl Fn(&str, &serde_json::Value) -> Result<Option<E>, gatehouse_domain::DomainError>,
@@ -214,11 +230,15 @@ impl Issuer {
         }
     }
 
-    /// Verifies the bearer token of an admin call.
+    /// Verifies the bearer credential of an admin call: an access token (user
+    /// or SDK) or an API key secret.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, IssuerError> {
         let token = bearer.ok_or(IssuerError::Unauthenticated {
             reason: "CREDENTIAL_MISSING",
         })?;
+        if self.settings.key_format.is_api_key_secret(token) {
+            return self.authenticate_key(token).await;
+        }
         let claims = self
             .keyring
             .verifier(Utc::now())
@@ -706,6 +726,7 @@ impl Issuer {
             None,
             now,
         )?;
+        let issued = SecretIndexEvent::Issued(SecretIssued { key_id });
         let marker = NewEvent::new(
             "Bootstrapped.v1",
             serde_json::json!({ "account_id": account_id, "at": now }),
@@ -725,6 +746,11 @@ impl Issuer {
                 stream(key_id.stream())?,
                 ExpectedVersion::NoStream,
                 vec![event(parts!(key), &ctx, actor)],
+            ),
+            (
+                stream(secret_stream(&SecretHash::of(&secret)))?,
+                ExpectedVersion::NoStream,
+                vec![event(parts!(issued), &ctx, None)],
             ),
         ];
         batches.extend(user_batches);

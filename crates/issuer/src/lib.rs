@@ -3,6 +3,7 @@
 //! - [`issuer`]: [`Issuer`] — accounts, users, login, refresh rotation with
 //!   reuse detection, logout, SDK-token exchange, bootstrap;
 //! - [`keyring`]: the live signing keyring (JWKS, signer, rotation);
+//! - [`keys`]: API key create/list/get/rotate/revoke and the expiry scheduler;
 //! - [`throttle`]: the database-backed login throttle;
 //! - [`grpc`]: `AuthService` and `AccountService` over tonic;
 //! - [`error`]: [`IssuerError`] and its one mapping to `tonic::Status`;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod issuer;
 pub mod keyring;
+pub mod keys;
 pub mod settings;
 pub mod throttle;
 

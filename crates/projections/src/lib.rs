@@ -3,12 +3,18 @@
 //! with `gatehouse projections rebuild NAME`.
 //!
 //! - [`StreamIndex`] (`stream_index`): one row per stream — its kind, version
-//!   and last event — for operators browsing the log.
+//!   and last event — for operators browsing the log;
+//! - [`api_keys::ApiKeys`] (`api_keys`): one row per API key, for listings and
+//!   the grace/expiry scheduler.
+
+pub mod api_keys;
+
+pub use api_keys::ApiKeys;
 
 use gatehouse_eventstore::{Projection, RecordedEvent, StoreError, StoreTx, on_backend};
 
 /// Names accepted by `gatehouse projections rebuild`.
-pub const NAMES: [&str; 1] = [StreamIndex::NAME];
+pub const NAMES: [&str; 2] = [StreamIndex::NAME, ApiKeys::NAME];
 
 /// One row per stream: `kind` (the id's prefix before the first `-`), current
 /// version, last position and event type.

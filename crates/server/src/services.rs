@@ -2,18 +2,9 @@
 //! `UNIMPLEMENTED` through the generated default methods.
 
 use gatehouse_api::v1::{
-    audit_service_server::AuditService, key_service_server::KeyService,
-    verifier_service_server::VerifierService,
+    audit_service_server::AuditService, verifier_service_server::VerifierService,
 };
 use gatehouse_eventstore::EventStore;
-
-/// Administers API keys.
-#[derive(Clone)]
-pub struct Keys {
-    pub store: EventStore,
-}
-
-impl KeyService for Keys {}
 
 /// Verifies credentials from memory.
 #[derive(Clone)]

@@ -86,6 +86,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub issuer: IssuerArgs,
 
+    /// How often the issuer's scheduler records due grace and key expiries (ms).
+    #[arg(long, env = "GATEHOUSE_SCHEDULER_INTERVAL_MS", default_value_t = 1000)]
+    pub scheduler_interval_ms: u64,
+
     /// Longest a graceful shutdown waits for in-flight calls (seconds).
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

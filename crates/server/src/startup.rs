@@ -10,15 +10,15 @@ use gatehouse_api::v1::{
     verifier_service_server::VerifierServiceServer,
 };
 use gatehouse_eventstore::{EventStore, ProjectionRunner, StoreError};
-use gatehouse_projections::StreamIndex;
+use gatehouse_projections::{ApiKeys, StreamIndex};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use gatehouse_issuer::grpc::{AccountsGrpc, AuthGrpc};
+use gatehouse_issuer::grpc::{AccountsGrpc, AuthGrpc, KeysGrpc};
 
-use crate::services::{Audit, Keys, Verifier};
+use crate::services::{Audit, Verifier};
 use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};
 
@@ -50,6 +50,7 @@ pub struct Application {
     shutdown_grace: Duration,
     database: DatabaseArgs,
     issuer_args: IssuerArgs,
+    scheduler_interval: Duration,
 }
 
 impl Application {
@@ -78,6 +79,7 @@ impl Application {
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             database: args.database.clone(),
             issuer_args: args.issuer.clone(),
+            scheduler_interval: Duration::from_millis(args.scheduler_interval_ms.clamp(50, 60_000)),
         })
     }
 
@@ -100,6 +102,7 @@ impl Application {
             shutdown_grace,
             database,
             issuer_args,
+            scheduler_interval,
         } = self;
         let stop = CancellationToken::new();
 
@@ -124,10 +127,12 @@ impl Application {
                 .add_service(AuthServiceServer::new(AuthGrpc {
                     issuer: issuer.clone(),
                 }))
-                .add_service(KeyServiceServer::new(Keys {
-                    store: store.clone(),
+                .add_service(KeyServiceServer::new(KeysGrpc {
+                    issuer: issuer.clone(),
                 }))
-                .add_service(AccountServiceServer::new(AccountsGrpc { issuer }))
+                .add_service(AccountServiceServer::new(AccountsGrpc {
+                    issuer: issuer.clone(),
+                }))
                 .add_service(AuditServiceServer::new(Audit {
                     store: store.clone(),
                 }));
@@ -143,6 +148,13 @@ impl Application {
             }
             let runner = ProjectionRunner::new(store.clone(), StreamIndex);
             tokio::spawn(runner.run(stop.clone().cancelled_owned()));
+            let runner = ProjectionRunner::new(store.clone(), ApiKeys);
+            tokio::spawn(runner.run(stop.clone().cancelled_owned()));
+            tokio::spawn(run_scheduler(
+                issuer.clone(),
+                scheduler_interval,
+                stop.clone(),
+            ));
         }
         if role.verifies() {
             router = router.add_service(VerifierServiceServer::new(Verifier {
@@ -173,6 +185,25 @@ impl Application {
         store.close().await;
         tracing::info!("stopped");
         result.map_err(StartupError::from)
+    }
+}
+
+/// Writes due grace and key expiries every `interval` until stopped.
+async fn run_scheduler(
+    issuer: gatehouse_issuer::Issuer,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        match issuer.run_due(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(written) => tracing::info!(written, "scheduler recorded due expiries"),
+            Err(error) => tracing::warn!(%error, "scheduler step failed"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
     }
 }
 

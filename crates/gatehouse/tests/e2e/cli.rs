@@ -68,7 +68,8 @@ async fn unknown_projection_and_bad_database_url_fail_with_one_clear_line() {
     let unknown = gatehouse(&["projections", "rebuild", "nope"], &sqlite).await;
     assert!(!unknown.status.success());
     assert!(
-        text(&unknown.stderr).contains("unknown projection \"nope\"; known: stream_index"),
+        text(&unknown.stderr)
+            .contains("unknown projection \"nope\"; known: stream_index, api_keys"),
         "{}",
         text(&unknown.stderr)
     );

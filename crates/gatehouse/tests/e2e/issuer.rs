@@ -15,23 +15,23 @@ use tonic_types::StatusExt as _;
 
 use crate::BIN;
 
-const MASTER_KEY: &str = "q9gI8yYHkC1bJ8m0m3xqk2Yw8p3X7Zl9cH0vV4r2sT8=";
-const OWNER: &str = "owner@example.com";
-const PASSWORD: &str = "correct horse battery staple";
+pub const MASTER_KEY: &str = "q9gI8yYHkC1bJ8m0m3xqk2Yw8p3X7Zl9cH0vV4r2sT8=";
+pub const OWNER: &str = "owner@example.com";
+pub const PASSWORD: &str = "correct horse battery staple";
 
-struct Env {
-    url: String,
+pub struct Env {
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn postgres() -> Env {
+pub async fn postgres() -> Env {
     Env {
         url: gatehouse_testkit::fresh_database().await,
         _dir: None,
     }
 }
 
-fn sqlite() -> Env {
+pub fn sqlite() -> Env {
     let dir = tempfile::tempdir().unwrap();
     Env {
         url: format!("sqlite:{}", dir.path().join("g.db").display()),
@@ -39,14 +39,14 @@ fn sqlite() -> Env {
     }
 }
 
-fn reason(status: &Status) -> String {
+pub fn reason(status: &Status) -> String {
     status
         .get_details_error_info()
         .map(|i| i.reason)
         .unwrap_or_default()
 }
 
-async fn bootstrap(env: &Env) -> serde_json::Value {
+pub async fn bootstrap(env: &Env) -> serde_json::Value {
     let output = tokio::process::Command::new(BIN)
         .args(["bootstrap", "--username", OWNER, "--database-url", &env.url])
         .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
@@ -64,7 +64,7 @@ async fn bootstrap(env: &Env) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("bootstrap prints JSON")
 }
 
-async fn serve(env: &Env) -> Gatehouse {
+pub async fn serve(env: &Env) -> Gatehouse {
     Gatehouse::spawn(
         BIN,
         &[
@@ -140,7 +140,7 @@ fn verify_with_jwks(token: &str, jwks: &pb::GetJwksResponse) -> serde_json::Valu
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
 }
 
-async fn event_log_text(env: &Env) -> String {
+pub async fn event_log_text(env: &Env) -> String {
     let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 
 mod cli;
 mod issuer;
+mod keys;
 mod serve;
 
 /// Path of the binary under test, built by cargo for these tests.

@@ -2,8 +2,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use gatehouse_api::v1::{
-    GetJwksRequest, ListApiKeysRequest, LoginRequest, VerifyRequest,
-    auth_service_client::AuthServiceClient, key_service_client::KeyServiceClient,
+    GetJwksRequest, ListKeyActivityRequest, LoginRequest, VerifyRequest,
+    audit_service_client::AuditServiceClient, auth_service_client::AuthServiceClient,
     verifier_service_client::VerifierServiceClient,
 };
 use gatehouse_testkit::Gatehouse;
@@ -106,11 +106,11 @@ async fn serve_with_no_configuration_is_healthy_and_lists_the_five_services() {
     let jwks = auth.get_jwks(GetJwksRequest {}).await.unwrap().into_inner();
     assert_eq!(jwks.keys.len(), 1);
     // An RPC whose issue has not landed answers UNIMPLEMENTED, not a panic.
-    let mut keys = KeyServiceClient::new(server.channel().await);
-    let status = keys
-        .list_api_keys(ListApiKeysRequest::default())
+    let mut audit = AuditServiceClient::new(server.channel().await);
+    let status = audit
+        .list_key_activity(ListKeyActivityRequest::default())
         .await
-        .expect_err("keys are not implemented yet");
+        .expect_err("the activity log is not implemented yet");
     assert_eq!(status.code(), tonic::Code::Unimplemented);
 
     let logs_before_stop = server.logs();

@@ -1,0 +1,675 @@
+//! API key lifecycle end to end: create, list, get, rotate with a grace period
+//! (two issuers sharing Postgres), concurrent rotations, revoke, expiry,
+//! tenancy and hostile input — with the real binary and real gRPC clients.
+
+use std::time::Duration;
+
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::account_service_client::AccountServiceClient;
+use gatehouse_api::v1::key_service_client::KeyServiceClient;
+use gatehouse_testkit::Gatehouse;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use crate::BIN;
+use crate::issuer::{Env, MASTER_KEY, bootstrap, event_log_text, postgres, reason};
+
+fn authed<T>(message: T, bearer: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+    request
+}
+
+async fn issuer(env: &Env, role: &str) -> Gatehouse {
+    Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            role,
+            "--database-url",
+            &env.url,
+            "--scheduler-interval-ms",
+            "100",
+        ],
+        &[
+            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
+        ],
+    )
+    .await
+}
+
+struct Admin {
+    keys: KeyServiceClient<Channel>,
+    account_id: String,
+    secret: String,
+}
+
+impl Admin {
+    async fn create(
+        &mut self,
+        name: &str,
+        scopes: &[&str],
+        expires_in: Option<Duration>,
+    ) -> Result<pb::CreateApiKeyResponse, Status> {
+        let expires_at = expires_in.map(|d| {
+            let at = chrono::Utc::now() + chrono::Duration::from_std(d).unwrap();
+            proto_timestamp(at)
+        });
+        self.keys
+            .create_api_key(authed(
+                pb::CreateApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    name: name.into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    expires_at,
+                },
+                &self.secret.clone(),
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    async fn rotate(
+        &mut self,
+        key_id: &str,
+        grace: Option<Duration>,
+    ) -> Result<pb::RotateApiKeyResponse, Status> {
+        let grace_period = grace.map(proto_duration);
+        self.keys
+            .rotate_api_key(authed(
+                pb::RotateApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    key_id: key_id.into(),
+                    grace_period,
+                },
+                &self.secret.clone(),
+            ))
+            .await
+            .map(|r| r.into_inner())
+    }
+}
+
+fn proto_timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn proto_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// Lists the account's keys with `secret` as the bearer: a cheap way to ask
+/// "does this secret authenticate right now?".
+async fn use_key(
+    keys: &mut KeyServiceClient<Channel>,
+    account_id: &str,
+    secret: &str,
+) -> Result<(), Status> {
+    keys.list_api_keys(authed(
+        pb::ListApiKeysRequest {
+            account_id: account_id.into(),
+            page_size: 1,
+            ..Default::default()
+        },
+        secret,
+    ))
+    .await
+    .map(|_| ())
+}
+
+async fn count(env: &Env, event_type: &str, key_id: &str) -> usize {
+    let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
+        .await
+        .unwrap();
+    let stream = gatehouse_eventstore::StreamId::parse(format!("apikey-{key_id}")).unwrap();
+    store
+        .read_stream(&stream)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .count()
+}
+
+async fn setup() -> (Env, Gatehouse, Admin) {
+    let env = postgres().await;
+    let boot = bootstrap(&env).await;
+    let server = issuer(&env, "issuer").await;
+    let admin = Admin {
+        keys: KeyServiceClient::new(server.channel().await),
+        account_id: boot["account_id"].as_str().unwrap().into(),
+        secret: boot["secret"].as_str().unwrap().into(),
+    };
+    (env, server, admin)
+}
+
+#[tokio::test]
+async fn create_list_get_show_the_secret_once_and_store_only_its_hash() {
+    let (env, _server, mut admin) = setup().await;
+    let format = gatehouse_domain::secret::KeyFormat::new("wc", "live").unwrap();
+    let created = admin
+        .create("ci deploys", &["keys:read"], None)
+        .await
+        .expect("create");
+    assert!(
+        format.is_api_key_secret(&created.secret),
+        "the secret passes its checksum"
+    );
+    let key = created.key.unwrap();
+    assert_eq!(key.name, "ci deploys");
+    assert_eq!(key.scopes, ["keys:read"]);
+    assert_eq!(key.hint, created.secret[created.secret.len() - 4..]);
+    assert_eq!(key.state, pb::KeyState::Active as i32);
+
+    // Stored as a hash, never as the secret.
+    let events = event_log_text(&env).await;
+    assert!(!events.contains(&created.secret));
+    assert!(events.contains(gatehouse_domain::secret::SecretHash::of(&created.secret).as_str()));
+
+    // A key created a moment ago is listed and fetched at once; neither shows the secret.
+    let got = admin
+        .keys
+        .get_api_key(authed(
+            pb::GetApiKeyRequest {
+                account_id: admin.account_id.clone(),
+                key_id: key.key_id.clone(),
+            },
+            &admin.secret.clone(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap();
+    assert_eq!(got, key);
+    for n in 0..4 {
+        admin
+            .create(&format!("k{n}"), &["keys:read"], None)
+            .await
+            .unwrap();
+    }
+    // Pages of 2, newest first, complete and without repeats.
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = admin
+            .keys
+            .list_api_keys(authed(
+                pb::ListApiKeysRequest {
+                    account_id: admin.account_id.clone(),
+                    page_size: 2,
+                    page_token: token.clone(),
+                },
+                &admin.secret.clone(),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.keys.len() <= 2);
+        assert!(!format!("{page:?}").contains(&created.secret));
+        seen.extend(page.keys.into_iter().map(|k| k.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        seen,
+        ["k3", "k2", "k1", "k0", "ci deploys", "bootstrap admin"]
+    );
+
+    // The new key works as a bearer for what its scopes allow, and no more.
+    use_key(&mut admin.keys, &admin.account_id.clone(), &created.secret)
+        .await
+        .expect("keys:read");
+    let escalate = admin
+        .keys
+        .create_api_key(authed(
+            pb::CreateApiKeyRequest {
+                account_id: admin.account_id.clone(),
+                name: "x".into(),
+                scopes: vec!["keys:read".into()],
+                expires_at: None,
+            },
+            &created.secret,
+        ))
+        .await
+        .expect_err("keys:read cannot create");
+    assert_eq!(escalate.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn rotation_grace_period_ends_exactly_once_with_two_issuers() {
+    let (env, _first, mut admin) = setup().await;
+    let _second = issuer(&env, "issuer").await;
+    let created = admin
+        .create("rotating", &["keys:read"], None)
+        .await
+        .unwrap();
+    let key_id = created.key.unwrap().key_id;
+    let rotated = admin
+        .rotate(&key_id, Some(Duration::from_secs(3)))
+        .await
+        .expect("rotate");
+    assert_ne!(rotated.secret, created.secret);
+    let valid_until = rotated.previous_secret_valid_until.unwrap();
+    assert_eq!(
+        rotated.key.as_ref().unwrap().state,
+        pb::KeyState::Rotating as i32
+    );
+    assert_eq!(
+        rotated.key.as_ref().unwrap().scopes,
+        ["keys:read"],
+        "rotation keeps the scopes"
+    );
+
+    // Both secrets work during the grace period.
+    let account = admin.account_id.clone();
+    use_key(&mut admin.keys, &account, &created.secret)
+        .await
+        .expect("old secret in grace");
+    use_key(&mut admin.keys, &account, &rotated.secret)
+        .await
+        .expect("new secret");
+
+    // From valid_until on, the old one is refused.
+    let until =
+        chrono::DateTime::from_timestamp(valid_until.seconds, valid_until.nanos as u32).unwrap();
+    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    let refused = use_key(&mut admin.keys, &account, &created.secret)
+        .await
+        .expect_err("grace is over");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(reason(&refused), "KEY_ROTATED");
+    use_key(&mut admin.keys, &account, &rotated.secret)
+        .await
+        .expect("new secret still works");
+
+    // Both issuers' schedulers race to record it; exactly one event exists.
+    let mut recorded = 0;
+    for _ in 0..50 {
+        recorded = count(&env, "GracePeriodExpired.v1", &key_id).await;
+        if recorded > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        count(&env, "GracePeriodExpired.v1", &key_id).await,
+        1,
+        "first seen: {recorded}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_rotations_of_one_key_cannot_both_win() {
+    let (env, server, mut admin) = setup().await;
+    let key_id = admin
+        .create("contended", &["keys:read"], None)
+        .await
+        .unwrap()
+        .key
+        .unwrap()
+        .key_id;
+    let mut calls = Vec::new();
+    for _ in 0..8 {
+        let mut rotor = Admin {
+            keys: KeyServiceClient::new(server.channel().await),
+            account_id: admin.account_id.clone(),
+            secret: admin.secret.clone(),
+        };
+        let key_id = key_id.clone();
+        calls.push(tokio::spawn(
+            async move { rotor.rotate(&key_id, None).await },
+        ));
+    }
+    let mut won = 0;
+    let mut aborted = 0;
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Aborted, "{status:?}");
+                aborted += 1;
+            }
+        }
+    }
+    assert!(won >= 1 && aborted >= 1, "won {won}, aborted {aborted}");
+    assert_eq!(
+        count(&env, "ApiKeyRotated.v1", &key_id).await,
+        won,
+        "the log holds exactly the winners"
+    );
+    let _ = admin
+        .rotate(&key_id, None)
+        .await
+        .expect("a later rotation works");
+}
+
+#[tokio::test]
+async fn revoke_is_immediate_and_once_and_expired_keys_are_refused_and_recorded() {
+    let (env, _server, mut admin) = setup().await;
+    let account = admin.account_id.clone();
+    let created = admin
+        .create("to revoke", &["keys:read"], None)
+        .await
+        .unwrap();
+    let key_id = created.key.unwrap().key_id;
+    let revoke = |key_id: String, bearer: String, account: String| pb::RevokeApiKeyRequest {
+        account_id: account,
+        key_id,
+        reason: format!("leaked by {}", bearer.len()),
+    };
+    let revoked = admin
+        .keys
+        .revoke_api_key(authed(
+            revoke(key_id.clone(), admin.secret.clone(), account.clone()),
+            &admin.secret.clone(),
+        ))
+        .await
+        .expect("revoke")
+        .into_inner()
+        .key
+        .unwrap();
+    assert_eq!(revoked.state, pb::KeyState::Revoked as i32);
+    let refused = use_key(&mut admin.keys, &account, &created.secret)
+        .await
+        .expect_err("revoked");
+    assert_eq!(reason(&refused), "KEY_REVOKED");
+    let before = event_log_text(&env).await;
+    let again = admin
+        .keys
+        .revoke_api_key(authed(
+            revoke(key_id.clone(), admin.secret.clone(), account.clone()),
+            &admin.secret.clone(),
+        ))
+        .await
+        .expect_err("already revoked");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(
+        event_log_text(&env).await,
+        before,
+        "a refused revocation writes nothing"
+    );
+
+    let short = admin
+        .create("short-lived", &["keys:read"], Some(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let short_id = short.key.unwrap().key_id;
+    use_key(&mut admin.keys, &account, &short.secret)
+        .await
+        .expect("before expiry");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = use_key(&mut admin.keys, &account, &short.secret)
+        .await
+        .expect_err("expired");
+    assert_eq!(reason(&expired), "KEY_EXPIRED");
+    let mut recorded = 0;
+    for _ in 0..50 {
+        recorded = count(&env, "ApiKeyExpired.v1", &short_id).await;
+        if recorded > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(recorded, 1);
+    let rotate_expired = admin
+        .rotate(&short_id, None)
+        .await
+        .expect_err("cannot rotate an expired key");
+    assert_eq!(rotate_expired.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn tenancy_scopes_and_hostile_input_get_their_status_and_write_nothing() {
+    let (env, server, mut admin) = setup().await;
+    let account = admin.account_id.clone();
+    let key_id = admin
+        .create("target", &["keys:read"], None)
+        .await
+        .unwrap()
+        .key
+        .unwrap()
+        .key_id;
+
+    // Account B with its own owner, who gets a token by logging in.
+    let mut accounts = AccountServiceClient::new(server.channel().await);
+    let beta = accounts
+        .create_account(authed(
+            pb::CreateAccountRequest {
+                name: "Beta".into(),
+                owner_username: "beta@example.com".into(),
+                owner_password: "beta owner password".into(),
+            },
+            &admin.secret.clone(),
+        ))
+        .await
+        .expect("platform admin creates an account")
+        .into_inner();
+    let beta_id = beta.account.unwrap().account_id;
+    let mut auth =
+        gatehouse_api::v1::auth_service_client::AuthServiceClient::new(server.channel().await);
+    let beta_token = auth
+        .login(pb::LoginRequest {
+            username: "beta@example.com".into(),
+            password: "beta owner password".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+
+    let before = event_log_text(&env).await;
+    let keys = &mut admin.keys;
+    let a = account.clone();
+    let get = |account_id: &str, key_id: &str| pb::GetApiKeyRequest {
+        account_id: account_id.into(),
+        key_id: key_id.into(),
+    };
+    // B's owner addressing A: denied; addressing B with A's key: not found.
+    let status = keys
+        .get_api_key(authed(get(&a, &key_id), &beta_token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = keys
+        .get_api_key(authed(get(&beta_id, &key_id), &beta_token))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = keys
+        .revoke_api_key(authed(
+            pb::RevokeApiKeyRequest {
+                account_id: a.clone(),
+                key_id: key_id.clone(),
+                reason: String::new(),
+            },
+            &beta_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = keys
+        .rotate_api_key(authed(
+            pb::RotateApiKeyRequest {
+                account_id: beta_id.clone(),
+                key_id: key_id.clone(),
+                grace_period: None,
+            },
+            &beta_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    // No bearer, a garbage bearer, a random key-shaped secret.
+    let status = keys
+        .get_api_key(Request::new(get(&a, &key_id)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = keys
+        .get_api_key(authed(get(&a, &key_id), "wc_live_nonsense"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let forged = gatehouse_domain::secret::KeyFormat::new("wc", "live")
+        .unwrap()
+        .api_key_secret(&[9; 24]);
+    let status = keys
+        .get_api_key(authed(get(&a, &key_id), &forged))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::Unauthenticated, "KEY_UNKNOWN")
+    );
+    // Malformed ids.
+    let status = keys
+        .get_api_key(authed(get(&a, "not-a-uuid"), &admin.secret))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = keys
+        .get_api_key(authed(get("x", &key_id), &admin.secret))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let status = keys
+        .get_api_key(authed(
+            get(&a, "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b"),
+            &admin.secret,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    // Hostile creations.
+    let create = |name: String, scopes: Vec<String>, expires_at: Option<prost_types::Timestamp>| {
+        pb::CreateApiKeyRequest {
+            account_id: a.clone(),
+            name,
+            scopes,
+            expires_at,
+        }
+    };
+    let past = proto_timestamp(chrono::Utc::now() - chrono::Duration::hours(1));
+    let cases = [
+        (
+            "empty name",
+            create(String::new(), vec!["keys:read".into()], None),
+            Code::InvalidArgument,
+        ),
+        (
+            "huge name",
+            create("n".repeat(100_000), vec!["keys:read".into()], None),
+            Code::InvalidArgument,
+        ),
+        (
+            "control chars",
+            create("a\u{0}b".into(), vec!["keys:read".into()], None),
+            Code::InvalidArgument,
+        ),
+        (
+            "no scopes",
+            create("n".into(), vec![], None),
+            Code::InvalidArgument,
+        ),
+        (
+            "bad scope",
+            create("n".into(), vec!["KEYS READ".into()], None),
+            Code::InvalidArgument,
+        ),
+        (
+            "too many scopes",
+            create(
+                "n".into(),
+                (0..100).map(|i| format!("r{i}:read")).collect(),
+                None,
+            ),
+            Code::InvalidArgument,
+        ),
+        (
+            "escalation",
+            create("n".into(), vec!["billing:write".into()], None),
+            Code::PermissionDenied,
+        ),
+        (
+            "expiry in the past",
+            create("n".into(), vec!["keys:read".into()], Some(past)),
+            Code::InvalidArgument,
+        ),
+    ];
+    for (what, request, code) in cases {
+        let status = keys
+            .create_api_key(authed(request, &admin.secret))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+    }
+    // Hostile rotations and listings.
+    for (what, grace, code) in [
+        (
+            "negative grace",
+            prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            "grace over 30 days",
+            prost_types::Duration {
+                seconds: 31 * 86_400,
+                nanos: 0,
+            },
+            Code::InvalidArgument,
+        ),
+    ] {
+        let status = keys
+            .rotate_api_key(authed(
+                pb::RotateApiKeyRequest {
+                    account_id: a.clone(),
+                    key_id: key_id.clone(),
+                    grace_period: Some(grace),
+                },
+                &admin.secret,
+            ))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), code, "{what}");
+    }
+    for (what, page_size, page_token) in [
+        ("huge page", 100_000, ""),
+        ("negative page", -1, ""),
+        ("bad token", 10, "';--"),
+    ] {
+        let status = keys
+            .list_api_keys(authed(
+                pb::ListApiKeysRequest {
+                    account_id: a.clone(),
+                    page_size,
+                    page_token: page_token.into(),
+                },
+                &admin.secret,
+            ))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}");
+    }
+    assert_eq!(
+        event_log_text(&env).await,
+        before,
+        "refused calls must write nothing"
+    );
+}

@@ -1,0 +1,312 @@
+//! API key administration: create, list, get, rotate with a grace period,
+//! revoke — and the scheduler that records grace and key expiry exactly once.
+
+use chrono::{DateTime, Duration, Utc};
+use gatehouse_crypto::random;
+use gatehouse_domain::apikey::{
+    ApiKey, ApiKeyEvent, DEFAULT_GRACE, MAX_GRACE, RevokeError, SecretIndexEvent, SecretIssued,
+    secret_stream,
+};
+use gatehouse_domain::ids::{AccountId, KeyId};
+use gatehouse_domain::scope::{self, Scopes};
+use gatehouse_domain::secret::{SecretHash, hint};
+use gatehouse_eventstore::{ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use gatehouse_projections::api_keys::{self, KeyRow};
+use uuid::Uuid;
+
+use crate::error::IssuerError;
+use crate::issuer::{CallContext, Issuer, Principal};
+
+/// Default and largest page of `ListApiKeys`.
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
+
+/// A key and the secret that was just issued for it (shown once).
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+fn new_event(event: &ApiKeyEvent, ctx: &CallContext, actor: &str) -> NewEvent {
+    NewEvent::new(event.event_type(), event.payload()).with_metadata(Metadata {
+        actor: Some(actor.to_string()),
+        request_id: ctx.request_id.clone(),
+        client_address: ctx.client_address.clone(),
+        causation_id: None,
+    })
+}
+
+fn stream(id: String) -> Result<StreamId, IssuerError> {
+    Ok(StreamId::parse(id)?)
+}
+
+fn conflict(error: StoreError) -> IssuerError {
+    match error {
+        StoreError::WrongExpectedVersion { .. } => IssuerError::Conflict,
+        other => other.into(),
+    }
+}
+
+impl Issuer {
+    /// Loads a key of `account_id`; a key of another account is "not found".
+    async fn load_key(
+        &self,
+        account_id: AccountId,
+        key_id: KeyId,
+    ) -> Result<(ApiKey, u64), IssuerError> {
+        let (events, version) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+        match ApiKey::fold(&events) {
+            Some(key) if key.account_id == account_id => Ok((key, version)),
+            _ => Err(IssuerError::NotFound("key")),
+        }
+    }
+
+    /// The key a presented secret belongs to, if it is one of ours and valid now.
+    pub(crate) async fn authenticate_key(&self, secret: &str) -> Result<Principal, IssuerError> {
+        let refused = |reason| IssuerError::Unauthenticated { reason };
+        let hash = SecretHash::of(secret);
+        let (index, _) = self
+            .load(&secret_stream(&hash), SecretIndexEvent::decode)
+            .await?;
+        let Some(SecretIndexEvent::Issued(issued)) = index.first() else {
+            return Err(refused("KEY_UNKNOWN"));
+        };
+        let (events, _) = self
+            .load(&issued.key_id.stream(), ApiKeyEvent::decode)
+            .await?;
+        let key = ApiKey::fold(&events).ok_or(refused("KEY_UNKNOWN"))?;
+        key.authenticate(&hash, Utc::now())
+            .map_err(|e| refused(e.reason()))?;
+        Ok(Principal {
+            account_id: key.account_id,
+            subject: key.id.to_string(),
+            scopes: key.scopes,
+        })
+    }
+
+    /// Creates a key with `scopes`, none of which the creator may lack.
+    pub async fn create_key(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        name: &str,
+        scopes: Scopes,
+        expires_at: Option<DateTime<Utc>>,
+        ctx: &CallContext,
+    ) -> Result<IssuedKey, IssuerError> {
+        principal.require(scope::KEYS_WRITE, account_id)?;
+        if !principal.scopes.is_superset(&scopes) {
+            return Err(IssuerError::PermissionDenied {
+                scope: "every scope granted to the key".into(),
+            });
+        }
+        let now = Utc::now();
+        let key_id = KeyId::from_uuid(Uuid::now_v7());
+        let secret = self
+            .settings()
+            .key_format
+            .api_key_secret(&random::bytes::<24>()?);
+        let hash = SecretHash::of(&secret);
+        let created = ApiKey::create(
+            key_id,
+            account_id,
+            name,
+            scopes,
+            hash.clone(),
+            hint(&secret),
+            expires_at,
+            now,
+        )?;
+        let issued = SecretIndexEvent::Issued(SecretIssued { key_id });
+        let actor = principal.subject.as_str();
+        self.store()
+            .append_all(vec![
+                (
+                    stream(key_id.stream())?,
+                    ExpectedVersion::NoStream,
+                    vec![new_event(&created, ctx, actor)],
+                ),
+                (
+                    stream(secret_stream(&hash))?,
+                    ExpectedVersion::NoStream,
+                    vec![NewEvent::new(issued.event_type(), issued.payload())],
+                ),
+            ])
+            .await
+            .map_err(conflict)?;
+        let key =
+            ApiKey::fold([&created]).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+        Ok(IssuedKey { key, secret })
+    }
+
+    pub async fn get_key(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        key_id: KeyId,
+    ) -> Result<ApiKey, IssuerError> {
+        principal.require(scope::KEYS_READ, account_id)?;
+        Ok(self.load_key(account_id, key_id).await?.0)
+    }
+
+    /// A page of the account's keys, newest first, and the next page's token.
+    pub async fn list_keys(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<KeyRow>, String), IssuerError> {
+        principal.require(scope::KEYS_READ, account_id)?;
+        let size = match i64::from(page_size) {
+            0 => DEFAULT_PAGE_SIZE,
+            n if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(IssuerError::InvalidArgument(format!(
+                    "page_size must be between 1 and {MAX_PAGE_SIZE}"
+                )));
+            }
+        };
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            Some(
+                KeyId::parse(page_token)
+                    .map_err(|_| IssuerError::InvalidArgument("invalid page_token".into()))?,
+            )
+        };
+        // Read your writes: apply whatever the log holds before answering.
+        self.api_keys_runner().run_until_caught_up().await?;
+        let after = after.map(|k| k.to_string());
+        let mut rows = api_keys::list(
+            self.store(),
+            &account_id.to_string(),
+            after.as_deref(),
+            size + 1,
+        )
+        .await?;
+        let next = if rows.len() as i64 > size {
+            rows.truncate(usize::try_from(size).unwrap_or(0));
+            rows.last().map(|r| r.key_id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows, next))
+    }
+
+    /// Rotates a key; the old secret stays valid for `grace` (default 24 h).
+    pub async fn rotate_key(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        key_id: KeyId,
+        grace: Option<Duration>,
+        ctx: &CallContext,
+    ) -> Result<IssuedKey, IssuerError> {
+        principal.require(scope::KEYS_WRITE, account_id)?;
+        let grace = grace.unwrap_or(DEFAULT_GRACE);
+        if grace < Duration::zero() || grace > MAX_GRACE {
+            return Err(IssuerError::InvalidArgument(format!(
+                "grace_period must be between 0 and {} days",
+                MAX_GRACE.num_days()
+            )));
+        }
+        let (key, version) = self.load_key(account_id, key_id).await?;
+        let secret = self
+            .settings()
+            .key_format
+            .api_key_secret(&random::bytes::<24>()?);
+        let hash = SecretHash::of(&secret);
+        let now = Utc::now();
+        let events = key
+            .rotate(hash.clone(), hint(&secret), grace, now)
+            .map_err(|e| IssuerError::FailedPrecondition(format!("cannot rotate: {e}")))?;
+        let issued = SecretIndexEvent::Issued(SecretIssued { key_id });
+        let actor = principal.subject.as_str();
+        self.store()
+            .append_all(vec![
+                (
+                    stream(key_id.stream())?,
+                    ExpectedVersion::Exact(version),
+                    events.iter().map(|e| new_event(e, ctx, actor)).collect(),
+                ),
+                (
+                    stream(secret_stream(&hash))?,
+                    ExpectedVersion::NoStream,
+                    vec![NewEvent::new(issued.event_type(), issued.payload())],
+                ),
+            ])
+            .await
+            .map_err(conflict)?;
+        let (all, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+        let key = ApiKey::fold(&all).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+        Ok(IssuedKey { key, secret })
+    }
+
+    /// Revokes a key at once.
+    pub async fn revoke_key(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        key_id: KeyId,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<ApiKey, IssuerError> {
+        principal.require(scope::KEYS_WRITE, account_id)?;
+        let (key, version) = self.load_key(account_id, key_id).await?;
+        let revoked = key.revoke(reason, Utc::now()).map_err(|e| match e {
+            RevokeError::AlreadyRevoked => {
+                IssuerError::FailedPrecondition("the key is already revoked".into())
+            }
+            RevokeError::Invalid(e) => e.into(),
+        })?;
+        self.store()
+            .append(
+                &stream(key_id.stream())?,
+                ExpectedVersion::Exact(version),
+                vec![new_event(&revoked, ctx, &principal.subject)],
+            )
+            .await
+            .map_err(conflict)?;
+        let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+        ApiKey::fold(&events).ok_or_else(|| IssuerError::Internal("key fold".into()))
+    }
+
+    /// One scheduler step: writes the grace and key expiries that are due.
+    /// Several issuers may run it at once; the stream's expected version lets
+    /// exactly one write each event. Returns how many events it wrote.
+    pub async fn run_due(&self, now: DateTime<Utc>) -> Result<usize, IssuerError> {
+        self.api_keys_runner().run_until_caught_up().await?;
+        let mut written = 0;
+        for row in api_keys::pending(self.store(), 500).await? {
+            let Ok(key_id) = KeyId::parse(&row.key_id) else {
+                continue;
+            };
+            let (events, version) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+            let Some(key) = ApiKey::fold(&events) else {
+                continue;
+            };
+            let due = key.due(now);
+            if due.is_empty() {
+                continue;
+            }
+            let count = due.len();
+            let ctx = CallContext::default();
+            let result = self
+                .store()
+                .append(
+                    &stream(key_id.stream())?,
+                    ExpectedVersion::Exact(version),
+                    due.iter().map(|e| new_event(e, &ctx, "system")).collect(),
+                )
+                .await;
+            match result {
+                Ok(_) => written += count,
+                // Another issuer (or a user's change) got there first.
+                Err(StoreError::WrongExpectedVersion { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(written)
+    }
+}

@@ -1,0 +1,192 @@
+//! `api_keys`: one row per API key — name, scopes, hint, lifecycle times —
+//! for listings and for the scheduler that records grace and key expiry.
+
+use chrono::{DateTime, Utc};
+use gatehouse_domain::apikey::{ApiKeyEvent, KeyState};
+use gatehouse_eventstore::{
+    EventStore, Projection, RecordedEvent, StoreError, StoreTx, on_backend,
+};
+
+/// The projection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiKeys;
+
+impl ApiKeys {
+    pub const NAME: &'static str = "api_keys";
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e)
+}
+
+impl Projection for ApiKeys {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn apply(&self, tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), StoreError> {
+        let decoded = ApiKeyEvent::decode(&event.event_type, &event.payload).map_err(|e| {
+            StoreError::Corrupt {
+                position: i64::try_from(event.position).unwrap_or(i64::MAX),
+                detail: e.to_string(),
+            }
+        })?;
+        let Some(decoded) = decoded else {
+            return Ok(());
+        };
+        match decoded {
+            ApiKeyEvent::Created(e) => {
+                const SQL: &str = "INSERT INTO api_keys (key_id, account_id, name, scopes, hint, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key_id) DO NOTHING";
+                let scopes =
+                    serde_json::to_string(&e.scopes.to_vec()).unwrap_or_else(|_| "[]".into());
+                on_backend!(tx, |conn| sqlx::query(SQL)
+                    .bind(e.key_id.to_string())
+                    .bind(e.account_id.to_string())
+                    .bind(&e.name)
+                    .bind(&scopes)
+                    .bind(&e.hint)
+                    .bind(e.created_at)
+                    .bind(e.expires_at)
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(db)?;
+            }
+            ApiKeyEvent::Rotated(e) => {
+                const SQL: &str = "UPDATE api_keys SET hint = $2, rotations = $3, rotated_at = $4, \
+                     previous_valid_until = $5, grace_expiry_recorded = FALSE WHERE key_id = $1";
+                on_backend!(tx, |conn| sqlx::query(SQL)
+                    .bind(e.key_id.to_string())
+                    .bind(&e.hint)
+                    .bind(i64::from(e.rotation))
+                    .bind(e.rotated_at)
+                    .bind(e.previous_valid_until)
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(db)?;
+            }
+            ApiKeyEvent::GraceExpired(e) => {
+                const SQL: &str = "UPDATE api_keys SET grace_expiry_recorded = TRUE WHERE key_id = $1 AND rotations = $2";
+                on_backend!(tx, |conn| sqlx::query(SQL)
+                    .bind(e.key_id.to_string())
+                    .bind(i64::from(e.rotation))
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(db)?;
+            }
+            ApiKeyEvent::Revoked(e) => {
+                const SQL: &str = "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1";
+                on_backend!(tx, |conn| sqlx::query(SQL)
+                    .bind(e.key_id.to_string())
+                    .bind(e.revoked_at)
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(db)?;
+            }
+            ApiKeyEvent::Expired(e) => {
+                const SQL: &str = "UPDATE api_keys SET expiry_recorded = TRUE WHERE key_id = $1";
+                on_backend!(tx, |conn| sqlx::query(SQL)
+                    .bind(e.key_id.to_string())
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut StoreTx) -> Result<(), StoreError> {
+        on_backend!(tx, |conn| sqlx::query("DELETE FROM api_keys")
+            .execute(conn)
+            .await
+            .map(|_| ()))
+        .map_err(db)?;
+        Ok(())
+    }
+}
+
+/// One row of the projection.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct KeyRow {
+    pub key_id: String,
+    pub account_id: String,
+    pub name: String,
+    pub scopes: String,
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub previous_valid_until: Option<DateTime<Utc>>,
+    pub grace_expiry_recorded: bool,
+    pub expiry_recorded: bool,
+}
+
+impl KeyRow {
+    /// The scopes, as stored.
+    pub fn scope_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.scopes).unwrap_or_default()
+    }
+
+    /// The state at `now` (computed, so it is right between scheduler runs).
+    pub fn state(&self, now: DateTime<Utc>) -> KeyState {
+        if self.revoked_at.is_some() {
+            KeyState::Revoked
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            KeyState::Expired
+        } else if self.previous_valid_until.is_some_and(|until| now < until) {
+            KeyState::Rotating
+        } else {
+            KeyState::Active
+        }
+    }
+}
+
+const COLUMNS: &str = "key_id, account_id, name, scopes, hint, created_at, rotated_at, expires_at, revoked_at, \
+     previous_valid_until, grace_expiry_recorded, expiry_recorded";
+
+/// A page of an account's keys, newest first (key ids are UUIDv7, so they sort
+/// by creation), starting after `after` (a key id) if given.
+pub async fn list(
+    store: &EventStore,
+    account_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<KeyRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 AND ($2 IS NULL OR key_id < $2) \
+         ORDER BY key_id DESC LIMIT $3"
+    );
+    let mut tx = store.begin_read().await?;
+    let rows = on_backend!(&mut tx, |conn| sqlx::query_as::<_, KeyRow>(&sql)
+        .bind(account_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await)
+    .map_err(db)?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// Keys that may owe the scheduler an event: a grace expiry or a key expiry
+/// not yet recorded. The scheduler decides from each key's stream.
+pub async fn pending(store: &EventStore, limit: i64) -> Result<Vec<KeyRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE (grace_expiry_recorded = FALSE) \
+         OR (expires_at IS NOT NULL AND expiry_recorded = FALSE AND revoked_at IS NULL) LIMIT $1"
+    );
+    let mut tx = store.begin_read().await?;
+    let rows = on_backend!(&mut tx, |conn| sqlx::query_as::<_, KeyRow>(&sql)
+        .bind(limit)
+        .fetch_all(conn)
+        .await)
+    .map_err(db)?;
+    tx.commit().await?;
+    Ok(rows)
+}
