@@ -228,48 +228,59 @@ impl ApiKey {
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a ApiKeyEvent>) -> Option<Self> {
         let mut key: Option<Self> = None;
         for event in events {
-            match (event, key.as_mut()) {
-                (ApiKeyEvent::Created(e), _) => {
-                    key = Some(Self {
-                        id: e.key_id,
-                        account_id: e.account_id,
-                        name: e.name.clone(),
-                        scopes: e.scopes.clone(),
-                        hint: e.hint.clone(),
-                        secret_hash: e.secret_hash.clone(),
-                        previous: None,
-                        rotations: 0,
-                        expires_at: e.expires_at,
-                        created_at: e.created_at,
-                        rotated_at: None,
-                        revoked_at: None,
-                        expiry_recorded: false,
-                    })
-                }
-                (ApiKeyEvent::Rotated(e), Some(k)) => {
-                    k.secret_hash = e.secret_hash.clone();
-                    k.hint = e.hint.clone();
-                    k.rotations = e.rotation;
-                    k.rotated_at = Some(e.rotated_at);
-                    k.previous = Some(PreviousSecret {
-                        rotation: e.rotation,
-                        hash: e.previous_hash.clone(),
-                        valid_until: e.previous_valid_until,
-                        expiry_recorded: false,
-                    });
-                }
-                (ApiKeyEvent::GraceExpired(e), Some(k)) => {
-                    if let Some(previous) = k.previous.as_mut().filter(|p| p.rotation == e.rotation)
-                    {
-                        previous.expiry_recorded = true;
-                    }
-                }
-                (ApiKeyEvent::Revoked(e), Some(k)) => k.revoked_at = Some(e.revoked_at),
-                (ApiKeyEvent::Expired(_), Some(k)) => k.expiry_recorded = true,
-                (_, None) => {}
-            }
+            Self::apply(&mut key, event);
         }
         key
+    }
+
+    /// Folds one event into `key` (the verifier keeps keys this way, one event
+    /// at a time, instead of re-reading streams).
+    pub fn apply(key: &mut Option<Self>, event: &ApiKeyEvent) {
+        match (event, key.as_mut()) {
+            (ApiKeyEvent::Created(e), _) => {
+                *key = Some(Self {
+                    id: e.key_id,
+                    account_id: e.account_id,
+                    name: e.name.clone(),
+                    scopes: e.scopes.clone(),
+                    hint: e.hint.clone(),
+                    secret_hash: e.secret_hash.clone(),
+                    previous: None,
+                    rotations: 0,
+                    expires_at: e.expires_at,
+                    created_at: e.created_at,
+                    rotated_at: None,
+                    revoked_at: None,
+                    expiry_recorded: false,
+                })
+            }
+            (ApiKeyEvent::Rotated(e), Some(k)) => {
+                k.secret_hash = e.secret_hash.clone();
+                k.hint = e.hint.clone();
+                k.rotations = e.rotation;
+                k.rotated_at = Some(e.rotated_at);
+                k.previous = Some(PreviousSecret {
+                    rotation: e.rotation,
+                    hash: e.previous_hash.clone(),
+                    valid_until: e.previous_valid_until,
+                    expiry_recorded: false,
+                });
+            }
+            (ApiKeyEvent::GraceExpired(e), Some(k)) => {
+                if let Some(previous) = k.previous.as_mut().filter(|p| p.rotation == e.rotation) {
+                    previous.expiry_recorded = true;
+                }
+            }
+            (ApiKeyEvent::Revoked(e), Some(k)) => k.revoked_at = Some(e.revoked_at),
+            (ApiKeyEvent::Expired(_), Some(k)) => k.expiry_recorded = true,
+            (_, None) => {}
+        }
+    }
+
+    /// The hashes that may authenticate this key: the current secret's and, if
+    /// any, the previous one's (valid or not — `authenticate` decides).
+    pub fn secret_hashes(&self) -> impl Iterator<Item = &SecretHash> {
+        std::iter::once(&self.secret_hash).chain(self.previous.as_ref().map(|p| &p.hash))
     }
 
     /// The state shown in listings at `now`.

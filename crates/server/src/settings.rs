@@ -90,6 +90,17 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_SCHEDULER_INTERVAL_MS", default_value_t = 1000)]
     pub scheduler_interval_ms: u64,
 
+    /// ext_authz route table: `METHOD /prefix scope,scope` entries separated by
+    /// `;` (longest prefix wins; `*` = any method). `context_extensions`
+    /// `required_scopes` overrides it per route in Envoy.
+    #[arg(long, env = "GATEHOUSE_EXT_AUTHZ_ROUTES", default_value = "")]
+    pub ext_authz_routes: String,
+
+    /// A verifier that has not read the log for this long reports NOT_SERVING
+    /// (it keeps answering from memory) (seconds).
+    #[arg(long, env = "GATEHOUSE_MAX_STALENESS_SECS", default_value_t = 60)]
+    pub max_staleness_secs: u64,
+
     /// Longest a graceful shutdown waits for in-flight calls (seconds).
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

@@ -2,7 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+use gatehouse_verifier::grpc::{Route, VerifierService};
+use gatehouse_verifier::index::Index;
+use gatehouse_verifier::{Follower, Verifier};
 
 use gatehouse_api::v1::{
     account_service_server::AccountServiceServer, audit_service_server::AuditServiceServer,
@@ -18,7 +24,7 @@ use tonic_health::ServingStatus;
 
 use gatehouse_issuer::grpc::{AccountsGrpc, AuthGrpc, KeysGrpc};
 
-use crate::services::{Audit, Verifier};
+use crate::services::Audit;
 use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};
 
@@ -51,6 +57,8 @@ pub struct Application {
     database: DatabaseArgs,
     issuer_args: IssuerArgs,
     scheduler_interval: Duration,
+    ext_authz_routes: String,
+    max_staleness: Duration,
 }
 
 impl Application {
@@ -80,6 +88,8 @@ impl Application {
             database: args.database.clone(),
             issuer_args: args.issuer.clone(),
             scheduler_interval: Duration::from_millis(args.scheduler_interval_ms.clamp(50, 60_000)),
+            ext_authz_routes: args.ext_authz_routes.clone(),
+            max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
         })
     }
 
@@ -103,6 +113,8 @@ impl Application {
             database,
             issuer_args,
             scheduler_interval,
+            ext_authz_routes,
+            max_staleness,
         } = self;
         let stop = CancellationToken::new();
 
@@ -157,12 +169,17 @@ impl Application {
             ));
         }
         if role.verifies() {
-            router = router.add_service(VerifierServiceServer::new(Verifier {
-                store: store.clone(),
-            }));
-            health
-                .set_service_status("gatehouse.v1.VerifierService", ServingStatus::Serving)
-                .await;
+            let service =
+                build_verifier(&store, &issuer_args, &ext_authz_routes, stop.clone()).await?;
+            router = router
+                .add_service(VerifierServiceServer::new(service.clone()))
+                .add_service(AuthorizationServer::new(service.clone()));
+            tokio::spawn(report_staleness(
+                service.follower.clone(),
+                health.clone(),
+                max_staleness,
+                stop.clone(),
+            ));
         }
 
         tracing::info!(%addr, backend = store.backend_name(), role = ?role, "listening");
@@ -185,6 +202,61 @@ impl Application {
         store.close().await;
         tracing::info!("stopped");
         result.map_err(StartupError::from)
+    }
+}
+
+/// The verifier: its index loaded from the log and followed until `stop`.
+async fn build_verifier(
+    store: &EventStore,
+    args: &IssuerArgs,
+    routes: &str,
+    stop: CancellationToken,
+) -> Result<VerifierService, StartupError> {
+    let key_format =
+        gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
+            .map_err(|e| StartupError::Config(e.to_string()))?;
+    let routes = Route::parse_table(routes).map_err(StartupError::Config)?;
+    let index = Arc::new(RwLock::new(Index::new(&args.issuer, &args.audience, 30)));
+    let follower = Follower::start(store.clone(), index.clone(), stop.cancelled_owned()).await?;
+    Ok(VerifierService {
+        verifier: Verifier::new(index, key_format),
+        follower,
+        routes: Arc::new(routes),
+    })
+}
+
+/// Says NOT_SERVING for the verifier's services while the log has not been
+/// read for longer than `bound`; the verifier keeps answering from memory.
+async fn report_staleness(
+    follower: Arc<Follower>,
+    health: tonic_health::server::HealthReporter,
+    bound: Duration,
+    stop: CancellationToken,
+) {
+    let mut serving = None;
+    loop {
+        let fresh = follower.lag() <= bound;
+        if serving != Some(fresh) {
+            let status = if fresh {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if !fresh {
+                tracing::warn!(lag = ?follower.lag(), "event log unreachable past the staleness bound");
+            }
+            for name in [
+                "gatehouse.v1.VerifierService",
+                "envoy.service.auth.v3.Authorization",
+            ] {
+                health.set_service_status(name, status).await;
+            }
+            serving = Some(fresh);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }
 

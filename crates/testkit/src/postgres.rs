@@ -135,6 +135,9 @@ fn redact(url: &str) -> String {
 /// A Postgres cluster started for this test process.
 pub struct PgCluster {
     port: u16,
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
+    options: String,
     /// Closing this pipe (at process exit) makes the reaper stop the server and
     /// delete the directory.
     _reaper_stdin: std::process::ChildStdin,
@@ -142,6 +145,33 @@ pub struct PgCluster {
 }
 
 impl PgCluster {
+    /// Stops the server (fast shutdown), e.g. to test behaviour during an outage.
+    pub fn stop(&self) -> Result<(), String> {
+        run(
+            as_owner(Command::new(self.bin.join("pg_ctl")), self.owner)
+                .arg("-D")
+                .arg(self._dir.join("data"))
+                .args(["-m", "fast", "-w", "stop"]),
+            "pg_ctl stop",
+        )
+    }
+
+    /// Starts the server again on the same port after [`PgCluster::stop`].
+    pub fn start(&self) -> Result<(), String> {
+        run(
+            as_owner(Command::new(self.bin.join("pg_ctl")), self.owner)
+                .arg("-D")
+                .arg(self._dir.join("data"))
+                .arg("-o")
+                .arg(&self.options)
+                .arg("-l")
+                .arg(self._dir.join("server.log"))
+                .args(["-w", "-t", "30", "start"]),
+            "pg_ctl start",
+        )?;
+        wait_until_accepting(self.port)
+    }
+
     /// URL of `database` on this cluster.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
@@ -220,6 +250,9 @@ pub fn start_throwaway_cluster() -> Result<PgCluster, String> {
                 wait_until_accepting(port)?;
                 return Ok(PgCluster {
                     port,
+                    bin,
+                    owner,
+                    options,
                     _reaper_stdin: reaper_stdin,
                     _dir: dir,
                 });

@@ -21,7 +21,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Env {
     pub url: String,
-    _dir: Option<tempfile::TempDir>,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 pub async fn postgres() -> Env {

@@ -5,6 +5,7 @@ mod cli;
 mod issuer;
 mod keys;
 mod serve;
+mod verifier;
 
 /// Path of the binary under test, built by cargo for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");

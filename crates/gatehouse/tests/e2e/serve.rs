@@ -149,8 +149,8 @@ async fn serve_on_postgres_migrates_and_serves_by_role() {
             ..Default::default()
         })
         .await
-        .expect_err("verify is not implemented yet");
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
+        .expect_err("a mistyped key is refused");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
 
     // The schema is in place.
     let pool = sqlx::PgPool::connect(&url).await.unwrap();

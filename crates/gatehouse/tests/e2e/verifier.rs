@@ -1,0 +1,708 @@
+//! The verifier end to end: two `serve verifier` processes and an issuer on
+//! one Postgres; every kind of credential, hostile tokens, revocation
+//! propagation, a Postgres outage, and Envoy's ext_authz `Check`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as AttrRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::auth_service_client::AuthServiceClient;
+use gatehouse_api::v1::key_service_client::KeyServiceClient;
+use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
+use gatehouse_crypto::jwt::AccessClaims;
+use gatehouse_testkit::Gatehouse;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use crate::BIN;
+use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, reason};
+
+fn authed<T>(message: T, bearer: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+    request
+}
+
+async fn spawn(env: &Env, role: &str) -> Gatehouse {
+    Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            role,
+            "--database-url",
+            &env.url,
+            "--max-staleness-secs",
+            "1",
+        ],
+        &[
+            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
+            (
+                "GATEHOUSE_EXT_AUTHZ_ROUTES",
+                "GET /keys keys:read; * /admin platform:admin",
+            ),
+        ],
+    )
+    .await
+}
+
+async fn verify(
+    client: &mut VerifierServiceClient<Channel>,
+    credential: &str,
+    scopes: &[&str],
+) -> Result<pb::Principal, Status> {
+    client
+        .verify(pb::VerifyRequest {
+            credential: credential.into(),
+            required_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            audience: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().principal.unwrap())
+}
+
+async fn refused(
+    client: &mut VerifierServiceClient<Channel>,
+    credential: &str,
+    scopes: &[&str],
+) -> (Code, String) {
+    let status = verify(client, credential, scopes)
+        .await
+        .expect_err("must be refused");
+    (status.code(), reason(&status))
+}
+
+struct World {
+    env: Env,
+    issuer: Gatehouse,
+    verifiers: [Gatehouse; 2],
+    account_id: String,
+    admin_secret: String,
+}
+
+impl World {
+    async fn new(env: Env) -> Self {
+        let boot = bootstrap(&env).await;
+        let issuer = spawn(&env, "issuer").await;
+        let verifiers = [spawn(&env, "verifier").await, spawn(&env, "verifier").await];
+        Self {
+            env,
+            issuer,
+            verifiers,
+            account_id: boot["account_id"].as_str().unwrap().into(),
+            admin_secret: boot["secret"].as_str().unwrap().into(),
+        }
+    }
+
+    async fn keys(&self) -> KeyServiceClient<Channel> {
+        KeyServiceClient::new(self.issuer.channel().await)
+    }
+
+    async fn clients(&self) -> [VerifierServiceClient<Channel>; 2] {
+        [
+            VerifierServiceClient::new(self.verifiers[0].channel().await),
+            VerifierServiceClient::new(self.verifiers[1].channel().await),
+        ]
+    }
+
+    async fn create_key(&self, scopes: &[&str], expires_in: Option<Duration>) -> (String, String) {
+        let expires_at = expires_in.map(|d| {
+            let at = chrono::Utc::now() + chrono::Duration::from_std(d).unwrap();
+            prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: at.timestamp_subsec_nanos() as i32,
+            }
+        });
+        let created = self
+            .keys()
+            .await
+            .create_api_key(authed(
+                pb::CreateApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    name: "verifier test".into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    expires_at,
+                },
+                &self.admin_secret,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (created.key.unwrap().key_id, created.secret)
+    }
+
+    async fn revoke(&self, key_id: &str) {
+        self.keys()
+            .await
+            .revoke_api_key(authed(
+                pb::RevokeApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    key_id: key_id.into(),
+                    reason: "test".into(),
+                },
+                &self.admin_secret,
+            ))
+            .await
+            .expect("revoke");
+    }
+
+    /// The issuer's signing key, unsealed with the test master key, to mint
+    /// tokens the issuer would never mint (wrong issuer, expired).
+    async fn signer(&self) -> gatehouse_crypto::keys::Signer {
+        let store = gatehouse_eventstore::EventStore::connect(&self.env.url, Default::default())
+            .await
+            .unwrap();
+        let event = store
+            .read_all(1, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.event_type == "SigningKeyCreated.v1")
+            .unwrap();
+        let master = gatehouse_crypto::master::MasterKey::from_base64(MASTER_KEY).unwrap();
+        gatehouse_crypto::keys::Signer::unseal(
+            &master,
+            event.payload["kid"].as_str().unwrap(),
+            event.payload["sealed_private_key"].as_str().unwrap(),
+        )
+        .unwrap()
+    }
+}
+
+fn claims_of(token: &str) -> AccessClaims {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn every_credential_kind_is_verified_and_every_bad_one_refused_with_its_reason() {
+    let world = World::new(crate::issuer::postgres().await).await;
+    let [mut v, _] = world.clients().await;
+    let mut auth = AuthServiceClient::new(world.issuer.channel().await);
+
+    // A live API key, at once (read your writes), with its scopes.
+    let (key_id, secret) = world
+        .create_key(&["keys:read", "activity:read"], None)
+        .await;
+    let principal = verify(&mut v, &secret, &["activity:read"])
+        .await
+        .expect("api key");
+    assert_eq!(principal.kind, pb::PrincipalKind::ApiKey as i32);
+    assert_eq!(
+        (principal.account_id.as_str(), principal.key_id.as_str()),
+        (world.account_id.as_str(), key_id.as_str())
+    );
+    let principal = verify(&mut v, &format!("Bearer {secret}"), &[])
+        .await
+        .expect("bearer prefix");
+    assert_eq!(principal.subject, key_id);
+    assert_eq!(
+        refused(&mut v, &secret, &["orders:write"]).await,
+        (Code::PermissionDenied, "INSUFFICIENT_SCOPE".into())
+    );
+
+    // A user token, and again (the cached path answers the same).
+    let login = auth
+        .login(pb::LoginRequest {
+            username: OWNER.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..2 {
+        let principal = verify(&mut v, &login.access_token, &["keys:write"])
+            .await
+            .expect("user token");
+        assert_eq!(principal.kind, pb::PrincipalKind::User as i32);
+        assert!(!principal.session_id.is_empty());
+    }
+    // An SDK token.
+    let sdk = auth
+        .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+            account_id: world.account_id.clone(),
+            key_id: key_id.clone(),
+            key_secret: secret.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let principal = verify(&mut v, &sdk.access_token, &["activity:read"])
+        .await
+        .expect("sdk token");
+    assert_eq!(principal.kind, pb::PrincipalKind::Sdk as i32);
+    assert_eq!(principal.key_id, key_id);
+
+    // Logged out: the session's access tokens die with it.
+    auth.logout(pb::LogoutRequest {
+        refresh_token: login.refresh_token.clone(),
+    })
+    .await
+    .unwrap();
+    let mut reason_seen = (Code::Ok, String::new());
+    for _ in 0..20 {
+        match verify(&mut v, &login.access_token, &[]).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(status) => {
+                reason_seen = (status.code(), reason(&status));
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        reason_seen,
+        (Code::Unauthenticated, "SESSION_REVOKED".into())
+    );
+
+    // Rotated past its grace; then revoked (the key and its SDK token).
+    let rotated = world
+        .keys()
+        .await
+        .rotate_api_key(authed(
+            pb::RotateApiKeyRequest {
+                account_id: world.account_id.clone(),
+                key_id: key_id.clone(),
+                grace_period: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 0,
+                }),
+            },
+            &world.admin_secret,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outcome = (Code::Ok, String::new());
+    for _ in 0..20 {
+        if let Err(status) = verify(&mut v, &secret, &[]).await {
+            outcome = (status.code(), reason(&status));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(outcome, (Code::Unauthenticated, "KEY_ROTATED".into()));
+    verify(&mut v, &rotated.secret, &[])
+        .await
+        .expect("the new secret verifies at once");
+    world.revoke(&key_id).await;
+    let mut outcome = (Code::Ok, String::new());
+    for _ in 0..20 {
+        if let Err(status) = verify(&mut v, &rotated.secret, &[]).await {
+            outcome = (status.code(), reason(&status));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(outcome, (Code::Unauthenticated, "KEY_REVOKED".into()));
+    assert_eq!(
+        refused(&mut v, &sdk.access_token, &[]).await,
+        (Code::Unauthenticated, "KEY_REVOKED".into())
+    );
+
+    // Expired key.
+    let (_, short) = world
+        .create_key(&["keys:read"], Some(Duration::from_secs(1)))
+        .await;
+    verify(&mut v, &short, &[]).await.expect("before expiry");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        refused(&mut v, &short, &[]).await,
+        (Code::Unauthenticated, "KEY_EXPIRED".into())
+    );
+
+    // Forged and hostile tokens.
+    let good = auth
+        .login(pb::LoginRequest {
+            username: OWNER.into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let parts: Vec<&str> = good.split('.').collect();
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let kid = header["kid"].as_str().unwrap().to_string();
+    let claims = claims_of(&good);
+    let signer = world.signer().await;
+    let sign = |c: &AccessClaims| gatehouse_crypto::jwt::sign(c, &signer).unwrap();
+    let now = chrono::Utc::now().timestamp();
+
+    let stranger_master = gatehouse_crypto::master::MasterKey::from_base64(MASTER_KEY).unwrap();
+    let stranger_key = gatehouse_crypto::keys::generate(&stranger_master).unwrap();
+    let stranger = gatehouse_crypto::keys::Signer::unseal(
+        &stranger_master,
+        &stranger_key.kid,
+        &stranger_key.sealed_private_key,
+    )
+    .unwrap();
+    let unknown_kid = gatehouse_crypto::jwt::sign(&claims, &stranger).unwrap();
+    // The stranger's signature under the real kid.
+    let stranger_parts: Vec<&str> = unknown_kid.split('.').collect();
+    let wrong_key = format!("{}.{}.{}", parts[0], parts[1], stranger_parts[2]);
+    let edited = {
+        let forged = AccessClaims {
+            scope: "platform:admin keys:write".into(),
+            acc: "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b".into(),
+            ..claims.clone()
+        };
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap()),
+            parts[2]
+        )
+    };
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{kid}"}}"#)),
+        parts[1]
+    );
+    let hs256 = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some(kid.clone());
+        let mut jwks_client = AuthServiceClient::new(world.issuer.channel().await);
+        let jwks = jwks_client
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        let public = URL_SAFE_NO_PAD.decode(&jwks.keys[0].x).unwrap();
+        jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&public),
+        )
+        .unwrap()
+    };
+    let wrong_iss = sign(&AccessClaims {
+        iss: "https://evil.example".into(),
+        ..claims.clone()
+    });
+    let wrong_aud = sign(&AccessClaims {
+        aud: "someone-else".into(),
+        ..claims.clone()
+    });
+    let expired = sign(&AccessClaims {
+        exp: now - 120,
+        iat: now - 1020,
+        nbf: now - 1020,
+        ..claims.clone()
+    });
+    let cases = [
+        ("wrong signing key", wrong_key, "BAD_SIGNATURE"),
+        ("unknown kid", unknown_kid, "UNKNOWN_SIGNING_KEY"),
+        ("edited payload", edited, "BAD_SIGNATURE"),
+        ("alg none", none, "CREDENTIAL_MALFORMED"),
+        ("HS256 with the public key", hs256, "BAD_SIGNATURE"),
+        ("wrong issuer", wrong_iss, "WRONG_ISSUER"),
+        ("wrong audience", wrong_aud, "WRONG_AUDIENCE"),
+        ("expired", expired, "TOKEN_EXPIRED"),
+        ("garbage", "garbage".into(), "CREDENTIAL_MALFORMED"),
+        (
+            "mistyped key",
+            format!("{}x", &world.admin_secret[..world.admin_secret.len() - 1]),
+            "BAD_CHECKSUM",
+        ),
+        ("empty", String::new(), "CREDENTIAL_MISSING"),
+    ];
+    for (what, credential, expected) in cases {
+        let (code, got) = refused(&mut v, &credential, &[]).await;
+        assert_eq!(
+            (code, got.as_str()),
+            (Code::Unauthenticated, expected),
+            "{what}"
+        );
+    }
+    // A well-formed key nobody issued: refused after one (coalesced) catch-up.
+    let unknown = gatehouse_domain::secret::KeyFormat::new("wc", "live")
+        .unwrap()
+        .api_key_secret(&[3; 24]);
+    assert_eq!(
+        refused(&mut v, &unknown, &[]).await,
+        (Code::Unauthenticated, "KEY_UNKNOWN".into())
+    );
+    // Explicit audience mismatch on a genuine token.
+    let status = v
+        .verify(pb::VerifyRequest {
+            credential: good.clone(),
+            required_scopes: vec![],
+            audience: "billing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status), "WRONG_AUDIENCE");
+    // A 1 MB credential is refused quickly.
+    let started = Instant::now();
+    let (code, why) = refused(&mut v, &"a".repeat(1 << 20), &[]).await;
+    assert_eq!(
+        (code, why.as_str()),
+        (Code::Unauthenticated, "CREDENTIAL_MALFORMED")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_reaches_both_verifiers_within_a_second() {
+    let world = World::new(crate::issuer::postgres().await).await;
+    let mut clients = world.clients().await;
+    let (key_id, secret) = world.create_key(&["keys:read"], None).await;
+    for client in clients.iter_mut() {
+        verify(client, &secret, &[]).await.expect("known to both");
+    }
+    let started = Instant::now();
+    world.revoke(&key_id).await;
+    for (n, client) in clients.iter_mut().enumerate() {
+        loop {
+            match verify(client, &secret, &[]).await {
+                Err(status) => {
+                    assert_eq!(reason(&status), "KEY_REVOKED");
+                    break;
+                }
+                Ok(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(1),
+                        "verifier {n} still accepts after 1 s"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "revocation seen by both verifiers after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn verifiers_answer_from_memory_while_postgres_is_down_and_catch_up_after() {
+    let cluster = gatehouse_testkit::start_throwaway_cluster().expect("a throwaway Postgres");
+    let env = Env {
+        url: cluster.url("postgres"),
+        _dir: None,
+    };
+    let world = World::new(env).await;
+    let mut clients = world.clients().await;
+    let (live_id, live) = world.create_key(&["keys:read"], None).await;
+    let (revoked_id, revoked) = world.create_key(&["keys:read"], None).await;
+    let (later_id, later) = world.create_key(&["keys:read"], None).await;
+    world.revoke(&revoked_id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    cluster.stop().expect("stop Postgres");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for client in clients.iter_mut() {
+        let principal = verify(client, &live, &[])
+            .await
+            .expect("known key while the database is down");
+        assert_eq!(principal.key_id, live_id);
+        assert_eq!(refused(client, &revoked, &[]).await.1, "KEY_REVOKED");
+    }
+    // Past the staleness bound (1 s here) they say so in health.
+    for verifier in &world.verifiers {
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(verifier.channel().await);
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "gatehouse.v1.VerifierService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::NotServing
+        );
+    }
+
+    cluster.start().expect("restart Postgres");
+    // The issuer revokes another key once the database is back; both
+    // verifiers learn of it without a restart.
+    let mut revoked_again = false;
+    for _ in 0..50 {
+        let result = world
+            .keys()
+            .await
+            .revoke_api_key(authed(
+                pb::RevokeApiKeyRequest {
+                    account_id: world.account_id.clone(),
+                    key_id: later_id.clone(),
+                    reason: "after the outage".into(),
+                },
+                &world.admin_secret,
+            ))
+            .await;
+        if result.is_ok() {
+            revoked_again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(revoked_again, "the issuer never recovered");
+    for client in clients.iter_mut() {
+        let mut caught_up = false;
+        for _ in 0..100 {
+            if let Err(status) = verify(client, &later, &[]).await {
+                assert_eq!(reason(&status), "KEY_REVOKED");
+                caught_up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            caught_up,
+            "a verifier did not catch up after Postgres returned"
+        );
+        verify(client, &live, &[])
+            .await
+            .expect("the live key still verifies");
+    }
+}
+
+fn check_request(
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    extensions: &[(&str, &str)],
+) -> CheckRequest {
+    let mut headers = HashMap::new();
+    if let Some(value) = authorization {
+        headers.insert("authorization".to_string(), value.to_string());
+    }
+    headers.insert("x-gatehouse-account".to_string(), "spoofed".to_string());
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(AttrRequest {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    headers,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            context_extensions: extensions
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() {
+    let world = World::new(crate::issuer::postgres().await).await;
+    let (key_id, secret) = world.create_key(&["keys:read"], None).await;
+    let mut envoy = AuthorizationClient::new(world.verifiers[0].channel().await);
+    let bearer = format!("Bearer {secret}");
+
+    let allowed = envoy
+        .check(check_request("GET", "/keys/1?x=y", Some(&bearer), &[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(allowed.status.unwrap().code, 0);
+    let Some(HttpResponse::OkResponse(ok)) = allowed.http_response else {
+        panic!("expected an OK response")
+    };
+    let headers: HashMap<String, String> = ok
+        .headers
+        .iter()
+        .map(|h| {
+            let h = h.header.as_ref().unwrap();
+            (h.key.clone(), h.value.clone())
+        })
+        .collect();
+    assert_eq!(headers["x-gatehouse-account"], world.account_id);
+    assert_eq!(headers["x-gatehouse-subject"], key_id);
+    assert_eq!(headers["x-gatehouse-scopes"], "keys:read");
+    assert!(
+        ok.headers_to_remove
+            .contains(&"x-gatehouse-account".to_string()),
+        "client-sent identity headers are stripped"
+    );
+
+    let denied =
+        |response: envoy_types::pb::envoy::service::auth::v3::CheckResponse| -> (i32, i32, String) {
+            let grpc = response.status.unwrap().code;
+            let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+                panic!("expected a denial")
+            };
+            let challenge = denied
+                .headers
+                .iter()
+                .filter_map(|h| h.header.as_ref())
+                .find(|h| h.key == "www-authenticate")
+                .map(|h| h.value.clone())
+                .unwrap_or_default();
+            (grpc, denied.status.unwrap().code, challenge)
+        };
+    let (grpc, http, challenge) = denied(
+        envoy
+            .check(check_request("GET", "/keys", None, &[]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!((grpc, http), (Code::Unauthenticated as i32, 401));
+    assert_eq!(challenge, r#"Bearer error="invalid_token""#);
+    let (_, http, _) = denied(
+        envoy
+            .check(check_request(
+                "GET",
+                "/keys",
+                Some("Bearer forged.token.here"),
+                &[],
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(http, 401);
+    // The route table asks platform:admin under /admin.
+    let (grpc, http, challenge) = denied(
+        envoy
+            .check(check_request("POST", "/admin/users", Some(&bearer), &[]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!((grpc, http), (Code::PermissionDenied as i32, 403));
+    assert_eq!(
+        challenge,
+        r#"Bearer error="insufficient_scope", scope="platform:admin""#
+    );
+    // context_extensions override the table.
+    let (_, http, _) = denied(
+        envoy
+            .check(check_request(
+                "GET",
+                "/keys",
+                Some(&bearer),
+                &[("required_scopes", "keys:write")],
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(http, 403);
+}

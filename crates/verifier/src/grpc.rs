@@ -1,0 +1,286 @@
+//! `gatehouse.v1.VerifierService` and Envoy's `envoy.service.auth.v3.Authorization`.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{
+    CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+};
+use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode as HttpStatusCode};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use gatehouse_api::v1 as pb;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::follower::Follower;
+use crate::verify::{Denial, Kind, Outcome, Verified, Verifier};
+
+/// `google.rpc.ErrorInfo.domain` of verifier denials.
+pub const ERROR_DOMAIN: &str = "gatehouse";
+
+/// Verification with one catch-up on the log for an unknown, well-formed key.
+#[derive(Clone)]
+pub struct VerifierService {
+    pub verifier: Verifier,
+    pub follower: Arc<Follower>,
+    /// Method + path prefix → scopes, for `Check` requests without
+    /// `context_extensions`.
+    pub routes: Arc<Vec<Route>>,
+}
+
+/// One entry of the ext_authz route table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `*` matches every method.
+    pub method: String,
+    pub path_prefix: String,
+    pub scopes: Vec<String>,
+}
+
+impl Route {
+    /// Parses `METHOD PREFIX scope,scope` entries separated by `;`, e.g.
+    /// `GET /orders orders:read; * /admin admin:all`.
+    pub fn parse_table(table: &str) -> Result<Vec<Route>, String> {
+        table
+            .split(';')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let parts: Vec<&str> = entry.split_whitespace().collect();
+                match parts.as_slice() {
+                    [method, prefix, scopes] if prefix.starts_with('/') => Ok(Route {
+                        method: method.to_ascii_uppercase(),
+                        path_prefix: (*prefix).to_string(),
+                        scopes: scopes
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                    }),
+                    [method, prefix] if prefix.starts_with('/') => Ok(Route {
+                        method: method.to_ascii_uppercase(),
+                        path_prefix: (*prefix).to_string(),
+                        scopes: Vec::new(),
+                    }),
+                    _ => Err(format!(
+                        "invalid route {entry:?}: expected `METHOD /prefix scope,scope`"
+                    )),
+                }
+            })
+            .collect()
+    }
+}
+
+impl VerifierService {
+    pub async fn decide(
+        &self,
+        credential: &str,
+        required: &[String],
+        audience: Option<&str>,
+    ) -> Result<Verified, Denial> {
+        let now = chrono::Utc::now();
+        match self.verifier.verify(credential, required, audience, now) {
+            Outcome::Decided(result) => result,
+            Outcome::UnknownKey => {
+                self.follower.catch_up().await;
+                match self
+                    .verifier
+                    .verify(credential, required, audience, chrono::Utc::now())
+                {
+                    Outcome::Decided(result) => result,
+                    Outcome::UnknownKey => Err(Denial::Unauthenticated("KEY_UNKNOWN")),
+                }
+            }
+        }
+    }
+
+    fn scopes_for(&self, method: &str, path: &str) -> Vec<String> {
+        let path = path.split('?').next().unwrap_or(path);
+        self.routes
+            .iter()
+            .filter(|r| {
+                (r.method == "*" || r.method.eq_ignore_ascii_case(method))
+                    && path.starts_with(&r.path_prefix)
+            })
+            .max_by_key(|r| r.path_prefix.len())
+            .map(|r| r.scopes.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn denial_status(denial: &Denial) -> Status {
+    let (code, message) = match denial {
+        Denial::Unauthenticated(_) => (Code::Unauthenticated, "invalid credential".to_string()),
+        Denial::InsufficientScope(missing) => (
+            Code::PermissionDenied,
+            format!("insufficient scope: missing {}", missing.join(" ")),
+        ),
+    };
+    let mut details = ErrorDetails::new();
+    details.set_error_info(denial.reason(), ERROR_DOMAIN, []);
+    Status::with_error_details(code, message, details)
+}
+
+fn principal(verified: Verified) -> pb::Principal {
+    pb::Principal {
+        account_id: verified.account_id,
+        subject: verified.subject,
+        kind: match verified.kind {
+            Kind::User => pb::PrincipalKind::User,
+            Kind::Sdk => pb::PrincipalKind::Sdk,
+            Kind::ApiKey => pb::PrincipalKind::ApiKey,
+        } as i32,
+        key_id: verified.key_id.unwrap_or_default(),
+        scopes: verified.scopes.to_vec(),
+        expires_at: verified.expires_at.map(|at| prost_types::Timestamp {
+            seconds: at.timestamp(),
+            nanos: 0,
+        }),
+        session_id: verified.session_id.unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::verifier_service_server::VerifierService for VerifierService {
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let r = request.into_inner();
+        let audience = (!r.audience.is_empty()).then_some(r.audience.as_str());
+        match self
+            .decide(&r.credential, &r.required_scopes, audience)
+            .await
+        {
+            Ok(verified) => Ok(Response::new(pb::VerifyResponse {
+                principal: Some(principal(verified)),
+            })),
+            Err(denial) => Err(denial_status(&denial)),
+        }
+    }
+}
+
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The `x-gatehouse-*` headers an allowed request carries upstream; any the
+/// client sent itself are removed first, so they cannot be forged.
+pub const IDENTITY_HEADERS: [&str; 3] = [
+    "x-gatehouse-account",
+    "x-gatehouse-subject",
+    "x-gatehouse-scopes",
+];
+
+#[tonic::async_trait]
+impl Authorization for VerifierService {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let check = request.into_inner();
+        let http = check
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let credential = http
+            .and_then(|h| {
+                h.headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap_or_default();
+        let extensions = check.attributes.as_ref().map(|a| &a.context_extensions);
+        let required: Vec<String> = match extensions.and_then(|e| e.get("required_scopes")) {
+            Some(scopes) => scopes.split_whitespace().map(str::to_string).collect(),
+            None => self.scopes_for(
+                http.map(|h| h.method.as_str()).unwrap_or(""),
+                http.map(|h| h.path.as_str()).unwrap_or(""),
+            ),
+        };
+        let response = match self.decide(&credential, &required, None).await {
+            Ok(verified) => CheckResponse {
+                status: Some(RpcStatus {
+                    code: Code::Ok as i32,
+                    ..Default::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: vec![
+                        header("x-gatehouse-account", &verified.account_id),
+                        header("x-gatehouse-subject", &verified.subject),
+                        header("x-gatehouse-scopes", &verified.scopes.to_claim()),
+                    ],
+                    headers_to_remove: IDENTITY_HEADERS.iter().map(|h| h.to_string()).collect(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            Err(denial) => {
+                let (grpc, http_status, challenge) = match &denial {
+                    Denial::Unauthenticated(_) => (
+                        Code::Unauthenticated,
+                        HttpStatusCode::Unauthorized,
+                        r#"Bearer error="invalid_token""#.to_string(),
+                    ),
+                    Denial::InsufficientScope(missing) => (
+                        Code::PermissionDenied,
+                        HttpStatusCode::Forbidden,
+                        format!(
+                            r#"Bearer error="insufficient_scope", scope="{}""#,
+                            missing.join(" ")
+                        ),
+                    ),
+                };
+                let body = serde_json::json!({ "error": denial.reason() }).to_string();
+                CheckResponse {
+                    status: Some(RpcStatus {
+                        code: grpc as i32,
+                        message: denial.reason().to_string(),
+                        ..Default::default()
+                    }),
+                    http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                        status: Some(HttpStatus {
+                            code: http_status as i32,
+                        }),
+                        headers: vec![
+                            header("www-authenticate", &challenge),
+                            header("content-type", "application/json"),
+                        ],
+                        body,
+                    })),
+                    ..Default::default()
+                }
+            }
+        };
+        Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_tables_parse() {
+        let routes = Route::parse_table(
+            "GET /orders orders:read; * /admin admin:all,audit:read ;POST /public",
+        )
+        .unwrap();
+        assert_eq!(routes.len(), 3);
+        assert_eq!(routes[1].scopes, ["admin:all", "audit:read"]);
+        assert!(routes[2].scopes.is_empty());
+        assert!(Route::parse_table("GET orders x").is_err());
+        assert!(Route::parse_table("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,297 @@
+//! One verification: credential in, principal or a reasoned denial out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use gatehouse_crypto::jwt::{AccessClaims, MAX_TOKEN_LEN};
+use gatehouse_domain::ids::{KeyId, SessionId};
+use gatehouse_domain::scope::Scopes;
+use gatehouse_domain::secret::{KeyFormat, SecretHash};
+use sha2::{Digest as _, Sha256};
+
+use crate::index::Index;
+
+/// What kind of credential was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    User,
+    Sdk,
+    ApiKey,
+}
+
+/// A verified credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub account_id: String,
+    pub subject: String,
+    pub kind: Kind,
+    pub key_id: Option<String>,
+    pub scopes: Scopes,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub session_id: Option<String>,
+}
+
+/// A refusal with its stable reason (`google.rpc.ErrorInfo.reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// UNAUTHENTICATED.
+    Unauthenticated(&'static str),
+    /// PERMISSION_DENIED: the scopes that were missing.
+    InsufficientScope(Vec<String>),
+}
+
+impl Denial {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(reason) => reason,
+            Self::InsufficientScope(_) => "INSUFFICIENT_SCOPE",
+        }
+    }
+}
+
+/// Most tokens remembered as verified; past this, expired ones are dropped
+/// and, if that is not enough, the cache starts over.
+const TOKEN_CACHE_CAPACITY: usize = 100_000;
+
+struct CachedToken {
+    claims: AccessClaims,
+    exp: i64,
+}
+
+/// Verifies credentials against the shared index.
+#[derive(Clone)]
+pub struct Verifier {
+    index: Arc<RwLock<Index>>,
+    key_format: KeyFormat,
+    /// SHA-256 of (audience, token) → claims, until the token's `exp`: a
+    /// repeat presentation costs a hash instead of an Ed25519 check.
+    cache: Arc<RwLock<HashMap<[u8; 32], CachedToken>>>,
+}
+
+/// What [`Verifier::verify`] could not decide without the log.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Decided(Result<Verified, Denial>),
+    /// A well-formed key secret this index does not know (yet).
+    UnknownKey,
+}
+
+impl Verifier {
+    pub fn new(index: Arc<RwLock<Index>>, key_format: KeyFormat) -> Self {
+        Self {
+            index,
+            key_format,
+            cache: Arc::new(RwLock::new(HashMap::new())),
+        }
+    }
+
+    pub fn index(&self) -> &Arc<RwLock<Index>> {
+        &self.index
+    }
+
+    /// Decides from memory.
+    pub fn verify(
+        &self,
+        credential: &str,
+        required: &[String],
+        audience: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let credential = strip_bearer(credential);
+        if credential.is_empty() {
+            return Outcome::Decided(Err(Denial::Unauthenticated("CREDENTIAL_MISSING")));
+        }
+        if credential.len() > MAX_TOKEN_LEN {
+            return Outcome::Decided(Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")));
+        }
+        let key_prefix = format!(
+            "{}_{}_",
+            self.key_format.prefix, self.key_format.environment
+        );
+        let verified = if credential.starts_with(&key_prefix) {
+            if !self.key_format.is_api_key_secret(credential) {
+                return Outcome::Decided(Err(Denial::Unauthenticated("BAD_CHECKSUM")));
+            }
+            match self.verify_key(credential, now) {
+                Some(result) => result,
+                None => return Outcome::UnknownKey,
+            }
+        } else if credential.bytes().filter(|b| *b == b'.').count() == 2 {
+            self.verify_token(credential, audience, now)
+        } else {
+            Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED"))
+        };
+        Outcome::Decided(verified.and_then(|v| {
+            let missing = v.scopes.missing(required);
+            if missing.is_empty() {
+                Ok(v)
+            } else {
+                Err(Denial::InsufficientScope(
+                    missing.into_iter().map(str::to_string).collect(),
+                ))
+            }
+        }))
+    }
+
+    fn verify_key(&self, secret: &str, now: DateTime<Utc>) -> Option<Result<Verified, Denial>> {
+        let hash = SecretHash::of(secret);
+        let index = self.index.read().ok()?;
+        let key = index.key_by_hash(hash.as_str())?;
+        Some(
+            key.authenticate(&hash, now)
+                .map(|()| Verified {
+                    account_id: key.account_id.to_string(),
+                    subject: key.id.to_string(),
+                    kind: Kind::ApiKey,
+                    key_id: Some(key.id.to_string()),
+                    scopes: key.scopes.clone(),
+                    expires_at: key.expires_at,
+                    session_id: None,
+                })
+                .map_err(|e| Denial::Unauthenticated(e.reason())),
+        )
+    }
+
+    fn verify_token(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, Denial> {
+        let mut hasher = Sha256::new();
+        hasher.update(audience.unwrap_or("").as_bytes());
+        hasher.update([0]);
+        hasher.update(token.as_bytes());
+        let fingerprint: [u8; 32] = hasher.finalize().into();
+        let cached = self.cache.read().ok().and_then(|cache| {
+            cache
+                .get(&fingerprint)
+                .filter(|c| c.exp > now.timestamp())
+                .map(|c| c.claims.clone())
+        });
+        let index = self
+            .index
+            .read()
+            .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
+        let claims = match cached {
+            Some(claims) => claims,
+            None => {
+                let claims = index
+                    .tokens()
+                    .verify(token, audience)
+                    .map_err(|e| Denial::Unauthenticated(e.reason()))?;
+                self.remember(fingerprint, &claims, now);
+                claims
+            }
+        };
+        // Revocation is checked on every call, cached or not.
+        let scopes = Scopes::from_claim(&claims.scope)
+            .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
+        let expires_at = DateTime::from_timestamp(claims.exp, 0);
+        match claims.sid.as_deref() {
+            Some(sid) => {
+                let session = SessionId::parse(sid)
+                    .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
+                if index.session_revoked(&session) {
+                    return Err(Denial::Unauthenticated("SESSION_REVOKED"));
+                }
+                Ok(Verified {
+                    account_id: claims.acc,
+                    subject: claims.sub,
+                    kind: Kind::User,
+                    key_id: None,
+                    scopes,
+                    expires_at,
+                    session_id: Some(sid.to_string()),
+                })
+            }
+            None => {
+                // An SDK token lives no longer than its key.
+                let key_id = KeyId::parse(&claims.sub)
+                    .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
+                if let Some(key) = index.key(&key_id) {
+                    if key.revoked_at.is_some() {
+                        return Err(Denial::Unauthenticated("KEY_REVOKED"));
+                    }
+                    if key.expires_at.is_some_and(|at| now >= at) {
+                        return Err(Denial::Unauthenticated("KEY_EXPIRED"));
+                    }
+                }
+                Ok(Verified {
+                    account_id: claims.acc,
+                    subject: claims.sub.clone(),
+                    kind: Kind::Sdk,
+                    key_id: Some(claims.sub),
+                    scopes,
+                    expires_at,
+                    session_id: None,
+                })
+            }
+        }
+    }
+
+    fn remember(&self, fingerprint: [u8; 32], claims: &AccessClaims, now: DateTime<Utc>) {
+        let Ok(mut cache) = self.cache.write() else {
+            return;
+        };
+        if cache.len() >= TOKEN_CACHE_CAPACITY {
+            cache.retain(|_, c| c.exp > now.timestamp());
+            if cache.len() >= TOKEN_CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            fingerprint,
+            CachedToken {
+                claims: claims.clone(),
+                exp: claims.exp,
+            },
+        );
+    }
+}
+
+/// Accepts `Bearer <credential>` (any case) or the bare credential.
+pub fn strip_bearer(raw: &str) -> &str {
+    let raw = raw.trim();
+    match raw.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_prefixes_are_stripped() {
+        assert_eq!(strip_bearer("Bearer abc"), "abc");
+        assert_eq!(strip_bearer("bearer  abc "), "abc");
+        assert_eq!(strip_bearer("abc"), "abc");
+        assert_eq!(strip_bearer(""), "");
+    }
+
+    #[test]
+    fn garbage_and_huge_credentials_are_refused_from_memory() {
+        let index = Arc::new(RwLock::new(Index::new("iss", "aud", 5)));
+        let verifier = Verifier::new(index, KeyFormat::new("wc", "live").unwrap());
+        let now = Utc::now();
+        let refused = |c: &str| match verifier.verify(c, &[], None, now) {
+            Outcome::Decided(Err(denial)) => denial.reason(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused(""), "CREDENTIAL_MISSING");
+        assert_eq!(refused("garbage"), "CREDENTIAL_MALFORMED");
+        assert_eq!(refused(&"a".repeat(1 << 20)), "CREDENTIAL_MALFORMED");
+        assert_eq!(refused("wc_live_typo"), "BAD_CHECKSUM");
+        assert_eq!(refused("a.b.c"), "CREDENTIAL_MALFORMED");
+        let well_formed = KeyFormat::new("wc", "live")
+            .unwrap()
+            .api_key_secret(&[1; 24]);
+        assert_eq!(
+            verifier.verify(&well_formed, &[], None, now),
+            Outcome::UnknownKey
+        );
+    }
+}
