@@ -63,7 +63,15 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let ctx = context(&request);
         let pb::LoginRequest { username, password } = request.into_inner();
-        let result = self.issuer.login(&username, password, &ctx).await?;
+        let result = self.issuer.login(&username, password, &ctx).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(IssuerError::Throttled { .. }) => "throttled",
+            Err(IssuerError::BadCredentials) => "bad_credentials",
+            Err(_) => "error",
+        };
+        metrics::counter!("gatehouse_logins_total", "result" => outcome).increment(1);
+        let result = result?;
         Ok(Response::new(pb::LoginResponse {
             access_token: result.tokens.access_token,
             refresh_token: result.tokens.refresh_token,

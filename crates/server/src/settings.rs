@@ -101,6 +101,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_MAX_STALENESS_SECS", default_value_t = 60)]
     pub max_staleness_secs: u64,
 
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
+    #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Longest a graceful shutdown waits for in-flight calls (seconds).
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

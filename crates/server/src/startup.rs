@@ -41,6 +41,8 @@ pub enum StartupError {
     },
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("cannot serve metrics: {0}")]
+    Metrics(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("the gRPC server failed: {0}")]
@@ -65,6 +67,13 @@ impl Application {
     /// Opens and migrates the store, then binds the listener (so a caller
     /// asking for port 0 learns the real port from [`Application::addr`]).
     pub async fn build(args: &ServeArgs, role: Role) -> Result<Self, StartupError> {
+        if let Some(addr) = args.metrics_listen {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .install()
+                .map_err(|e| StartupError::Metrics(e.to_string()))?;
+            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        }
         let store =
             EventStore::connect(&args.database.url(), args.database.store_options()).await?;
         store.migrate().await?;
@@ -225,8 +234,9 @@ async fn build_verifier(
     })
 }
 
-/// Says NOT_SERVING for the verifier's services while the log has not been
-/// read for longer than `bound`; the verifier keeps answering from memory.
+/// Publishes the verifier's lag (seconds since it last read the log) and says
+/// NOT_SERVING for its services while that exceeds `bound`; the verifier keeps
+/// answering from memory either way.
 async fn report_staleness(
     follower: Arc<Follower>,
     health: tonic_health::server::HealthReporter,
@@ -235,6 +245,8 @@ async fn report_staleness(
 ) {
     let mut serving = None;
     loop {
+        metrics::gauge!("gatehouse_verifier_lag_seconds").set(follower.lag().as_secs_f64());
+        metrics::gauge!("gatehouse_verifier_position").set(follower.position() as f64);
         let fresh = follower.lag() <= bound;
         if serving != Some(fresh) {
             let status = if fresh {

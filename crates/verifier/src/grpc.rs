@@ -74,7 +74,24 @@ impl Route {
 }
 
 impl VerifierService {
+    /// Decides, and counts the outcome by result and reason.
     pub async fn decide(
+        &self,
+        credential: &str,
+        required: &[String],
+        audience: Option<&str>,
+    ) -> Result<Verified, Denial> {
+        let result = self.decide_uncounted(credential, required, audience).await;
+        let (outcome, reason) = match &result {
+            Ok(_) => ("allow", "OK"),
+            Err(denial) => ("deny", denial.reason()),
+        };
+        metrics::counter!("gatehouse_verify_total", "result" => outcome, "reason" => reason)
+            .increment(1);
+        result
+    }
+
+    async fn decide_uncounted(
         &self,
         credential: &str,
         required: &[String],

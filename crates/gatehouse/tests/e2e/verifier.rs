@@ -706,3 +706,51 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
     );
     assert_eq!(http, 403);
 }
+
+#[tokio::test]
+async fn metrics_report_verifier_lag_and_outcomes() {
+    let env = crate::issuer::postgres().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let verifier = Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            "verifier",
+            "--database-url",
+            &env.url,
+            "--metrics-listen",
+            &metrics_addr,
+        ],
+        &[],
+    )
+    .await;
+    let mut client = VerifierServiceClient::new(verifier.channel().await);
+    assert_eq!(
+        refused(&mut client, "garbage", &[]).await.1,
+        "CREDENTIAL_MALFORMED"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut body = String::new();
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(&metrics_addr)
+            .await
+            .expect("metrics listener");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        stream.read_to_string(&mut body).await.unwrap();
+    }
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains(r#"gatehouse_verify_total{result="deny",reason="CREDENTIAL_MALFORMED"} 1"#),
+        "{body}"
+    );
+    assert!(body.contains("gatehouse_verifier_lag_seconds"), "{body}");
+}
