@@ -55,7 +55,8 @@ impl Denial {
 const TOKEN_CACHE_CAPACITY: usize = 100_000;
 
 struct CachedToken {
-    claims: AccessClaims,
+    verified: Verified,
+    revocable: Revocable,
     exp: i64,
 }
 
@@ -164,74 +165,48 @@ impl Verifier {
         hasher.update([0]);
         hasher.update(token.as_bytes());
         let fingerprint: [u8; 32] = hasher.finalize().into();
-        let cached = self.cache.read().ok().and_then(|cache| {
-            cache
-                .get(&fingerprint)
-                .filter(|c| c.exp > now.timestamp())
-                .map(|c| c.claims.clone())
-        });
         let index = self
             .index
             .read()
             .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
-        let claims = match cached {
-            Some(claims) => claims,
+        let cached = self.cache.read().ok().and_then(|cache| {
+            cache
+                .get(&fingerprint)
+                .filter(|c| c.exp > now.timestamp())
+                .map(|c| (c.verified.clone(), c.revocable))
+        });
+        let (verified, revocable) = match cached {
+            Some(hit) => hit,
             None => {
                 let claims = index
                     .tokens()
                     .verify(token, audience)
                     .map_err(|e| Denial::Unauthenticated(e.reason()))?;
-                self.remember(fingerprint, &claims, now);
-                claims
+                let parsed = parse_claims(claims)?;
+                self.remember(fingerprint, &parsed, now);
+                parsed
             }
         };
         // Revocation is checked on every call, cached or not.
-        let scopes = Scopes::from_claim(&claims.scope)
-            .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
-        let expires_at = DateTime::from_timestamp(claims.exp, 0);
-        match claims.sid.as_deref() {
-            Some(sid) => {
-                let session = SessionId::parse(sid)
-                    .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
-                if index.session_revoked(&session) {
-                    return Err(Denial::Unauthenticated("SESSION_REVOKED"));
-                }
-                Ok(Verified {
-                    account_id: claims.acc,
-                    subject: claims.sub,
-                    kind: Kind::User,
-                    key_id: None,
-                    scopes,
-                    expires_at,
-                    session_id: Some(sid.to_string()),
-                })
+        match revocable {
+            Revocable::Session(session) if index.session_revoked(&session) => {
+                Err(Denial::Unauthenticated("SESSION_REVOKED"))
             }
-            None => {
-                // An SDK token lives no longer than its key.
-                let key_id = KeyId::parse(&claims.sub)
-                    .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
-                if let Some(key) = index.key(&key_id) {
-                    if key.revoked_at.is_some() {
-                        return Err(Denial::Unauthenticated("KEY_REVOKED"));
-                    }
-                    if key.expires_at.is_some_and(|at| now >= at) {
-                        return Err(Denial::Unauthenticated("KEY_EXPIRED"));
-                    }
+            // An SDK token lives no longer than its key.
+            Revocable::Key(key_id) => match index.key(&key_id) {
+                Some(key) if key.revoked_at.is_some() => {
+                    Err(Denial::Unauthenticated("KEY_REVOKED"))
                 }
-                Ok(Verified {
-                    account_id: claims.acc,
-                    subject: claims.sub.clone(),
-                    kind: Kind::Sdk,
-                    key_id: Some(claims.sub),
-                    scopes,
-                    expires_at,
-                    session_id: None,
-                })
-            }
+                Some(key) if key.expires_at.is_some_and(|at| now >= at) => {
+                    Err(Denial::Unauthenticated("KEY_EXPIRED"))
+                }
+                _ => Ok(verified),
+            },
+            Revocable::Session(_) => Ok(verified),
         }
     }
 
-    fn remember(&self, fingerprint: [u8; 32], claims: &AccessClaims, now: DateTime<Utc>) {
+    fn remember(&self, fingerprint: [u8; 32], parsed: &(Verified, Revocable), now: DateTime<Utc>) {
         let Ok(mut cache) = self.cache.write() else {
             return;
         };
@@ -241,13 +216,63 @@ impl Verifier {
                 cache.clear();
             }
         }
+        let exp = parsed.0.expires_at.map_or(0, |at| at.timestamp());
         cache.insert(
             fingerprint,
             CachedToken {
-                claims: claims.clone(),
-                exp: claims.exp,
+                verified: parsed.0.clone(),
+                revocable: parsed.1,
+                exp,
             },
         );
+    }
+}
+
+/// What can revoke a token before its `exp`.
+#[derive(Debug, Clone, Copy)]
+enum Revocable {
+    /// A user token: its login session.
+    Session(SessionId),
+    /// An SDK token: its API key.
+    Key(KeyId),
+}
+
+/// Turns verified claims into the principal, parsed once per token.
+fn parse_claims(claims: AccessClaims) -> Result<(Verified, Revocable), Denial> {
+    let malformed = || Denial::Unauthenticated("CREDENTIAL_MALFORMED");
+    let scopes = Scopes::from_claim(&claims.scope).map_err(|_| malformed())?;
+    let expires_at = DateTime::from_timestamp(claims.exp, 0);
+    match claims.sid {
+        Some(sid) => {
+            let session = SessionId::parse(&sid).map_err(|_| malformed())?;
+            Ok((
+                Verified {
+                    account_id: claims.acc,
+                    subject: claims.sub,
+                    kind: Kind::User,
+                    key_id: None,
+                    scopes,
+                    expires_at,
+                    session_id: Some(sid),
+                },
+                Revocable::Session(session),
+            ))
+        }
+        None => {
+            let key_id = KeyId::parse(&claims.sub).map_err(|_| malformed())?;
+            Ok((
+                Verified {
+                    account_id: claims.acc,
+                    subject: claims.sub.clone(),
+                    kind: Kind::Sdk,
+                    key_id: Some(claims.sub),
+                    scopes,
+                    expires_at,
+                    session_id: None,
+                },
+                Revocable::Key(key_id),
+            ))
+        }
     }
 }
 

@@ -754,3 +754,19 @@ async fn metrics_report_verifier_lag_and_outcomes() {
     );
     assert!(body.contains("gatehouse_verifier_lag_seconds"), "{body}");
 }
+
+#[tokio::test]
+async fn keys_created_in_a_burst_verify_at_once_on_every_verifier() {
+    let world = World::new(crate::issuer::postgres().await).await;
+    let mut clients = world.clients().await;
+    // Faster than the catch-up rate limit: each must still be found.
+    for _ in 0..5 {
+        let (key_id, secret) = world.create_key(&["keys:read"], None).await;
+        for client in clients.iter_mut() {
+            let principal = verify(client, &secret, &["keys:read"])
+                .await
+                .expect("a key created a moment ago");
+            assert_eq!(principal.key_id, key_id);
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! `gatehouse-bench`: DESIGN §6 targets measured as ratios in one run.
+//!
+//! It starts the real `gatehouse` binary (an issuer and two verifiers on one
+//! Postgres) and measures, with the same client and server:
+//! - the throughput of an empty unary RPC (`grpc.health.v1.Health/Check`), the
+//!   baseline;
+//! - `Verify` of an API key, and of a repeated EdDSA access token;
+//! - how long a revocation made through the issuer takes to be seen by both
+//!   verifiers (p50, p99).
+//!
+//! Run: `cargo build --release -p gatehouse && cargo run --release -p gatehouse-bench`
+//! (Postgres from `DATABASE_URL` or a throwaway cluster, as in the tests).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::auth_service_client::AuthServiceClient;
+use gatehouse_api::v1::key_service_client::KeyServiceClient;
+use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
+use gatehouse_testkit::Gatehouse;
+use tonic::Request;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const MASTER_KEY: &str = "q9gI8yYHkC1bJ8m0m3xqk2Yw8p3X7Zl9cH0vV4r2sT8=";
+
+#[derive(Parser)]
+struct Args {
+    /// The gatehouse binary to measure.
+    #[arg(long, default_value = "target/release/gatehouse")]
+    gatehouse: String,
+    /// Rounds of throughput measurement (each: 1 s of every kind of call).
+    #[arg(long, default_value_t = 9)]
+    seconds: u64,
+    /// Calls in flight during throughput measurements.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Revocations to time.
+    #[arg(long, default_value_t = 200)]
+    revocations: usize,
+}
+
+fn authed<T>(message: T, bearer: &str) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {bearer}").parse()?);
+    Ok(request)
+}
+
+/// Calls per second of `call`, with `concurrency` calls in flight on one channel.
+async fn throughput<F, Fut>(seconds: u64, concurrency: usize, call: F) -> f64
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    // Warm up.
+    for _ in 0..50 {
+        call().await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (call, done, failed) = (call.clone(), done.clone(), failed.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if call().await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.await;
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "calls failed during the measurement"
+    );
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if !std::path::Path::new(&args.gatehouse).is_file() {
+        bail!(
+            "{} not found: run `cargo build --release -p gatehouse` first",
+            args.gatehouse
+        );
+    }
+    // The servers run in another working directory.
+    args.gatehouse = std::fs::canonicalize(&args.gatehouse)?
+        .to_string_lossy()
+        .into_owned();
+    let url = gatehouse_testkit::fresh_database().await;
+    let output = tokio::process::Command::new(&args.gatehouse)
+        .args([
+            "bootstrap",
+            "--username",
+            "bench@example.com",
+            "--database-url",
+            &url,
+        ])
+        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", "a bench password")
+        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!(
+            "bootstrap failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let boot: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let account_id = boot["account_id"]
+        .as_str()
+        .context("account_id")?
+        .to_string();
+    let admin = boot["secret"].as_str().context("secret")?.to_string();
+    let envs = [
+        ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+        ("GATEHOUSE_LOG", "warn,gatehouse_server=info"),
+    ];
+    let issuer = Gatehouse::spawn(
+        &args.gatehouse,
+        &["serve", "issuer", "--database-url", &url],
+        &envs,
+    )
+    .await;
+    let verifiers = [
+        Gatehouse::spawn(
+            &args.gatehouse,
+            &["serve", "verifier", "--database-url", &url],
+            &envs,
+        )
+        .await,
+        Gatehouse::spawn(
+            &args.gatehouse,
+            &["serve", "verifier", "--database-url", &url],
+            &envs,
+        )
+        .await,
+    ];
+    let mut keys = KeyServiceClient::new(issuer.channel().await);
+    let create = |keys: &mut KeyServiceClient<Channel>| {
+        let request = authed(
+            pb::CreateApiKeyRequest {
+                account_id: account_id.clone(),
+                name: "bench".into(),
+                scopes: vec!["keys:read".into()],
+                expires_at: None,
+            },
+            &admin,
+        );
+        let mut keys = keys.clone();
+        async move { anyhow::Ok(keys.create_api_key(request?).await?.into_inner()) }
+    };
+    let key = create(&mut keys).await?;
+    let secret = key.secret.clone();
+    let token = AuthServiceClient::new(issuer.channel().await)
+        .login(pb::LoginRequest {
+            username: "bench@example.com".into(),
+            password: "a bench password".into(),
+        })
+        .await?
+        .into_inner()
+        .access_token;
+
+    // Throughput against the first verifier, one channel, same client code.
+    // The three measurements alternate in one-second rounds, so drift of a
+    // shared 2-core machine hits them alike; ratios are per round, medians
+    // reported.
+    let channel = verifiers[0].channel().await;
+    let health = HealthClient::new(channel.clone());
+    let empty = move || {
+        let mut health = health.clone();
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok()
+        }
+    };
+    let verifier = VerifierServiceClient::new(channel.clone());
+    let verify = |credential: String| {
+        let verifier = verifier.clone();
+        move || {
+            let mut verifier = verifier.clone();
+            let credential = credential.clone();
+            async move {
+                verifier
+                    .verify(pb::VerifyRequest {
+                        credential,
+                        required_scopes: vec!["keys:read".into()],
+                        audience: String::new(),
+                    })
+                    .await
+                    .is_ok()
+            }
+        }
+    };
+    let (empty, by_key, by_jwt) = (
+        Arc::new(empty),
+        Arc::new(verify(secret.clone())),
+        Arc::new(verify(token.clone())),
+    );
+    let mut rounds = Vec::new();
+    for _ in 0..args.seconds {
+        let e = empty.clone();
+        let baseline = throughput(1, args.concurrency, move || e()).await;
+        let k = by_key.clone();
+        let api_key = throughput(1, args.concurrency, move || k()).await;
+        let j = by_jwt.clone();
+        let jwt = throughput(1, args.concurrency, move || j()).await;
+        rounds.push((baseline, api_key, jwt));
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let baseline = median(rounds.iter().map(|r| r.0).collect());
+    let api_key = median(rounds.iter().map(|r| r.1).collect());
+    let jwt = median(rounds.iter().map(|r| r.2).collect());
+    let api_key_ratio = median(rounds.iter().map(|r| r.1 / r.0).collect());
+    let jwt_ratio = median(rounds.iter().map(|r| r.2 / r.0).collect());
+
+    // Revocation propagation to both verifiers.
+    let mut clients = Vec::new();
+    for verifier in &verifiers {
+        clients.push(VerifierServiceClient::new(verifier.channel().await));
+    }
+    let mut latencies = Vec::with_capacity(args.revocations);
+    for _ in 0..args.revocations {
+        let key = create(&mut keys).await?;
+        let key_id = key.key.context("key")?.key_id;
+        for client in clients.iter_mut() {
+            client
+                .verify(pb::VerifyRequest {
+                    credential: key.secret.clone(),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        let started = Instant::now();
+        keys.revoke_api_key(authed(
+            pb::RevokeApiKeyRequest {
+                account_id: account_id.clone(),
+                key_id,
+                reason: "bench".into(),
+            },
+            &admin,
+        )?)
+        .await?;
+        let mut seen = Duration::ZERO;
+        for client in clients.iter_mut() {
+            loop {
+                let accepted = client
+                    .verify(pb::VerifyRequest {
+                        credential: key.secret.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok();
+                if !accepted {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    bail!("a verifier still accepts a key revoked 10 s ago");
+                }
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+            seen = seen.max(started.elapsed());
+        }
+        latencies.push(seen);
+    }
+    latencies.sort();
+
+    println!("| measurement | result | target |");
+    println!("|---|---|---|");
+    println!("| empty unary RPC (health Check), baseline | {baseline:.0} calls/s | — |");
+    println!(
+        "| Verify, API key | {api_key:.0} calls/s; **{api_key_ratio:.2} ×** baseline (median of {} rounds) | ≥ 0.85 × |",
+        rounds.len()
+    );
+    println!(
+        "| Verify, repeated EdDSA JWT | {jwt:.0} calls/s; **{jwt_ratio:.2} ×** baseline (median of {} rounds) | ≥ 0.85 × |",
+        rounds.len()
+    );
+    println!(
+        "| revocation seen by both verifiers ({} revocations) | p50 {:.1} ms, **p99 {:.1} ms**, max {:.1} ms | p99 ≤ 250 ms |",
+        latencies.len(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
