@@ -18,6 +18,7 @@ pub mod scope;
 pub mod secret;
 pub mod session;
 pub mod signing;
+pub mod usage;
 pub mod user;
 
 /// Everything a value or decision of the domain can refuse.

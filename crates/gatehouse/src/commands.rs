@@ -23,6 +23,16 @@ pub async fn rebuild(name: &str, database: &DatabaseArgs) -> anyhow::Result<()> 
                 .rebuild()
                 .await?
         }
+        gatehouse_projections::ApiKeys::NAME => {
+            ProjectionRunner::new(store, gatehouse_projections::ApiKeys)
+                .rebuild()
+                .await?
+        }
+        gatehouse_projections::KeyActivity::NAME => {
+            ProjectionRunner::new(store, gatehouse_projections::KeyActivity)
+                .rebuild()
+                .await?
+        }
         other => bail!(
             "unknown projection {other:?}; known: {}",
             gatehouse_projections::NAMES.join(", ")

@@ -262,7 +262,7 @@ fn row_pb(row: &gatehouse_projections::api_keys::KeyRow) -> pb::ApiKey {
         created_at: Some(timestamp(row.created_at)),
         rotated_at: row.rotated_at.map(timestamp),
         expires_at: row.expires_at.map(timestamp),
-        last_used_at: None,
+        last_used_at: row.last_used_at.map(timestamp),
         previous_secret_valid_until: row.previous_valid_until.filter(|u| now < *u).map(timestamp),
         revoked_at: row.revoked_at.map(timestamp),
     }
@@ -431,5 +431,172 @@ impl pb::key_service_server::KeyService for KeysGrpc {
         Ok(Response::new(pb::RevokeApiKeyResponse {
             key: Some(key_pb(&key)),
         }))
+    }
+}
+
+fn activity_kind(kind: &str) -> i32 {
+    (match kind {
+        "created" => pb::ActivityKind::Created,
+        "rotated" => pb::ActivityKind::Rotated,
+        "grace_expired" => pb::ActivityKind::GraceExpired,
+        "revoked" => pb::ActivityKind::Revoked,
+        "expired" => pb::ActivityKind::Expired,
+        "usage" => pb::ActivityKind::Usage,
+        _ => pb::ActivityKind::Unspecified,
+    }) as i32
+}
+
+fn kind_names(kinds: &[i32]) -> Result<Vec<String>, IssuerError> {
+    let names = kinds
+        .iter()
+        .map(|k| match pb::ActivityKind::try_from(*k) {
+            Ok(pb::ActivityKind::Created) => Ok("created".to_string()),
+            Ok(pb::ActivityKind::Rotated) => Ok("rotated".to_string()),
+            Ok(pb::ActivityKind::GraceExpired) => Ok("grace_expired".to_string()),
+            Ok(pb::ActivityKind::Revoked) => Ok("revoked".to_string()),
+            Ok(pb::ActivityKind::Expired) => Ok("expired".to_string()),
+            Ok(pb::ActivityKind::Usage) => Ok("usage".to_string()),
+            _ => Err(IssuerError::InvalidArgument(format!(
+                "unknown activity kind {k}"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::audit::parse_kinds(&names)
+}
+
+fn activity_pb(row: &gatehouse_projections::key_activity::ActivityRow) -> pb::KeyActivity {
+    let usage = row
+        .usage
+        .as_deref()
+        .and_then(|u| serde_json::from_str::<gatehouse_domain::usage::KeyUsageRecorded>(u).ok())
+        .map(|u| pb::UsageSummary {
+            interval_start: Some(timestamp(u.interval_start)),
+            interval_end: Some(timestamp(u.interval_end)),
+            uses: i64::try_from(u.uses).unwrap_or(i64::MAX),
+            denials: i64::try_from(u.denials).unwrap_or(i64::MAX),
+            distinct_callers: i64::try_from(u.distinct_callers).unwrap_or(i64::MAX),
+            first_caller: u.first_caller.unwrap_or_default(),
+            last_caller: u.last_caller.unwrap_or_default(),
+            denials_by_reason: u
+                .denials_by_reason
+                .into_iter()
+                .map(|(k, v)| (k, i64::try_from(v).unwrap_or(i64::MAX)))
+                .collect(),
+        });
+    pb::KeyActivity {
+        position: u64::try_from(row.position).unwrap_or(0),
+        account_id: row.account_id.clone(),
+        key_id: row.key_id.clone(),
+        kind: activity_kind(&row.kind),
+        actor: row.actor.clone().unwrap_or_default(),
+        client_address: row.client_address.clone().unwrap_or_default(),
+        occurred_at: Some(timestamp(row.occurred_at)),
+        usage,
+        reason: row.reason.clone().unwrap_or_default(),
+    }
+}
+
+fn datetime(
+    ts: Option<Timestamp>,
+    what: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, IssuerError> {
+    ts.map(|ts| {
+        chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
+            .ok_or_else(|| IssuerError::InvalidArgument(format!("invalid {what}")))
+    })
+    .transpose()
+}
+
+fn activity_query(
+    account_id: &str,
+    key_id: &str,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+    kinds: &[i32],
+) -> Result<crate::audit::ActivityQuery, IssuerError> {
+    Ok(crate::audit::ActivityQuery {
+        account_id: parse_account(account_id)?,
+        key_id: (!key_id.is_empty())
+            .then(|| parse_key(key_id))
+            .transpose()?,
+        since: datetime(since, "since")?,
+        until: datetime(until, "until")?,
+        kinds: kind_names(kinds)?,
+    })
+}
+
+/// `gatehouse.v1.AuditService`.
+#[derive(Clone)]
+pub struct AuditGrpc {
+    pub issuer: Issuer,
+    /// How often a watch looks for new activity.
+    pub poll: std::time::Duration,
+}
+
+#[tonic::async_trait]
+impl pb::audit_service_server::AuditService for AuditGrpc {
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn list_key_activity(
+        &self,
+        request: Request<pb::ListKeyActivityRequest>,
+    ) -> Result<Response<pb::ListKeyActivityResponse>, Status> {
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let query = activity_query(&r.account_id, &r.key_id, r.since, r.until, &r.kinds)?;
+        let (rows, next_page_token) = self
+            .issuer
+            .list_activity(&principal, &query, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListKeyActivityResponse {
+            activity: rows.iter().map(activity_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn watch_key_activity(
+        &self,
+        request: Request<pb::WatchKeyActivityRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<pb::KeyActivity>>, Status> {
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let query = activity_query(&r.account_id, &r.key_id, r.since, None, &r.kinds)?;
+        principal.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let issuer = self.issuer.clone();
+        let poll = self.poll;
+        tokio::spawn(async move {
+            let mut after = 0;
+            loop {
+                match issuer.activity_after(&query, after).await {
+                    Ok(rows) => {
+                        let caught_up = rows.is_empty();
+                        for row in rows {
+                            after = row.position;
+                            if tx.send(Ok(activity_pb(&row))).await.is_err() {
+                                return;
+                            }
+                        }
+                        if !caught_up {
+                            continue;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "activity watch read failed; retrying"),
+                }
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -24,7 +24,7 @@ use gatehouse_domain::user::{
 use gatehouse_eventstore::{
     EventStore, ExpectedVersion, Metadata, NewEvent, ProjectionRunner, StoreError, StreamId,
 };
-use gatehouse_projections::ApiKeys;
+use gatehouse_projections::{ApiKeys, KeyActivity};
 use uuid::Uuid;
 
 use crate::error::IssuerError;
@@ -98,6 +98,8 @@ pub struct Issuer {
     settings: Arc<IssuerSettings>,
     /// Brought up to date before listings, so a key created a moment ago is listed.
     api_keys: Arc<ProjectionRunner<ApiKeys>>,
+    /// Likewise for the activity log.
+    key_activity: Arc<ProjectionRunner<KeyActivity>>,
 }
 
 fn event(
@@ -138,6 +140,7 @@ impl Issuer {
         let throttle = Throttle::new(store.clone(), settings.throttle);
         Self {
             api_keys: Arc::new(ProjectionRunner::new(store.clone(), ApiKeys)),
+            key_activity: Arc::new(ProjectionRunner::new(store.clone(), KeyActivity)),
             store,
             hasher,
             keyring,
@@ -152,6 +155,10 @@ impl Issuer {
 
     pub(crate) fn api_keys_runner(&self) -> &ProjectionRunner<ApiKeys> {
         &self.api_keys
+    }
+
+    pub(crate) fn key_activity_runner(&self) -> &ProjectionRunner<KeyActivity> {
+        &self.key_activity
     }
 
     pub fn settings(&self) -> &IssuerSettings {

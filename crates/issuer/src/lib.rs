@@ -2,6 +2,7 @@
 //!
 //! - [`issuer`]: [`Issuer`] — accounts, users, login, refresh rotation with
 //!   reuse detection, logout, SDK-token exchange, bootstrap;
+//! - [`audit`]: the key activity log (list, watch);
 //! - [`keyring`]: the live signing keyring (JWKS, signer, rotation);
 //! - [`keys`]: API key create/list/get/rotate/revoke and the expiry scheduler;
 //! - [`throttle`]: the database-backed login throttle;
@@ -9,6 +10,7 @@
 //! - [`error`]: [`IssuerError`] and its one mapping to `tonic::Status`;
 //! - [`settings`]: token lifetimes, issuer/audience, throttle settings.
 
+pub mod audit;
 pub mod error;
 pub mod grpc;
 pub mod issuer;

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use gatehouse_domain::apikey::{ApiKeyEvent, KeyState};
+use gatehouse_domain::usage::UsageEvent;
 use gatehouse_eventstore::{
     EventStore, Projection, RecordedEvent, StoreError, StoreTx, on_backend,
 };
@@ -32,7 +33,7 @@ impl Projection for ApiKeys {
             }
         })?;
         let Some(decoded) = decoded else {
-            return Ok(());
+            return apply_usage(tx, event).await;
         };
         match decoded {
             ApiKeyEvent::Created(e) => {
@@ -110,6 +111,27 @@ impl Projection for ApiKeys {
     }
 }
 
+/// `last_used_at` from a verifier's usage summary.
+async fn apply_usage(tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), StoreError> {
+    let Ok(Some(UsageEvent::Recorded(usage))) =
+        UsageEvent::decode(&event.event_type, &event.payload)
+    else {
+        return Ok(());
+    };
+    let Some(last_used_at) = usage.last_used_at else {
+        return Ok(());
+    };
+    const SQL: &str = "UPDATE api_keys SET last_used_at = $2 \
+         WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
+    on_backend!(tx, |conn| sqlx::query(SQL)
+        .bind(usage.key_id.to_string())
+        .bind(last_used_at)
+        .execute(conn)
+        .await
+        .map(|_| ()))
+    .map_err(db)
+}
+
 /// One row of the projection.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct KeyRow {
@@ -125,6 +147,7 @@ pub struct KeyRow {
     pub previous_valid_until: Option<DateTime<Utc>>,
     pub grace_expiry_recorded: bool,
     pub expiry_recorded: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl KeyRow {
@@ -148,7 +171,7 @@ impl KeyRow {
 }
 
 const COLUMNS: &str = "key_id, account_id, name, scopes, hint, created_at, rotated_at, expires_at, revoked_at, \
-     previous_valid_until, grace_expiry_recorded, expiry_recorded";
+     previous_valid_until, grace_expiry_recorded, expiry_recorded, last_used_at";
 
 /// A page of an account's keys, newest first (key ids are UUIDv7, so they sort
 /// by creation), starting after `after` (a key id) if given.

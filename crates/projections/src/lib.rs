@@ -5,16 +5,20 @@
 //! - [`StreamIndex`] (`stream_index`): one row per stream — its kind, version
 //!   and last event — for operators browsing the log;
 //! - [`api_keys::ApiKeys`] (`api_keys`): one row per API key, for listings and
-//!   the grace/expiry scheduler.
+//!   the grace/expiry scheduler;
+//! - [`key_activity::KeyActivity`] (`key_activity`): the key activity log
+//!   auditors read.
 
 pub mod api_keys;
+pub mod key_activity;
 
 pub use api_keys::ApiKeys;
+pub use key_activity::KeyActivity;
 
 use gatehouse_eventstore::{Projection, RecordedEvent, StoreError, StoreTx, on_backend};
 
 /// Names accepted by `gatehouse projections rebuild`.
-pub const NAMES: [&str; 2] = [StreamIndex::NAME, ApiKeys::NAME];
+pub const NAMES: [&str; 3] = [StreamIndex::NAME, ApiKeys::NAME, KeyActivity::NAME];
 
 /// One row per stream: `kind` (the id's prefix before the first `-`), current
 /// version, last position and event type.

@@ -101,6 +101,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_MAX_STALENESS_SECS", default_value_t = 60)]
     pub max_staleness_secs: u64,
 
+    /// How often a verifier writes its per-key usage summaries (milliseconds).
+    #[arg(long, env = "GATEHOUSE_USAGE_INTERVAL_MS", default_value_t = 60_000)]
+    pub usage_interval_ms: u64,
+
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
     #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

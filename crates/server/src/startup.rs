@@ -8,6 +8,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use gatehouse_verifier::grpc::{Route, VerifierService};
 use gatehouse_verifier::index::Index;
+use gatehouse_verifier::usage::UsageRecorder;
 use gatehouse_verifier::{Follower, Verifier};
 
 use gatehouse_api::v1::{
@@ -16,15 +17,14 @@ use gatehouse_api::v1::{
     verifier_service_server::VerifierServiceServer,
 };
 use gatehouse_eventstore::{EventStore, ProjectionRunner, StoreError};
-use gatehouse_projections::{ApiKeys, StreamIndex};
+use gatehouse_projections::{ApiKeys, KeyActivity, StreamIndex};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use gatehouse_issuer::grpc::{AccountsGrpc, AuthGrpc, KeysGrpc};
+use gatehouse_issuer::grpc::{AccountsGrpc, AuditGrpc, AuthGrpc, KeysGrpc};
 
-use crate::services::Audit;
 use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};
 
@@ -61,6 +61,7 @@ pub struct Application {
     scheduler_interval: Duration,
     ext_authz_routes: String,
     max_staleness: Duration,
+    usage_interval: Duration,
 }
 
 impl Application {
@@ -99,6 +100,7 @@ impl Application {
             scheduler_interval: Duration::from_millis(args.scheduler_interval_ms.clamp(50, 60_000)),
             ext_authz_routes: args.ext_authz_routes.clone(),
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
+            usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
         })
     }
 
@@ -124,6 +126,7 @@ impl Application {
             scheduler_interval,
             ext_authz_routes,
             max_staleness,
+            usage_interval,
         } = self;
         let stop = CancellationToken::new();
 
@@ -154,8 +157,9 @@ impl Application {
                 .add_service(AccountServiceServer::new(AccountsGrpc {
                     issuer: issuer.clone(),
                 }))
-                .add_service(AuditServiceServer::new(Audit {
-                    store: store.clone(),
+                .add_service(AuditServiceServer::new(AuditGrpc {
+                    issuer: issuer.clone(),
+                    poll: store.poll_interval(),
                 }));
             for name in [
                 "gatehouse.v1.AuthService",
@@ -171,6 +175,8 @@ impl Application {
             tokio::spawn(runner.run(stop.clone().cancelled_owned()));
             let runner = ProjectionRunner::new(store.clone(), ApiKeys);
             tokio::spawn(runner.run(stop.clone().cancelled_owned()));
+            let runner = ProjectionRunner::new(store.clone(), KeyActivity);
+            tokio::spawn(runner.run(stop.clone().cancelled_owned()));
             tokio::spawn(run_scheduler(
                 issuer.clone(),
                 scheduler_interval,
@@ -178,8 +184,14 @@ impl Application {
             ));
         }
         if role.verifies() {
-            let service =
-                build_verifier(&store, &issuer_args, &ext_authz_routes, stop.clone()).await?;
+            let service = build_verifier(
+                &store,
+                &issuer_args,
+                &ext_authz_routes,
+                usage_interval,
+                stop.clone(),
+            )
+            .await?;
             router = router
                 .add_service(VerifierServiceServer::new(service.clone()))
                 .add_service(AuthorizationServer::new(service.clone()));
@@ -219,6 +231,7 @@ async fn build_verifier(
     store: &EventStore,
     args: &IssuerArgs,
     routes: &str,
+    usage_interval: Duration,
     stop: CancellationToken,
 ) -> Result<VerifierService, StartupError> {
     let key_format =
@@ -226,12 +239,44 @@ async fn build_verifier(
             .map_err(|e| StartupError::Config(e.to_string()))?;
     let routes = Route::parse_table(routes).map_err(StartupError::Config)?;
     let index = Arc::new(RwLock::new(Index::new(&args.issuer, &args.audience, 30)));
-    let follower = Follower::start(store.clone(), index.clone(), stop.cancelled_owned()).await?;
+    let follower =
+        Follower::start(store.clone(), index.clone(), stop.clone().cancelled_owned()).await?;
+    let usage = Arc::new(UsageRecorder::default());
+    tokio::spawn(flush_usage(
+        store.clone(),
+        usage.clone(),
+        usage_interval,
+        stop,
+    ));
     Ok(VerifierService {
-        verifier: Verifier::new(index, key_format),
+        verifier: Verifier::new(index, key_format).with_usage(usage),
         follower,
         routes: Arc::new(routes),
     })
+}
+
+/// Writes the counted key usage every `interval`, and once more at shutdown.
+async fn flush_usage(
+    store: EventStore,
+    usage: Arc<UsageRecorder>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let writer = format!("verifier:{}", std::process::id());
+    loop {
+        let stopping = tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(interval) => false,
+        };
+        match usage.flush(&store, &writer, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(keys) => tracing::debug!(keys, "recorded key usage"),
+            Err(error) => tracing::warn!(%error, "cannot record key usage yet; keeping the counts"),
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Publishes the verifier's lag (seconds since it last read the log) and says

@@ -74,14 +74,18 @@ impl Route {
 }
 
 impl VerifierService {
-    /// Decides, and counts the outcome by result and reason.
+    /// Decides, and counts the outcome by result and reason. `caller` (an
+    /// address) goes into the key's usage summary.
     pub async fn decide(
         &self,
         credential: &str,
         required: &[String],
         audience: Option<&str>,
+        caller: Option<&str>,
     ) -> Result<Verified, Denial> {
-        let result = self.decide_uncounted(credential, required, audience).await;
+        let result = self
+            .decide_uncounted(credential, required, audience, caller)
+            .await;
         let (outcome, reason) = match &result {
             Ok(_) => ("allow", "OK"),
             Err(denial) => ("deny", denial.reason()),
@@ -96,16 +100,23 @@ impl VerifierService {
         credential: &str,
         required: &[String],
         audience: Option<&str>,
+        caller: Option<&str>,
     ) -> Result<Verified, Denial> {
         let now = chrono::Utc::now();
-        match self.verifier.verify(credential, required, audience, now) {
+        match self
+            .verifier
+            .verify(credential, required, audience, caller, now)
+        {
             Outcome::Decided(result) => result,
             Outcome::UnknownKey => {
                 self.follower.catch_up().await;
-                match self
-                    .verifier
-                    .verify(credential, required, audience, chrono::Utc::now())
-                {
+                match self.verifier.verify(
+                    credential,
+                    required,
+                    audience,
+                    caller,
+                    chrono::Utc::now(),
+                ) {
                     Outcome::Decided(result) => result,
                     Outcome::UnknownKey => Err(Denial::Unauthenticated("KEY_UNKNOWN")),
                 }
@@ -165,10 +176,16 @@ impl pb::verifier_service_server::VerifierService for VerifierService {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let caller = request.remote_addr().map(|a| a.ip().to_string());
         let r = request.into_inner();
         let audience = (!r.audience.is_empty()).then_some(r.audience.as_str());
         match self
-            .decide(&r.credential, &r.required_scopes, audience)
+            .decide(
+                &r.credential,
+                &r.required_scopes,
+                audience,
+                caller.as_deref(),
+            )
             .await
         {
             Ok(verified) => Ok(Response::new(pb::VerifyResponse {
@@ -226,7 +243,22 @@ impl Authorization for VerifierService {
                 http.map(|h| h.path.as_str()).unwrap_or(""),
             ),
         };
-        let response = match self.decide(&credential, &required, None).await {
+        // The original client's address, as Envoy saw it.
+        let caller = check
+            .attributes
+            .as_ref()
+            .and_then(|a| a.source.as_ref())
+            .and_then(|p| p.address.as_ref())
+            .and_then(|a| match &a.address {
+                Some(
+                    envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s),
+                ) => Some(s.address.clone()),
+                _ => None,
+            });
+        let response = match self
+            .decide(&credential, &required, None, caller.as_deref())
+            .await
+        {
             Ok(verified) => CheckResponse {
                 status: Some(RpcStatus {
                     code: Code::Ok as i32,

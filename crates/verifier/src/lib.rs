@@ -8,11 +8,14 @@
 //! - [`follower`]: loads the index at start-up, tails the log, reports lag,
 //!   and catches up once (coalesced, rate-limited) before refusing an unknown
 //!   but well-formed key;
+//! - [`usage`]: per-key usage counted in memory, flushed as one summary event
+//!   per key per interval;
 //! - [`grpc`]: `VerifierService` and `envoy.service.auth.v3.Authorization`.
 
 pub mod follower;
 pub mod grpc;
 pub mod index;
+pub mod usage;
 pub mod verify;
 
 pub use follower::Follower;

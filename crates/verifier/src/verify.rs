@@ -5,12 +5,13 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use gatehouse_crypto::jwt::{AccessClaims, MAX_TOKEN_LEN};
-use gatehouse_domain::ids::{KeyId, SessionId};
+use gatehouse_domain::ids::{AccountId, KeyId, SessionId};
 use gatehouse_domain::scope::Scopes;
 use gatehouse_domain::secret::{KeyFormat, SecretHash};
 use sha2::{Digest as _, Sha256};
 
 use crate::index::Index;
+use crate::usage::UsageRecorder;
 
 /// What kind of credential was presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,8 @@ struct CachedToken {
 pub struct Verifier {
     index: Arc<RwLock<Index>>,
     key_format: KeyFormat,
+    /// Where uses of keys (API keys and SDK tokens) are counted, if anywhere.
+    usage: Option<Arc<UsageRecorder>>,
     /// SHA-256 of (audience, token) → claims, until the token's `exp`: a
     /// repeat presentation costs a hash instead of an Ed25519 check.
     cache: Arc<RwLock<HashMap<[u8; 32], CachedToken>>>,
@@ -83,8 +86,15 @@ impl Verifier {
         Self {
             index,
             key_format,
+            usage: None,
             cache: Arc::new(RwLock::new(HashMap::new())),
         }
+    }
+
+    /// Counts key uses in `usage`.
+    pub fn with_usage(mut self, usage: Arc<UsageRecorder>) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     pub fn index(&self) -> &Arc<RwLock<Index>> {
@@ -97,6 +107,7 @@ impl Verifier {
         credential: &str,
         required: &[String],
         audience: Option<&str>,
+        caller: Option<&str>,
         now: DateTime<Utc>,
     ) -> Outcome {
         let credential = strip_bearer(credential);
@@ -106,24 +117,25 @@ impl Verifier {
         if credential.len() > MAX_TOKEN_LEN {
             return Outcome::Decided(Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")));
         }
-        let key_prefix = format!(
-            "{}_{}_",
-            self.key_format.prefix, self.key_format.environment
-        );
-        let verified = if credential.starts_with(&key_prefix) {
+        let looks_like_key = credential
+            .strip_prefix(self.key_format.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('_'))
+            .and_then(|rest| rest.strip_prefix(self.key_format.environment.as_str()))
+            .is_some_and(|rest| rest.starts_with('_'));
+        let (verified, key) = if looks_like_key {
             if !self.key_format.is_api_key_secret(credential) {
                 return Outcome::Decided(Err(Denial::Unauthenticated("BAD_CHECKSUM")));
             }
             match self.verify_key(credential, now) {
-                Some(result) => result,
+                Some((result, key)) => (result, Some(key)),
                 None => return Outcome::UnknownKey,
             }
         } else if credential.bytes().filter(|b| *b == b'.').count() == 2 {
             self.verify_token(credential, audience, now)
         } else {
-            Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED"))
+            (Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")), None)
         };
-        Outcome::Decided(verified.and_then(|v| {
+        let result = verified.and_then(|v| {
             let missing = v.scopes.missing(required);
             if missing.is_empty() {
                 Ok(v)
@@ -132,14 +144,24 @@ impl Verifier {
                     missing.into_iter().map(str::to_string).collect(),
                 ))
             }
-        }))
+        });
+        if let (Some(usage), Some((key_id, account_id))) = (&self.usage, key) {
+            let denial = result.as_ref().err().map(Denial::reason);
+            usage.record(key_id, account_id, caller, denial, now);
+        }
+        Outcome::Decided(result)
     }
 
-    fn verify_key(&self, secret: &str, now: DateTime<Utc>) -> Option<Result<Verified, Denial>> {
+    /// `None` if the secret is unknown; otherwise the decision and the key.
+    fn verify_key(
+        &self,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Option<(Result<Verified, Denial>, KeyRef)> {
         let hash = SecretHash::of(secret);
         let index = self.index.read().ok()?;
         let key = index.key_by_hash(hash.as_str())?;
-        Some(
+        Some((
             key.authenticate(&hash, now)
                 .map(|()| Verified {
                     account_id: key.account_id.to_string(),
@@ -151,7 +173,8 @@ impl Verifier {
                     session_id: None,
                 })
                 .map_err(|e| Denial::Unauthenticated(e.reason())),
-        )
+            (key.id, key.account_id),
+        ))
     }
 
     fn verify_token(
@@ -159,16 +182,15 @@ impl Verifier {
         token: &str,
         audience: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<Verified, Denial> {
+    ) -> (Result<Verified, Denial>, Option<KeyRef>) {
         let mut hasher = Sha256::new();
         hasher.update(audience.unwrap_or("").as_bytes());
         hasher.update([0]);
         hasher.update(token.as_bytes());
         let fingerprint: [u8; 32] = hasher.finalize().into();
-        let index = self
-            .index
-            .read()
-            .map_err(|_| Denial::Unauthenticated("CREDENTIAL_MALFORMED"))?;
+        let Ok(index) = self.index.read() else {
+            return (Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")), None);
+        };
         let cached = self.cache.read().ok().and_then(|cache| {
             cache
                 .get(&fingerprint)
@@ -178,31 +200,40 @@ impl Verifier {
         let (verified, revocable) = match cached {
             Some(hit) => hit,
             None => {
-                let claims = index
+                let parsed = index
                     .tokens()
                     .verify(token, audience)
-                    .map_err(|e| Denial::Unauthenticated(e.reason()))?;
-                let parsed = parse_claims(claims)?;
-                self.remember(fingerprint, &parsed, now);
-                parsed
+                    .map_err(|e| Denial::Unauthenticated(e.reason()))
+                    .and_then(parse_claims);
+                match parsed {
+                    Ok(parsed) => {
+                        self.remember(fingerprint, &parsed, now);
+                        parsed
+                    }
+                    Err(denial) => return (Err(denial), None),
+                }
             }
         };
         // Revocation is checked on every call, cached or not.
         match revocable {
             Revocable::Session(session) if index.session_revoked(&session) => {
-                Err(Denial::Unauthenticated("SESSION_REVOKED"))
+                (Err(Denial::Unauthenticated("SESSION_REVOKED")), None)
             }
+            Revocable::Session(_) => (Ok(verified), None),
             // An SDK token lives no longer than its key.
             Revocable::Key(key_id) => match index.key(&key_id) {
-                Some(key) if key.revoked_at.is_some() => {
-                    Err(Denial::Unauthenticated("KEY_REVOKED"))
+                Some(key) => {
+                    let key_ref = Some((key.id, key.account_id));
+                    if key.revoked_at.is_some() {
+                        (Err(Denial::Unauthenticated("KEY_REVOKED")), key_ref)
+                    } else if key.expires_at.is_some_and(|at| now >= at) {
+                        (Err(Denial::Unauthenticated("KEY_EXPIRED")), key_ref)
+                    } else {
+                        (Ok(verified), key_ref)
+                    }
                 }
-                Some(key) if key.expires_at.is_some_and(|at| now >= at) => {
-                    Err(Denial::Unauthenticated("KEY_EXPIRED"))
-                }
-                _ => Ok(verified),
+                None => (Ok(verified), None),
             },
-            Revocable::Session(_) => Ok(verified),
         }
     }
 
@@ -227,6 +258,9 @@ impl Verifier {
         );
     }
 }
+
+/// A key and its account, for usage counting.
+type KeyRef = (KeyId, AccountId);
 
 /// What can revoke a token before its `exp`.
 #[derive(Debug, Clone, Copy)]
@@ -302,7 +336,7 @@ mod tests {
         let index = Arc::new(RwLock::new(Index::new("iss", "aud", 5)));
         let verifier = Verifier::new(index, KeyFormat::new("wc", "live").unwrap());
         let now = Utc::now();
-        let refused = |c: &str| match verifier.verify(c, &[], None, now) {
+        let refused = |c: &str| match verifier.verify(c, &[], None, None, now) {
             Outcome::Decided(Err(denial)) => denial.reason(),
             other => panic!("{other:?}"),
         };
@@ -315,7 +349,7 @@ mod tests {
             .unwrap()
             .api_key_secret(&[1; 24]);
         assert_eq!(
-            verifier.verify(&well_formed, &[], None, now),
+            verifier.verify(&well_formed, &[], None, None, now),
             Outcome::UnknownKey
         );
     }

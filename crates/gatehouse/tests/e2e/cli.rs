@@ -69,7 +69,7 @@ async fn unknown_projection_and_bad_database_url_fail_with_one_clear_line() {
     assert!(!unknown.status.success());
     assert!(
         text(&unknown.stderr)
-            .contains("unknown projection \"nope\"; known: stream_index, api_keys"),
+            .contains("unknown projection \"nope\"; known: stream_index, api_keys, key_activity"),
         "{}",
         text(&unknown.stderr)
     );

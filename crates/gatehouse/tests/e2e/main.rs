@@ -1,6 +1,7 @@
 //! End-to-end: the real `gatehouse` binary on a free port, called with real
 //! gRPC clients. One test binary, so linking happens once.
 
+mod audit;
 mod cli;
 mod issuer;
 mod keys;

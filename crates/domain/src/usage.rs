@@ -1,0 +1,147 @@
+//! Usage of API keys, summarised by verifiers per interval.
+//!
+//! A verifier counts uses in memory and writes one `KeyUsageRecorded.v1` per
+//! key per interval to the key's `keyusage-<id>` stream, so the write rate is
+//! bounded by keys × intervals however fast `Verify` runs. The usage stream is
+//! separate from the key's own stream so that background counting never
+//! conflicts with an administrator's rotation or revocation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain_events;
+use crate::ids::{AccountId, KeyId};
+
+/// Most distinct callers remembered per key and interval.
+pub const MAX_DISTINCT_CALLERS: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsageRecorded {
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    pub interval_start: DateTime<Utc>,
+    pub interval_end: DateTime<Utc>,
+    pub uses: u64,
+    pub denials: u64,
+    pub denials_by_reason: BTreeMap<String, u64>,
+    /// Capped at [`MAX_DISTINCT_CALLERS`].
+    pub distinct_callers: u64,
+    pub first_caller: Option<String>,
+    pub last_caller: Option<String>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+domain_events!(
+    /// Events of the `keyusage-<key id>` stream.
+    UsageEvent {
+        Recorded(KeyUsageRecorded) = "KeyUsageRecorded.v1",
+    }
+);
+
+/// The stream of a key's usage summaries.
+pub fn usage_stream(key: KeyId) -> String {
+    format!("keyusage-{key}")
+}
+
+/// Uses of one key during the current interval, counted in memory.
+#[derive(Debug, Clone)]
+pub struct UsageWindow {
+    pub account_id: AccountId,
+    pub started: DateTime<Utc>,
+    uses: u64,
+    denials: u64,
+    denials_by_reason: BTreeMap<String, u64>,
+    callers: BTreeSet<String>,
+    first_caller: Option<String>,
+    last_caller: Option<String>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+impl UsageWindow {
+    pub fn new(account_id: AccountId, started: DateTime<Utc>) -> Self {
+        Self {
+            account_id,
+            started,
+            uses: 0,
+            denials: 0,
+            denials_by_reason: BTreeMap::new(),
+            callers: BTreeSet::new(),
+            first_caller: None,
+            last_caller: None,
+            last_used_at: None,
+        }
+    }
+
+    /// Counts one presentation: allowed, or denied for `reason`.
+    pub fn record(&mut self, caller: Option<&str>, denial: Option<&str>, at: DateTime<Utc>) {
+        match denial {
+            None => {
+                self.uses += 1;
+                self.last_used_at = Some(at);
+            }
+            Some(reason) => {
+                self.denials += 1;
+                *self
+                    .denials_by_reason
+                    .entry(reason.to_string())
+                    .or_default() += 1;
+            }
+        }
+        if let Some(caller) = caller {
+            if self.first_caller.is_none() {
+                self.first_caller = Some(caller.to_string());
+            }
+            if self.last_caller.as_deref() != Some(caller) {
+                self.last_caller = Some(caller.to_string());
+            }
+            if self.callers.len() < MAX_DISTINCT_CALLERS {
+                self.callers.insert(caller.to_string());
+            }
+        }
+    }
+
+    /// The summary event of this window, closed at `now`.
+    pub fn summary(&self, key_id: KeyId, now: DateTime<Utc>) -> UsageEvent {
+        UsageEvent::Recorded(KeyUsageRecorded {
+            key_id,
+            account_id: self.account_id,
+            interval_start: self.started,
+            interval_end: now,
+            uses: self.uses,
+            denials: self.denials,
+            denials_by_reason: self.denials_by_reason.clone(),
+            distinct_callers: self.callers.len() as u64,
+            first_caller: self.first_caller.clone(),
+            last_caller: self.last_caller.clone(),
+            last_used_at: self.last_used_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_counts_uses_denials_and_callers() {
+        let now = Utc::now();
+        let key = KeyId::from_uuid(uuid::Uuid::now_v7());
+        let mut window = UsageWindow::new(AccountId::from_uuid(uuid::Uuid::now_v7()), now);
+        for _ in 0..3 {
+            window.record(Some("10.0.0.1"), None, now);
+        }
+        window.record(Some("10.0.0.2"), Some("INSUFFICIENT_SCOPE"), now);
+        window.record(None, None, now);
+        let UsageEvent::Recorded(summary) = window.summary(key, now);
+        assert_eq!(
+            (summary.uses, summary.denials, summary.distinct_callers),
+            (4, 1, 2)
+        );
+        assert_eq!(summary.denials_by_reason["INSUFFICIENT_SCOPE"], 1);
+        assert_eq!(summary.first_caller.as_deref(), Some("10.0.0.1"));
+        assert_eq!(summary.last_caller.as_deref(), Some("10.0.0.2"));
+        assert_eq!(usage_stream(key), format!("keyusage-{key}"));
+    }
+}
