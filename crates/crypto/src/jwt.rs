@@ -87,6 +87,9 @@ impl TokenError {
 #[derive(Clone)]
 pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
+    /// Unix time from which a retired key verifies nothing: every token it
+    /// genuinely signed has expired by then, so anything later is forged.
+    retired: HashMap<String, i64>,
     issuer: String,
     audience: String,
     leeway_secs: u64,
@@ -96,6 +99,7 @@ impl TokenVerifier {
     pub fn new(issuer: &str, audience: &str, leeway_secs: u64) -> Self {
         Self {
             keys: HashMap::new(),
+            retired: HashMap::new(),
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             leeway_secs,
@@ -114,6 +118,16 @@ impl TokenVerifier {
         self.keys.remove(kid);
     }
 
+    /// Stops accepting `kid` from `published_until` (Unix seconds) on.
+    pub fn retire_key(&mut self, kid: &str, published_until: i64) {
+        self.retired.insert(kid.to_string(), published_until);
+    }
+
+    /// Whether `kid` verifies tokens at `now` (Unix seconds).
+    pub fn is_published(&self, kid: &str, now: i64) -> bool {
+        self.keys.contains_key(kid) && self.retired.get(kid).is_none_or(|until| now < *until)
+    }
+
     /// Verifies `token` for `audience` (or the configured one).
     pub fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
@@ -130,9 +144,11 @@ impl TokenVerifier {
         if !typ_ok {
             return Err(TokenError::WrongType);
         }
+        let now = chrono::Utc::now().timestamp();
         let key = header
             .kid
             .as_deref()
+            .filter(|kid| self.is_published(kid, now))
             .and_then(|kid| self.keys.get(kid))
             .ok_or(TokenError::UnknownSigningKey)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
@@ -296,5 +312,19 @@ mod tests {
             Err(TokenError::Malformed)
         );
         assert_eq!(verifier.verify("", None), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_retired_key_verifies_nothing_after_its_publication_ends() {
+        let (signer, mut verifier, _) = setup();
+        let token = sign(&claims(now()), &signer).unwrap();
+        verifier.retire_key(&signer.kid, now() + 3600);
+        assert!(verifier.verify(&token, None).is_ok(), "still published");
+        verifier.retire_key(&signer.kid, now() - 1);
+        assert_eq!(
+            verifier.verify(&token, None),
+            Err(TokenError::UnknownSigningKey)
+        );
+        assert!(!verifier.is_published(&signer.kid, now()));
     }
 }

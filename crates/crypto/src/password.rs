@@ -67,16 +67,22 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, CryptoError> {
-        let _permit = self
+        // The permit moves into the blocking task: a caller that gives up
+        // (cancelled request) does not free a slot while its hash still runs.
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| CryptoError::PoolClosed)?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(work))
-            .instrument(tracing::Span::current())
-            .await
-            .map_err(|_| CryptoError::PoolClosed)
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            span.in_scope(work)
+        })
+        .instrument(tracing::Span::current())
+        .await
+        .map_err(|_| CryptoError::PoolClosed)
     }
 }
 

@@ -324,7 +324,8 @@ impl ApiKey {
         }
     }
 
-    fn usable(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
+    /// Whether the key is in service at `now` (neither revoked nor expired).
+    pub fn usable(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
         if self.revoked_at.is_some() {
             return Err(KeyError::Revoked);
         }

@@ -102,6 +102,30 @@ impl UsageWindow {
         }
     }
 
+    /// Folds a later window of the same key into this one (used when a flush
+    /// failed and counting went on meanwhile).
+    pub fn merge(&mut self, later: UsageWindow) {
+        self.started = self.started.min(later.started);
+        self.uses += later.uses;
+        self.denials += later.denials;
+        for (reason, count) in later.denials_by_reason {
+            *self.denials_by_reason.entry(reason).or_default() += count;
+        }
+        for caller in later.callers {
+            if self.callers.len() >= MAX_DISTINCT_CALLERS {
+                break;
+            }
+            self.callers.insert(caller);
+        }
+        if self.first_caller.is_none() {
+            self.first_caller = later.first_caller;
+        }
+        if later.last_caller.is_some() {
+            self.last_caller = later.last_caller;
+        }
+        self.last_used_at = self.last_used_at.max(later.last_used_at);
+    }
+
     /// The summary event of this window, closed at `now`.
     pub fn summary(&self, key_id: KeyId, now: DateTime<Utc>) -> UsageEvent {
         UsageEvent::Recorded(KeyUsageRecorded {
@@ -143,5 +167,15 @@ mod tests {
         assert_eq!(summary.first_caller.as_deref(), Some("10.0.0.1"));
         assert_eq!(summary.last_caller.as_deref(), Some("10.0.0.2"));
         assert_eq!(usage_stream(key), format!("keyusage-{key}"));
+
+        let mut later = UsageWindow::new(window.account_id, now);
+        later.record(Some("10.0.0.3"), Some("KEY_REVOKED"), now);
+        window.merge(later);
+        let UsageEvent::Recorded(merged) = window.summary(key, now);
+        assert_eq!(
+            (merged.uses, merged.denials, merged.distinct_callers),
+            (4, 2, 3)
+        );
+        assert_eq!(merged.last_caller.as_deref(), Some("10.0.0.3"));
     }
 }

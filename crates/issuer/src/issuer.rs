@@ -272,6 +272,20 @@ impl Issuer {
                     reason: "SESSION_REVOKED",
                 });
             }
+        } else {
+            // An SDK token dies with its key (revoked, expired) and never
+            // speaks for another account than its key's.
+            let key_id = KeyId::parse(&claims.sub).map_err(|_| IssuerError::Unauthenticated {
+                reason: "CREDENTIAL_MALFORMED",
+            })?;
+            let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+            let key = ApiKey::fold(&events)
+                .filter(|k| k.account_id == account_id)
+                .ok_or(IssuerError::Unauthenticated {
+                    reason: "KEY_UNKNOWN",
+                })?;
+            key.usable(Utc::now())
+                .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
         }
         Ok(Principal {
             account_id,
@@ -471,7 +485,9 @@ impl Issuer {
                 return Err(IssuerError::BadCredentials);
             }
         };
-        self.throttle.succeeded(username).await?;
+        self.throttle
+            .succeeded(username, ctx.client_address.as_deref())
+            .await?;
 
         let session_id = SessionId::from_uuid(Uuid::now_v7());
         let refresh_token = self
@@ -576,6 +592,18 @@ impl Issuer {
         let actor = Some(session.user_id.to_string());
         match decision {
             RefreshDecision::Rotate(rotated) => {
+                // Sign first: a rotation that is committed but whose token
+                // could not be signed would make the client's retry look like
+                // reuse and revoke its session.
+                let ttl = self.settings.access_token_ttl;
+                let access_token = self.sign(&self.claims(
+                    session.user_id.to_string(),
+                    session.account_id,
+                    &session.scopes,
+                    Some(session.id),
+                    ttl,
+                    now,
+                ))?;
                 // Expected version: a concurrent refresh with the same token
                 // loses here, and its token is then spent.
                 match self
@@ -593,15 +621,6 @@ impl Issuer {
                     }
                     Err(other) => return Err(other.into()),
                 }
-                let ttl = self.settings.access_token_ttl;
-                let access_token = self.sign(&self.claims(
-                    session.user_id.to_string(),
-                    session.account_id,
-                    &session.scopes,
-                    Some(session.id),
-                    ttl,
-                    now,
-                ))?;
                 Ok(TokenPair {
                     access_token,
                     expires_in: secs(ttl),
@@ -611,18 +630,15 @@ impl Issuer {
             }
             RefreshDecision::RevokeForReuse(revoked) => {
                 tracing::warn!(session = %session.id, "refresh token reuse: revoking the session");
-                match self
-                    .store
+                // Revocation only ever tightens: no expected version, so a
+                // rotation racing in (the thief refreshing) cannot cancel it.
+                self.store
                     .append(
                         &session_stream,
-                        ExpectedVersion::Exact(version),
+                        ExpectedVersion::Any,
                         vec![event(parts!(revoked), ctx, actor)],
                     )
-                    .await
-                {
-                    Ok(_) | Err(StoreError::WrongExpectedVersion { .. }) => {}
-                    Err(other) => return Err(other.into()),
-                }
+                    .await?;
                 Err(IssuerError::InvalidRefreshToken {
                     reason: "REFRESH_TOKEN_REUSED",
                 })

@@ -212,6 +212,13 @@ impl Issuer {
             )));
         }
         let (key, version) = self.load_key(account_id, key_id).await?;
+        // The new secret carries the key's scopes: only a caller holding all of
+        // them may mint it, as for creation.
+        if !principal.scopes.is_superset(&key.scopes) {
+            return Err(IssuerError::PermissionDenied {
+                scope: "every scope of the key being rotated".into(),
+            });
+        }
         let secret = self
             .settings()
             .key_format
@@ -278,7 +285,7 @@ impl Issuer {
     pub async fn run_due(&self, now: DateTime<Utc>) -> Result<usize, IssuerError> {
         self.api_keys_runner().run_until_caught_up().await?;
         let mut written = 0;
-        for row in api_keys::pending(self.store(), 500).await? {
+        for row in api_keys::pending(self.store(), now, 500).await? {
             let Ok(key_id) = KeyId::parse(&row.key_id) else {
                 continue;
             };

@@ -97,10 +97,16 @@ impl Throttle {
         Ok(())
     }
 
-    /// Clears the username's counter after a successful login. The address
-    /// counter is left to expire, so one valid account cannot launder an
-    /// address's guesses at other accounts.
-    pub async fn succeeded(&self, username: &str) -> Result<(), IssuerError> {
+    /// After a successful login: clears the username's counter and refunds
+    /// the attempt counted against the address, so a busy address (a NAT, a
+    /// proxy) is not locked by its own successful logins, while its failures
+    /// still count.
+    pub async fn succeeded(
+        &self,
+        username: &str,
+        address: Option<&str>,
+    ) -> Result<(), IssuerError> {
+        let internal = |e: sqlx::Error| IssuerError::Internal(e.to_string());
         let key = Self::username_key(username);
         let mut tx = self.store.begin().await?;
         on_backend!(&mut tx, |conn| sqlx::query(
@@ -110,7 +116,18 @@ impl Throttle {
         .execute(conn)
         .await
         .map(|_| ()))
-        .map_err(|e| IssuerError::Internal(e.to_string()))?;
+        .map_err(internal)?;
+        if let Some(address) = address {
+            const REFUND: &str = "UPDATE login_throttle SET failures = \
+                 CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1";
+            let key = format!("addr:{address}");
+            on_backend!(&mut tx, |conn| sqlx::query(REFUND)
+                .bind(&key)
+                .execute(conn)
+                .await
+                .map(|_| ()))
+            .map_err(internal)?;
+        }
         tx.commit().await?;
         Ok(())
     }

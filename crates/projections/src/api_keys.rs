@@ -197,15 +197,23 @@ pub async fn list(
     Ok(rows)
 }
 
-/// Keys that may owe the scheduler an event: a grace expiry or a key expiry
-/// not yet recorded. The scheduler decides from each key's stream.
-pub async fn pending(store: &EventStore, limit: i64) -> Result<Vec<KeyRow>, StoreError> {
+/// Keys that owe the scheduler an event at `now`: a grace period or a key
+/// that has ended without its event yet, oldest key first. The scheduler
+/// re-decides each from the key's stream.
+pub async fn pending(
+    store: &EventStore,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<KeyRow>, StoreError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM api_keys WHERE (grace_expiry_recorded = FALSE) \
-         OR (expires_at IS NOT NULL AND expiry_recorded = FALSE AND revoked_at IS NULL) LIMIT $1"
+        "SELECT {COLUMNS} FROM api_keys \
+         WHERE (grace_expiry_recorded = FALSE AND previous_valid_until <= $1) \
+         OR (expires_at <= $1 AND expiry_recorded = FALSE AND revoked_at IS NULL) \
+         ORDER BY key_id LIMIT $2"
     );
     let mut tx = store.begin_read().await?;
     let rows = on_backend!(&mut tx, |conn| sqlx::query_as::<_, KeyRow>(&sql)
+        .bind(now)
         .bind(limit)
         .fetch_all(conn)
         .await)

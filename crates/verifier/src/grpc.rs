@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
@@ -124,18 +125,74 @@ impl VerifierService {
         }
     }
 
-    fn scopes_for(&self, method: &str, path: &str) -> Vec<String> {
-        let path = path.split('?').next().unwrap_or(path);
-        self.routes
+    fn scopes_for(&self, method: &str, path: &str) -> Option<Vec<String>> {
+        route_scopes(&self.routes, method, path)
+    }
+}
+
+/// The scopes a route table asks for `method` and `path`: the longest
+/// matching prefix, on segment boundaries, of the normalised path. `None` for
+/// a path that cannot be matched safely.
+pub fn route_scopes(routes: &[Route], method: &str, path: &str) -> Option<Vec<String>> {
+    let path = normalize_path(path)?;
+    let under = |prefix: &str| {
+        let prefix = prefix.trim_end_matches('/');
+        prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"))
+    };
+    Some(
+        routes
             .iter()
             .filter(|r| {
-                (r.method == "*" || r.method.eq_ignore_ascii_case(method))
-                    && path.starts_with(&r.path_prefix)
+                (r.method == "*" || r.method.eq_ignore_ascii_case(method)) && under(&r.path_prefix)
             })
-            .max_by_key(|r| r.path_prefix.len())
+            .max_by_key(|r| r.path_prefix.trim_end_matches('/').len())
             .map(|r| r.scopes.clone())
-            .unwrap_or_default()
+            .unwrap_or_default(),
+    )
+}
+
+/// Normalises a request path for route matching: query dropped,
+/// percent-encoding decoded, slashes merged, dot segments resolved. `None`
+/// for a path that cannot be matched safely: bad encoding, an encoded `/`,
+/// `\` or `%`, a backslash, or `..` above the root — so `/orders/../admin`,
+/// `//admin` and `/%61dmin` all meet the `/admin` route or are refused.
+pub fn normalize_path(raw: &str) -> Option<String> {
+    let path = raw.split(['?', '#']).next().unwrap_or("");
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let byte = u8::from_str_radix(path.get(i + 1..i + 3)?, 16).ok()?;
+                if matches!(byte, b'/' | b'\\' | b'%') || byte < 0x20 {
+                    return None;
+                }
+                decoded.push(byte);
+                i += 3;
+            }
+            b'\\' => return None,
+            byte => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
     }
+    let decoded = String::from_utf8(decoded).ok()?;
+    if !decoded.starts_with('/') {
+        return None;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop()?;
+            }
+            segment => segments.push(segment),
+        }
+    }
+    Some(format!("/{}", segments.join("/")))
 }
 
 fn denial_status(denial: &Denial) -> Status {
@@ -196,6 +253,8 @@ impl pb::verifier_service_server::VerifierService for VerifierService {
     }
 }
 
+/// A header that replaces any value of the same name (so a client cannot
+/// smuggle its own `x-gatehouse-*` values past the proxy).
 fn header(key: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
         header: Some(HeaderValue {
@@ -203,17 +262,29 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
             value: value.to_string(),
             ..Default::default()
         }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         ..Default::default()
     }
 }
 
-/// The `x-gatehouse-*` headers an allowed request carries upstream; any the
-/// client sent itself are removed first, so they cannot be forged.
-pub const IDENTITY_HEADERS: [&str; 3] = [
-    "x-gatehouse-account",
-    "x-gatehouse-subject",
-    "x-gatehouse-scopes",
-];
+/// The answer to a request whose path cannot be matched safely: 400.
+fn path_rejected() -> CheckResponse {
+    CheckResponse {
+        status: Some(RpcStatus {
+            code: Code::InvalidArgument as i32,
+            message: "PATH_REJECTED".into(),
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: HttpStatusCode::BadRequest as i32,
+            }),
+            headers: vec![header("content-type", "application/json")],
+            body: serde_json::json!({ "error": "PATH_REJECTED" }).to_string(),
+        })),
+        ..Default::default()
+    }
+}
 
 #[tonic::async_trait]
 impl Authorization for VerifierService {
@@ -238,10 +309,14 @@ impl Authorization for VerifierService {
         let extensions = check.attributes.as_ref().map(|a| &a.context_extensions);
         let required: Vec<String> = match extensions.and_then(|e| e.get("required_scopes")) {
             Some(scopes) => scopes.split_whitespace().map(str::to_string).collect(),
-            None => self.scopes_for(
-                http.map(|h| h.method.as_str()).unwrap_or(""),
-                http.map(|h| h.path.as_str()).unwrap_or(""),
-            ),
+            None => {
+                let method = http.map(|h| h.method.as_str()).unwrap_or("");
+                match self.scopes_for(method, http.map(|h| h.path.as_str()).unwrap_or("")) {
+                    Some(scopes) => scopes,
+                    // Refused before any credential is looked at.
+                    None => return Ok(Response::new(path_rejected())),
+                }
+            }
         };
         // The original client's address, as Envoy saw it.
         let caller = check
@@ -270,7 +345,6 @@ impl Authorization for VerifierService {
                         header("x-gatehouse-subject", &verified.subject),
                         header("x-gatehouse-scopes", &verified.scopes.to_claim()),
                     ],
-                    headers_to_remove: IDENTITY_HEADERS.iter().map(|h| h.to_string()).collect(),
                     ..Default::default()
                 })),
                 ..Default::default()
@@ -319,6 +393,71 @@ impl Authorization for VerifierService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_normalised_before_matching() {
+        assert_eq!(
+            normalize_path("/orders/../admin/x?y=1").as_deref(),
+            Some("/admin/x")
+        );
+        assert_eq!(normalize_path("//admin//x/./").as_deref(), Some("/admin/x"));
+        assert_eq!(normalize_path("/%61dmin/x").as_deref(), Some("/admin/x"));
+        assert_eq!(normalize_path("/").as_deref(), Some("/"));
+        for bad in [
+            "/a/%2f/b",
+            "/a/%2F",
+            "/..",
+            "/a/../../b",
+            "/a\\b",
+            "/%zz",
+            "relative",
+            "/%5c",
+            "/%00",
+        ] {
+            assert_eq!(normalize_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn routes_match_on_segment_boundaries_of_normalised_paths() {
+        let routes = Route::parse_table(
+            "GET /orders orders:read; * /admin admin:all; * /admin/audit audit:read",
+        )
+        .unwrap();
+        let scopes = |method: &str, path: &str| route_scopes(&routes, method, path);
+        assert_eq!(
+            scopes("GET", "/orders/1"),
+            Some(vec!["orders:read".to_string()])
+        );
+        assert_eq!(
+            scopes("POST", "/orders/1"),
+            Some(vec![]),
+            "method must match"
+        );
+        assert_eq!(
+            scopes("GET", "/orders/../admin/x"),
+            Some(vec!["admin:all".to_string()])
+        );
+        assert_eq!(
+            scopes("GET", "//admin/x"),
+            Some(vec!["admin:all".to_string()])
+        );
+        assert_eq!(
+            scopes("GET", "/%61dmin"),
+            Some(vec!["admin:all".to_string()])
+        );
+        assert_eq!(
+            scopes("GET", "/admin/audit/7"),
+            Some(vec!["audit:read".to_string()]),
+            "longest prefix"
+        );
+        assert_eq!(
+            scopes("GET", "/administrator"),
+            Some(vec![]),
+            "segment boundary"
+        );
+        assert_eq!(scopes("GET", "/admin%2Fx"), None);
+    }
 
     #[test]
     fn route_tables_parse() {

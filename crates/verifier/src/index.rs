@@ -49,14 +49,18 @@ impl Index {
                     self.revoked_sessions.insert(r.session_id);
                 }
             }
-            "signingkey" => {
-                if let Ok(Some(SigningKeyEvent::Created(c))) =
-                    SigningKeyEvent::decode(&event.event_type, &event.payload)
-                    && let Err(error) = self.tokens.insert_key(&c.kid, &c.public_key)
-                {
-                    tracing::error!(kid = %c.kid, %error, "unusable signing key in the log");
+            "signingkey" => match SigningKeyEvent::decode(&event.event_type, &event.payload) {
+                Ok(Some(SigningKeyEvent::Created(c))) => {
+                    if let Err(error) = self.tokens.insert_key(&c.kid, &c.public_key) {
+                        tracing::error!(kid = %c.kid, %error, "unusable signing key in the log");
+                    }
                 }
-            }
+                Ok(Some(SigningKeyEvent::Retired(r))) => {
+                    self.tokens
+                        .retire_key(&r.kid, r.published_until.timestamp());
+                }
+                _ => {}
+            },
             _ => {}
         }
     }

@@ -63,10 +63,13 @@ impl UsageRecorder {
         }
         let count = batches.len();
         if let Err(error) = store.append_all(batches).await {
-            // Put the counts back (merged with anything counted meanwhile).
+            // Put the counts back, merged with anything counted meanwhile.
             if let Ok(mut current) = self.windows.lock() {
-                for (key, window) in windows {
-                    current.entry(key).or_insert(window);
+                for (key, mut window) in windows {
+                    if let Some(later) = current.remove(&key) {
+                        window.merge(later);
+                    }
+                    current.insert(key, window);
                 }
             }
             return Err(error);

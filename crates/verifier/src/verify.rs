@@ -58,6 +58,8 @@ const TOKEN_CACHE_CAPACITY: usize = 100_000;
 struct CachedToken {
     verified: Verified,
     revocable: Revocable,
+    /// The signing key: a retired key's tokens stop at its retirement, cached or not.
+    kid: String,
     exp: i64,
 }
 
@@ -194,7 +196,9 @@ impl Verifier {
         let cached = self.cache.read().ok().and_then(|cache| {
             cache
                 .get(&fingerprint)
-                .filter(|c| c.exp > now.timestamp())
+                .filter(|c| {
+                    c.exp > now.timestamp() && index.tokens().is_published(&c.kid, now.timestamp())
+                })
                 .map(|c| (c.verified.clone(), c.revocable))
         });
         let (verified, revocable) = match cached {
@@ -207,7 +211,7 @@ impl Verifier {
                     .and_then(parse_claims);
                 match parsed {
                     Ok(parsed) => {
-                        self.remember(fingerprint, &parsed, now);
+                        self.remember(fingerprint, &parsed, token_kid(token), now);
                         parsed
                     }
                     Err(denial) => return (Err(denial), None),
@@ -237,7 +241,13 @@ impl Verifier {
         }
     }
 
-    fn remember(&self, fingerprint: [u8; 32], parsed: &(Verified, Revocable), now: DateTime<Utc>) {
+    fn remember(
+        &self,
+        fingerprint: [u8; 32],
+        parsed: &(Verified, Revocable),
+        kid: String,
+        now: DateTime<Utc>,
+    ) {
         let Ok(mut cache) = self.cache.write() else {
             return;
         };
@@ -253,10 +263,19 @@ impl Verifier {
             CachedToken {
                 verified: parsed.0.clone(),
                 revocable: parsed.1,
+                kid,
                 exp,
             },
         );
     }
+}
+
+/// The `kid` of a token whose signature has been verified.
+fn token_kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .ok()
+        .and_then(|h| h.kid)
+        .unwrap_or_default()
 }
 
 /// A key and its account, for usage counting.

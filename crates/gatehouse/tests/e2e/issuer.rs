@@ -712,3 +712,17 @@ async fn users_are_created_only_within_the_callers_account_and_scopes() {
 fn uuid_like() -> String {
     "0193a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b".into()
 }
+
+#[tokio::test]
+async fn successful_logins_from_one_address_never_lock_it() {
+    let env = postgres().await;
+    bootstrap(&env).await;
+    let server = serve(&env).await;
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    // More than the 20 attempts an address may fail before delays start.
+    for n in 0..25 {
+        login(&mut auth, PASSWORD)
+            .await
+            .unwrap_or_else(|s| panic!("login {n} from a busy address was refused: {s:?}"));
+    }
+}

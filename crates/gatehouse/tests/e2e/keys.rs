@@ -673,3 +673,86 @@ async fn tenancy_scopes_and_hostile_input_get_their_status_and_write_nothing() {
         "refused calls must write nothing"
     );
 }
+
+#[tokio::test]
+async fn a_weaker_credential_cannot_rotate_a_stronger_key_and_sdk_tokens_die_with_their_key() {
+    let (env, server, mut admin) = setup().await;
+    let account = admin.account_id.clone();
+    // A key that may manage keys but holds nothing else.
+    let manager = admin
+        .create("key manager", &["keys:read", "keys:write"], None)
+        .await
+        .unwrap();
+    let manager_id = manager.key.unwrap().key_id;
+    let bootstrap_key = {
+        let page = admin
+            .keys
+            .list_api_keys(authed(
+                pb::ListApiKeysRequest {
+                    account_id: account.clone(),
+                    page_size: 10,
+                    ..Default::default()
+                },
+                &admin.secret.clone(),
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        page.keys
+            .into_iter()
+            .find(|k| k.name == "bootstrap admin")
+            .unwrap()
+            .key_id
+    };
+    let before = event_log_text(&env).await;
+    let escalation = admin
+        .keys
+        .rotate_api_key(authed(
+            pb::RotateApiKeyRequest {
+                account_id: account.clone(),
+                key_id: bootstrap_key,
+                grace_period: None,
+            },
+            &manager.secret,
+        ))
+        .await
+        .expect_err("rotating the admin key would hand out platform:admin");
+    assert_eq!(escalation.code(), Code::PermissionDenied);
+    assert_eq!(event_log_text(&env).await, before);
+
+    // An SDK token of the manager key works until the key is revoked.
+    let mut auth =
+        gatehouse_api::v1::auth_service_client::AuthServiceClient::new(server.channel().await);
+    let sdk = auth
+        .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+            account_id: account.clone(),
+            key_id: manager_id.clone(),
+            key_secret: manager.secret.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    use_key(&mut admin.keys, &account, &sdk)
+        .await
+        .expect("sdk token of a live key");
+    admin
+        .keys
+        .revoke_api_key(authed(
+            pb::RevokeApiKeyRequest {
+                account_id: account.clone(),
+                key_id: manager_id,
+                reason: "leaked".into(),
+            },
+            &admin.secret.clone(),
+        ))
+        .await
+        .unwrap();
+    let refused = use_key(&mut admin.keys, &account, &sdk)
+        .await
+        .expect_err("its key is revoked");
+    assert_eq!(
+        (refused.code(), reason(&refused).as_str()),
+        (Code::Unauthenticated, "KEY_REVOKED")
+    );
+}

@@ -635,10 +635,12 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
     assert_eq!(headers["x-gatehouse-account"], world.account_id);
     assert_eq!(headers["x-gatehouse-subject"], key_id);
     assert_eq!(headers["x-gatehouse-scopes"], "keys:read");
+    // Identity headers overwrite whatever the client sent under those names.
+    assert!(ok.headers.iter().all(|h| h.append_action
+        == envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32));
     assert!(
-        ok.headers_to_remove
-            .contains(&"x-gatehouse-account".to_string()),
-        "client-sent identity headers are stripped"
+        ok.headers_to_remove.is_empty(),
+        "removals apply after additions in Envoy"
     );
 
     let denied =
@@ -691,6 +693,25 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
         challenge,
         r#"Bearer error="insufficient_scope", scope="platform:admin""#
     );
+    // Path tricks meet the route they point at, or are refused outright.
+    for tricky in ["/keys/../admin/users", "//admin/users", "/%61dmin/users"] {
+        let (_, http, _) = denied(
+            envoy
+                .check(check_request("GET", tricky, Some(&bearer), &[]))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        assert_eq!(http, 403, "{tricky}");
+    }
+    let (grpc, http, _) = denied(
+        envoy
+            .check(check_request("GET", "/admin%2Fusers", Some(&bearer), &[]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!((grpc, http), (Code::InvalidArgument as i32, 400));
     // context_extensions override the table.
     let (_, http, _) = denied(
         envoy
