@@ -1,8 +1,11 @@
-//! The command line: `gatehouse serve | migrate | projections rebuild NAME`.
+//! The command line: servers and one-shot commands, and the admin client
+//! commands (`keys`, `activity`, `accounts`, `users`).
 
 use clap::{Parser, Subcommand};
 use gatehouse_server::telemetry::LogFormat;
 use gatehouse_server::{DatabaseArgs, IssuerArgs, Role, ServeArgs};
+
+use crate::admin::{ActivityArgs, Connection, KeysCommand};
 
 /// Gatehouse: an event-sourced authentication service.
 #[derive(Debug, Parser)]
@@ -60,6 +63,61 @@ pub enum Command {
     SigningKeys {
         #[command(subcommand)]
         command: SigningKeysCommand,
+    },
+    /// Manage API keys of a running Gatehouse (GATEHOUSE_ADDR, GATEHOUSE_TOKEN).
+    Keys {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Read the key activity log.
+    Activity {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        args: ActivityArgs,
+    },
+    /// Manage accounts.
+    Accounts {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Manage users.
+    Users {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account (needs platform:admin); with --owner, also its owner,
+    /// whose password comes from GATEHOUSE_OWNER_PASSWORD or standard input.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        owner: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; the password comes from GATEHOUSE_USER_PASSWORD or
+    /// standard input, never a flag.
+    Create {
+        #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+        account: String,
+        #[arg(long)]
+        username: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
     },
 }
 

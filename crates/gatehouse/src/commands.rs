@@ -15,6 +15,13 @@ pub async fn open(database: &DatabaseArgs) -> anyhow::Result<EventStore> {
     Ok(store)
 }
 
+/// `gatehouse migrate`.
+pub async fn migrate(database: &DatabaseArgs) -> anyhow::Result<()> {
+    open(database).await?;
+    eprintln!("migrations applied");
+    Ok(())
+}
+
 pub async fn rebuild(name: &str, database: &DatabaseArgs) -> anyhow::Result<()> {
     let store = open(database).await?;
     let checkpoint = match name {

@@ -1,10 +1,11 @@
 //! `gatehouse`: one binary for serving, migrating and administering.
 
+mod admin;
 mod cli;
 mod commands;
 
 use clap::Parser;
-use cli::{Cli, Command, ProjectionsCommand, SigningKeysCommand};
+use cli::{AccountsCommand, Cli, Command, ProjectionsCommand, SigningKeysCommand, UsersCommand};
 use gatehouse_server::{Application, shutdown_signal, telemetry};
 
 #[tokio::main]
@@ -16,27 +17,43 @@ async fn main() -> anyhow::Result<()> {
         "warn"
     };
     telemetry::init(cli.log_format, default_filter);
-    match cli.command {
+    let admin = match cli.command {
         Command::Serve { role, args } => {
             let app = Application::build(&args, role).await?;
-            app.run_until_stopped(shutdown_signal()).await?;
+            return Ok(app.run_until_stopped(shutdown_signal()).await?);
         }
-        Command::Migrate { database } => {
-            commands::open(&database).await?;
-            eprintln!("migrations applied");
-        }
+        Command::Migrate { database } => return commands::migrate(&database).await,
         Command::Projections {
             command: ProjectionsCommand::Rebuild { name, database },
-        } => commands::rebuild(&name, &database).await?,
+        } => return commands::rebuild(&name, &database).await,
         Command::Bootstrap {
             account_name,
             username,
             database,
             issuer,
-        } => commands::bootstrap(&account_name, &username, &database, &issuer).await?,
+        } => return commands::bootstrap(&account_name, &username, &database, &issuer).await,
         Command::SigningKeys {
             command: SigningKeysCommand::Rotate { database, issuer },
-        } => commands::rotate_signing_key(&database, &issuer).await?,
+        } => return commands::rotate_signing_key(&database, &issuer).await,
+        Command::Keys { conn, command } => admin::keys(&conn, command).await,
+        Command::Activity { conn, args } => admin::activity(&conn, args).await,
+        Command::Accounts {
+            conn,
+            command: AccountsCommand::Create { name, owner },
+        } => admin::create_account(&conn, name, owner).await,
+        Command::Users {
+            conn,
+            command:
+                UsersCommand::Create {
+                    account,
+                    username,
+                    scopes,
+                },
+        } => admin::create_user(&conn, account, username, scopes).await,
+    };
+    if let Err(failure) = admin {
+        eprintln!("error: {}", failure.message);
+        std::process::exit(failure.code);
     }
     Ok(())
 }

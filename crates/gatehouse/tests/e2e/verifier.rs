@@ -413,7 +413,11 @@ async fn every_credential_kind_is_verified_and_every_bad_one_refused_with_its_re
         ("garbage", "garbage".into(), "CREDENTIAL_MALFORMED"),
         (
             "mistyped key",
-            format!("{}x", &world.admin_secret[..world.admin_secret.len() - 1]),
+            {
+                // Change the last character (to one it is not).
+                let (head, last) = world.admin_secret.split_at(world.admin_secret.len() - 1);
+                format!("{head}{}", if last == "x" { "y" } else { "x" })
+            },
             "BAD_CHECKSUM",
         ),
         ("empty", String::new(), "CREDENTIAL_MISSING"),

@@ -1,0 +1,628 @@
+//! The admin and auditor command line: a gRPC client of a running Gatehouse.
+//!
+//! Reads `GATEHOUSE_ADDR` and `GATEHOUSE_TOKEN` (or `--token-file`); prints
+//! aligned tables for people and `--json` for scripts; prints a new secret
+//! once, on standard output, with a warning on standard error. Exit codes:
+//! 0 ok, 2 usage, 3 unauthenticated, 4 permission denied, 5 not found,
+//! 6 rejected (invalid argument, failed precondition, already exists,
+//! conflict), 7 unreachable, 1 anything else. Errors are one line on stderr.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::account_service_client::AccountServiceClient;
+use gatehouse_api::v1::audit_service_client::AuditServiceClient;
+use gatehouse_api::v1::key_service_client::KeyServiceClient;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt as _;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The Gatehouse gRPC address.
+    #[arg(
+        long,
+        env = "GATEHOUSE_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub addr: String,
+    /// Bearer credential: an access token or an API key secret.
+    #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Read the bearer credential from this file instead.
+    #[arg(long, env = "GATEHOUSE_TOKEN_FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints its secret once.
+    Create {
+        #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+        account: String,
+        #[arg(long)]
+        name: String,
+        /// A scope to grant (repeat for several).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// RFC 3339 time after which the key is refused.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List the account's keys, newest first.
+    List {
+        #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+        account: String,
+    },
+    /// Show one key.
+    Get {
+        #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+        account: String,
+        key_id: String,
+    },
+    /// Issue a new secret; the old one stays valid for the grace period.
+    Rotate {
+        #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+        account: String,
+        key_id: String,
+        /// e.g. `24h`, `90m`, `30s`, `0` (default 24h).
+        #[arg(long)]
+        grace: Option<String>,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+        account: String,
+        key_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+/// `gatehouse activity`.
+#[derive(Debug, Args)]
+pub struct ActivityArgs {
+    #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+    pub account: String,
+    /// One key only.
+    #[arg(long = "key")]
+    pub key_id: Option<String>,
+    /// RFC 3339 time; only activity from then on.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Keep printing new activity as it happens.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// A failure, with the exit code scripts can rely on.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl From<Status> for Failure {
+    fn from(status: Status) -> Self {
+        let code = match status.code() {
+            Code::Unauthenticated => 3,
+            Code::PermissionDenied => 4,
+            Code::NotFound => 5,
+            Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::AlreadyExists
+            | Code::Aborted
+            | Code::OutOfRange => 6,
+            Code::Unavailable => 7,
+            _ => 1,
+        };
+        let reason = status
+            .get_details_error_info()
+            .map(|i| i.reason)
+            .unwrap_or_default();
+        let message = if reason.is_empty() {
+            status.message().to_string()
+        } else {
+            format!("{} ({reason})", status.message())
+        };
+        Self { code, message }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+impl Connection {
+    fn bearer(&self) -> Result<String, Failure> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+            return Ok(text.trim().to_string());
+        }
+        self.token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| usage("no credential: set GATEHOUSE_TOKEN or --token-file"))
+    }
+
+    async fn channel(&self) -> Result<Channel, Failure> {
+        let endpoint = Channel::from_shared(self.addr.clone())
+            .map_err(|e| usage(format!("invalid --addr: {e}")))?;
+        endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| Failure {
+                code: 7,
+                message: format!("cannot reach {}: {e}", self.addr),
+            })
+    }
+
+    fn request<T>(&self, message: T) -> Result<Request<T>, Failure> {
+        let mut request = Request::new(message);
+        let value = format!("Bearer {}", self.bearer()?)
+            .parse()
+            .map_err(|_| usage("the credential is not a valid header value"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+fn timestamp(at: &str, what: &str) -> Result<prost_types::Timestamp, Failure> {
+    let at = chrono::DateTime::parse_from_rfc3339(at)
+        .map_err(|e| usage(format!("invalid {what}: {e}")))?;
+    Ok(prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    })
+}
+
+fn time_text(ts: &Option<prost_types::Timestamp>) -> String {
+    ts.as_ref()
+        .and_then(|t| {
+            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+        })
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// `24h`, `90m`, `30s`, `2d`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<prost_types::Duration, Failure> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = number
+        .parse()
+        .map_err(|_| usage(format!("invalid duration {text:?}")))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(usage(format!(
+                "invalid duration {text:?}: use s, m, h or d"
+            )));
+        }
+    };
+    Ok(prost_types::Duration { seconds, nanos: 0 })
+}
+
+fn state(state: i32) -> &'static str {
+    match pb::KeyState::try_from(state) {
+        Ok(pb::KeyState::Active) => "active",
+        Ok(pb::KeyState::Rotating) => "rotating",
+        Ok(pb::KeyState::Revoked) => "revoked",
+        Ok(pb::KeyState::Expired) => "expired",
+        _ => "unknown",
+    }
+}
+
+fn key_json(key: &pb::ApiKey) -> Value {
+    json!({
+        "key_id": key.key_id,
+        "account_id": key.account_id,
+        "name": key.name,
+        "scopes": key.scopes,
+        "hint": key.hint,
+        "state": state(key.state),
+        "created_at": time_text(&key.created_at),
+        "rotated_at": time_text(&key.rotated_at),
+        "expires_at": time_text(&key.expires_at),
+        "last_used_at": time_text(&key.last_used_at),
+        "previous_secret_valid_until": time_text(&key.previous_secret_valid_until),
+    })
+}
+
+fn kind(kind: i32) -> &'static str {
+    match pb::ActivityKind::try_from(kind) {
+        Ok(pb::ActivityKind::Created) => "created",
+        Ok(pb::ActivityKind::Rotated) => "rotated",
+        Ok(pb::ActivityKind::GraceExpired) => "grace_expired",
+        Ok(pb::ActivityKind::Revoked) => "revoked",
+        Ok(pb::ActivityKind::Expired) => "expired",
+        Ok(pb::ActivityKind::Usage) => "usage",
+        _ => "unknown",
+    }
+}
+
+fn activity_json(a: &pb::KeyActivity) -> Value {
+    json!({
+        "position": a.position,
+        "occurred_at": time_text(&a.occurred_at),
+        "key_id": a.key_id,
+        "kind": kind(a.kind),
+        "actor": a.actor,
+        "client_address": a.client_address,
+        "reason": a.reason,
+        "uses": a.usage.as_ref().map(|u| u.uses),
+        "denials": a.usage.as_ref().map(|u| u.denials),
+    })
+}
+
+/// Prints rows as an aligned table with a header.
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = widths[i]))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn key_row(key: &pb::ApiKey) -> Vec<String> {
+    vec![
+        key.key_id.clone(),
+        key.name.clone(),
+        state(key.state).to_string(),
+        key.scopes.join(" "),
+        format!("…{}", key.hint),
+        time_text(&key.created_at),
+        time_text(&key.expires_at),
+        time_text(&key.last_used_at),
+    ]
+}
+
+const KEY_HEADERS: [&str; 8] = [
+    "KEY ID",
+    "NAME",
+    "STATE",
+    "SCOPES",
+    "HINT",
+    "CREATED",
+    "EXPIRES",
+    "LAST USED",
+];
+
+fn print_keys(json_out: bool, keys: &[pb::ApiKey]) {
+    if json_out {
+        println!("{}", Value::Array(keys.iter().map(key_json).collect()));
+    } else {
+        table(&KEY_HEADERS, &keys.iter().map(key_row).collect::<Vec<_>>());
+    }
+}
+
+fn print_secret(json_out: bool, key: &pb::ApiKey, secret: &str, extra: Value) {
+    if json_out {
+        let mut out = key_json(key);
+        out["secret"] = json!(secret);
+        if let (Some(out), Some(extra)) = (out.as_object_mut(), extra.as_object()) {
+            out.extend(extra.clone());
+        }
+        println!("{out}");
+    } else {
+        table(&KEY_HEADERS, &[key_row(key)]);
+        println!("secret: {secret}");
+    }
+    eprintln!("warning: this secret is shown once and cannot be retrieved again; store it now");
+}
+
+/// `gatehouse keys …`.
+pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure> {
+    let mut client = KeyServiceClient::new(conn.channel().await?);
+    match command {
+        KeysCommand::Create {
+            account,
+            name,
+            scopes,
+            expires_at,
+        } => {
+            let expires_at = expires_at
+                .as_deref()
+                .map(|t| timestamp(t, "--expires-at"))
+                .transpose()?;
+            let created = client
+                .create_api_key(conn.request(pb::CreateApiKeyRequest {
+                    account_id: account,
+                    name,
+                    scopes,
+                    expires_at,
+                })?)
+                .await?
+                .into_inner();
+            let key = created.key.unwrap_or_default();
+            print_secret(conn.json, &key, &created.secret, json!({}));
+        }
+        KeysCommand::List { account } => {
+            let mut keys = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_api_keys(conn.request(pb::ListApiKeysRequest {
+                        account_id: account.clone(),
+                        page_size: 500,
+                        page_token: page_token.clone(),
+                    })?)
+                    .await?
+                    .into_inner();
+                keys.extend(page.keys);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            print_keys(conn.json, &keys);
+        }
+        KeysCommand::Get { account, key_id } => {
+            let key = client
+                .get_api_key(conn.request(pb::GetApiKeyRequest {
+                    account_id: account,
+                    key_id,
+                })?)
+                .await?
+                .into_inner()
+                .key
+                .unwrap_or_default();
+            if conn.json {
+                println!("{}", key_json(&key));
+            } else {
+                print_keys(false, &[key]);
+            }
+        }
+        KeysCommand::Rotate {
+            account,
+            key_id,
+            grace,
+        } => {
+            let grace_period = grace.as_deref().map(parse_duration).transpose()?;
+            let rotated = client
+                .rotate_api_key(conn.request(pb::RotateApiKeyRequest {
+                    account_id: account,
+                    key_id,
+                    grace_period,
+                })?)
+                .await?
+                .into_inner();
+            let until = time_text(&rotated.previous_secret_valid_until);
+            let key = rotated.key.unwrap_or_default();
+            print_secret(
+                conn.json,
+                &key,
+                &rotated.secret,
+                json!({ "previous_secret_valid_until": until }),
+            );
+            if !conn.json {
+                println!("previous secret valid until: {until}");
+            }
+        }
+        KeysCommand::Revoke {
+            account,
+            key_id,
+            reason,
+        } => {
+            let key = client
+                .revoke_api_key(conn.request(pb::RevokeApiKeyRequest {
+                    account_id: account,
+                    key_id,
+                    reason,
+                })?)
+                .await?
+                .into_inner()
+                .key
+                .unwrap_or_default();
+            if conn.json {
+                println!("{}", key_json(&key));
+            } else {
+                print_keys(false, &[key]);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn activity_row(a: &pb::KeyActivity) -> Vec<String> {
+    let detail = match &a.usage {
+        Some(u) => format!(
+            "{} uses, {} denials, {} callers",
+            u.uses, u.denials, u.distinct_callers
+        ),
+        None => a.reason.clone(),
+    };
+    vec![
+        a.position.to_string(),
+        time_text(&a.occurred_at),
+        a.key_id.clone(),
+        kind(a.kind).to_string(),
+        a.actor.clone(),
+        a.client_address.clone(),
+        detail,
+    ]
+}
+
+const ACTIVITY_HEADERS: [&str; 7] = [
+    "POSITION", "TIME", "KEY ID", "KIND", "ACTOR", "CLIENT", "DETAIL",
+];
+
+/// `gatehouse activity`.
+pub async fn activity(conn: &Connection, args: ActivityArgs) -> Result<(), Failure> {
+    let mut client = AuditServiceClient::new(conn.channel().await?);
+    let since = args
+        .since
+        .as_deref()
+        .map(|t| timestamp(t, "--since"))
+        .transpose()?;
+    if args.follow {
+        let mut stream = client
+            .watch_key_activity(conn.request(pb::WatchKeyActivityRequest {
+                account_id: args.account,
+                key_id: args.key_id.unwrap_or_default(),
+                since,
+                kinds: vec![],
+            })?)
+            .await?
+            .into_inner();
+        if !conn.json {
+            println!("{}", ACTIVITY_HEADERS.join("  "));
+        }
+        while let Some(entry) = stream.message().await? {
+            if conn.json {
+                println!("{}", activity_json(&entry));
+            } else {
+                println!("{}", activity_row(&entry).join("  "));
+            }
+        }
+        return Ok(());
+    }
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_key_activity(conn.request(pb::ListKeyActivityRequest {
+                account_id: args.account.clone(),
+                key_id: args.key_id.clone().unwrap_or_default(),
+                since,
+                page_size: 1000,
+                page_token: page_token.clone(),
+                ..Default::default()
+            })?)
+            .await?
+            .into_inner();
+        entries.extend(page.activity);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if conn.json {
+        println!(
+            "{}",
+            Value::Array(entries.iter().map(activity_json).collect())
+        );
+    } else {
+        table(
+            &ACTIVITY_HEADERS,
+            &entries.iter().map(activity_row).collect::<Vec<_>>(),
+        );
+    }
+    Ok(())
+}
+
+fn password_from(var: &str) -> Result<String, Failure> {
+    match std::env::var(var) {
+        Ok(password) if !password.is_empty() => Ok(password),
+        _ => {
+            let mut input = String::new();
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .map_err(|e| usage(format!("cannot read the password from standard input: {e}")))?;
+            Ok(input.trim_end_matches(['\r', '\n']).to_string())
+        }
+    }
+}
+
+/// `gatehouse accounts create`.
+pub async fn create_account(
+    conn: &Connection,
+    name: String,
+    owner: Option<String>,
+) -> Result<(), Failure> {
+    let owner_password = match &owner {
+        Some(_) => password_from("GATEHOUSE_OWNER_PASSWORD")?,
+        None => String::new(),
+    };
+    let mut client = AccountServiceClient::new(conn.channel().await?);
+    let created = client
+        .create_account(conn.request(pb::CreateAccountRequest {
+            name,
+            owner_username: owner.unwrap_or_default(),
+            owner_password,
+        })?)
+        .await?
+        .into_inner();
+    let account = created.account.unwrap_or_default();
+    let owner = created
+        .owner
+        .map(|o| json!({ "user_id": o.user_id, "username": o.username, "scopes": o.scopes }));
+    if conn.json {
+        println!(
+            "{}",
+            json!({ "account_id": account.account_id, "name": account.name, "owner": owner })
+        );
+    } else {
+        table(
+            &["ACCOUNT ID", "NAME"],
+            &[vec![account.account_id, account.name]],
+        );
+    }
+    Ok(())
+}
+
+/// `gatehouse users create`.
+pub async fn create_user(
+    conn: &Connection,
+    account: String,
+    username: String,
+    scopes: Vec<String>,
+) -> Result<(), Failure> {
+    let password = password_from("GATEHOUSE_USER_PASSWORD")?;
+    let mut client = AccountServiceClient::new(conn.channel().await?);
+    let user = client
+        .create_user(conn.request(pb::CreateUserRequest {
+            account_id: account,
+            username,
+            password,
+            scopes,
+        })?)
+        .await?
+        .into_inner()
+        .user
+        .unwrap_or_default();
+    if conn.json {
+        println!(
+            "{}",
+            json!({ "user_id": user.user_id, "account_id": user.account_id, "username": user.username, "scopes": user.scopes })
+        );
+    } else {
+        table(
+            &["USER ID", "USERNAME", "SCOPES"],
+            &[vec![user.user_id, user.username, user.scopes.join(" ")]],
+        );
+    }
+    Ok(())
+}
