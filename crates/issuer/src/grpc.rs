@@ -345,7 +345,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .authenticate(bearer(&request).as_deref())
             .await?;
         let r = request.into_inner();
-        let key = self
+        let (key, last_used_at) = self
             .issuer
             .get_key(
                 &principal,
@@ -353,9 +353,9 @@ impl pb::key_service_server::KeyService for KeysGrpc {
                 parse_key(&r.key_id)?,
             )
             .await?;
-        Ok(Response::new(pb::GetApiKeyResponse {
-            key: Some(key_pb(&key)),
-        }))
+        let mut key = key_pb(&key);
+        key.last_used_at = last_used_at.map(timestamp);
+        Ok(Response::new(pb::GetApiKeyResponse { key: Some(key) }))
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]

@@ -139,14 +139,18 @@ impl Issuer {
         Ok(IssuedKey { key, secret })
     }
 
+    /// A key of the account, and when it was last used.
     pub async fn get_key(
         &self,
         principal: &Principal,
         account_id: AccountId,
         key_id: KeyId,
-    ) -> Result<ApiKey, IssuerError> {
+    ) -> Result<(ApiKey, Option<DateTime<Utc>>), IssuerError> {
         principal.require(scope::KEYS_READ, account_id)?;
-        Ok(self.load_key(account_id, key_id).await?.0)
+        let key = self.load_key(account_id, key_id).await?.0;
+        self.api_keys_runner().run_until_caught_up().await?;
+        let last_used_at = api_keys::last_used_at(self.store(), &key_id.to_string()).await?;
+        Ok((key, last_used_at))
     }
 
     /// A page of the account's keys, newest first, and the next page's token.

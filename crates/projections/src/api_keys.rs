@@ -197,6 +197,23 @@ pub async fn list(
     Ok(rows)
 }
 
+/// When a key was last used, as the verifiers' usage summaries say.
+pub async fn last_used_at(
+    store: &EventStore,
+    key_id: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let mut tx = store.begin_read().await?;
+    let row: Option<(Option<DateTime<Utc>>,)> = on_backend!(&mut tx, |conn| sqlx::query_as(
+        "SELECT last_used_at FROM api_keys WHERE key_id = $1"
+    )
+    .bind(key_id)
+    .fetch_optional(conn)
+    .await)
+    .map_err(db)?;
+    tx.commit().await?;
+    Ok(row.and_then(|(at,)| at))
+}
+
 /// Keys that owe the scheduler an event at `now`: a grace period or a key
 /// that has ended without its event yet, oldest key first. The scheduler
 /// re-decides each from the key's stream.

@@ -250,6 +250,10 @@ async fn a_keys_life_is_in_the_activity_log_in_order_with_actors_and_usage() {
         .key
         .unwrap();
     assert_eq!(listed.state, pb::KeyState::Revoked as i32);
+    assert!(
+        listed.last_used_at.is_some(),
+        "last_used_at comes from the usage summaries"
+    );
 
     // The watch delivered the same entries, live.
     let mut watched = Vec::new();
