@@ -244,36 +244,10 @@ impl EventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let events = validate(events)?;
-        let result = match &self.inner.backend {
-            Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(APPEND_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
-                let result = insert_events(&mut tx, stream, expected, &events).await?;
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(NOTIFY_CHANNEL)
-                    .bind(result.last_position.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| conflict_or(e, stream, expected))?;
-                result
-            }
-            Backend::Sqlite { writer, .. } => {
-                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                let result = insert_events(&mut tx, stream, expected, &events).await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| conflict_or(e, stream, expected))?;
-                result
-            }
-        };
-        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(result)
+        let mut results = self
+            .append_all(vec![(stream.clone(), expected, events)])
+            .await?;
+        results.pop().ok_or(StoreError::EmptyAppend)
     }
 
     /// Appends to several streams in one transaction: all or nothing. Each
@@ -307,14 +281,18 @@ impl EventStore {
                     .bind(last.to_string())
                     .execute(&mut *tx)
                     .await?;
-                tx.commit().await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| commit_conflict(e, &batches))?;
             }
             Backend::Sqlite { writer, .. } => {
                 let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
                 for (stream, expected, events) in &batches {
                     results.push(insert_events(&mut tx, stream, *expected, events).await?);
                 }
-                tx.commit().await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| commit_conflict(e, &batches))?;
             }
         }
         self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
@@ -521,6 +499,17 @@ where
         last_position,
         stream_version: version,
     })
+}
+
+/// A commit-time unique violation, reported against the first stream.
+fn commit_conflict(
+    error: sqlx::Error,
+    batches: &[(StreamId, ExpectedVersion, Vec<ValidatedEvent>)],
+) -> StoreError {
+    match batches.first() {
+        Some((stream, expected, _)) => conflict_or(error, stream, *expected),
+        None => StoreError::Database(error),
+    }
 }
 
 /// A unique violation on `(stream_id, stream_version)` means another writer

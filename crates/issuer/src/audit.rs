@@ -60,15 +60,7 @@ impl Issuer {
         page_token: &str,
     ) -> Result<(Vec<ActivityRow>, String), IssuerError> {
         principal.require(scope::ACTIVITY_READ, query.account_id)?;
-        let size = match i64::from(page_size) {
-            0 => DEFAULT_PAGE_SIZE,
-            n if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(IssuerError::InvalidArgument(format!(
-                    "page_size must be between 1 and {MAX_PAGE_SIZE}"
-                )));
-            }
-        };
+        let size = crate::issuer::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if page_token.is_empty() {
             0
         } else {

@@ -126,6 +126,17 @@ fn stream(id: String) -> Result<StreamId, IssuerError> {
     Ok(StreamId::parse(id)?)
 }
 
+/// A request's page size: 0 means `default`; otherwise 1 to `max`.
+pub(crate) fn page_size(requested: i32, default: i64, max: i64) -> Result<i64, IssuerError> {
+    match i64::from(requested) {
+        0 => Ok(default),
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(IssuerError::InvalidArgument(format!(
+            "page_size must be between 1 and {max}"
+        ))),
+    }
+}
+
 fn secs(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }

@@ -10,19 +10,11 @@ use gatehouse_api::v1::auth_service_client::AuthServiceClient;
 use gatehouse_api::v1::key_service_client::KeyServiceClient;
 use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
 use gatehouse_testkit::Gatehouse;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Request};
 
-use crate::BIN;
 use crate::issuer::{Env, MASTER_KEY, bootstrap, postgres};
-
-fn authed<T>(message: T, bearer: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
-    request
-}
+use crate::{BIN, authed};
 
 async fn spawn(env: &Env, role: &str) -> Gatehouse {
     Gatehouse::spawn(

@@ -11,16 +11,8 @@ use gatehouse_testkit::Gatehouse;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use crate::BIN;
 use crate::issuer::{Env, MASTER_KEY, bootstrap, event_log_text, postgres, reason};
-
-fn authed<T>(message: T, bearer: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
-    request
-}
+use crate::{BIN, authed};
 
 async fn issuer(env: &Env, role: &str) -> Gatehouse {
     Gatehouse::spawn(

@@ -20,18 +20,10 @@ use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
 use gatehouse_crypto::jwt::AccessClaims;
 use gatehouse_testkit::Gatehouse;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
-use crate::BIN;
 use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, reason};
-
-fn authed<T>(message: T, bearer: &str) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
-    request
-}
+use crate::{BIN, authed};
 
 async fn spawn(env: &Env, role: &str) -> Gatehouse {
     Gatehouse::spawn(
