@@ -142,6 +142,27 @@ pub enum KeyState {
     Expired,
 }
 
+impl KeyState {
+    /// The state at `now` of a key with these lifecycle times — one rule for
+    /// the aggregate and for read models that keep only the times.
+    pub fn at(
+        revoked_at: Option<DateTime<Utc>>,
+        expires_at: Option<DateTime<Utc>>,
+        previous_valid_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        if revoked_at.is_some() {
+            Self::Revoked
+        } else if expires_at.is_some_and(|at| now >= at) {
+            Self::Expired
+        } else if previous_valid_until.is_some_and(|until| now < until) {
+            Self::Rotating
+        } else {
+            Self::Active
+        }
+    }
+}
+
 /// The previous secret of a rotation still in (or past) its grace period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreviousSecret {
@@ -285,15 +306,12 @@ impl ApiKey {
 
     /// The state shown in listings at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> KeyState {
-        if self.revoked_at.is_some() {
-            KeyState::Revoked
-        } else if self.expires_at.is_some_and(|at| now >= at) {
-            KeyState::Expired
-        } else if self.previous.as_ref().is_some_and(|p| now < p.valid_until) {
-            KeyState::Rotating
-        } else {
-            KeyState::Active
-        }
+        KeyState::at(
+            self.revoked_at,
+            self.expires_at,
+            self.previous.as_ref().map(|p| p.valid_until),
+            now,
+        )
     }
 
     /// When the previous secret stops being accepted, while it still is.
@@ -312,12 +330,7 @@ impl ApiKey {
         if !current && previous.is_none() {
             return Err(KeyError::WrongSecret);
         }
-        if self.revoked_at.is_some() {
-            return Err(KeyError::Revoked);
-        }
-        if self.expires_at.is_some_and(|at| now >= at) {
-            return Err(KeyError::Expired);
-        }
+        self.usable(now)?;
         match previous {
             Some(p) if !current && now >= p.valid_until => Err(KeyError::Rotated),
             _ => Ok(()),

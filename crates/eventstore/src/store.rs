@@ -387,6 +387,24 @@ impl EventStore {
         rows.into_iter().map(decode_row).collect()
     }
 
+    /// Reads from `from` to the head in batches, handing each to `batch`;
+    /// returns the position after the last event read (where to subscribe).
+    pub async fn read_to_head(
+        &self,
+        from: Position,
+        mut batch: impl FnMut(&[RecordedEvent]),
+    ) -> Result<Position, StoreError> {
+        let mut next = from.max(1);
+        loop {
+            let events = self.read_all(next, 5_000).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                return Ok(next);
+            };
+            batch(&events);
+            next = last + 1;
+        }
+    }
+
     /// Position of the newest committed event; 0 for an empty log.
     pub async fn head(&self) -> Result<Position, StoreError> {
         const SQL: &str = "SELECT COALESCE(MAX(position), 0) FROM events";

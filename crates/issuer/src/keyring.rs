@@ -102,17 +102,11 @@ impl LiveKeyring {
 
     /// Reads the whole log once (start-up).
     pub async fn load(&self, store: &EventStore) -> Result<u64, IssuerError> {
-        let mut next = 1;
-        loop {
-            let batch = store.read_all(next, 5_000).await?;
-            let Some(last) = batch.last().map(|e| e.position) else {
-                break;
-            };
-            for event in &batch {
-                self.observe(event);
-            }
-            next = last + 1;
-        }
+        let next = store
+            .read_to_head(1, |batch| {
+                batch.iter().for_each(|event| self.observe(event))
+            })
+            .await?;
         Ok(next)
     }
 

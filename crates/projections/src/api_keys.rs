@@ -158,15 +158,12 @@ impl KeyRow {
 
     /// The state at `now` (computed, so it is right between scheduler runs).
     pub fn state(&self, now: DateTime<Utc>) -> KeyState {
-        if self.revoked_at.is_some() {
-            KeyState::Revoked
-        } else if self.expires_at.is_some_and(|at| now >= at) {
-            KeyState::Expired
-        } else if self.previous_valid_until.is_some_and(|until| now < until) {
-            KeyState::Rotating
-        } else {
-            KeyState::Active
-        }
+        KeyState::at(
+            self.revoked_at,
+            self.expires_at,
+            self.previous_valid_until,
+            now,
+        )
     }
 }
 

@@ -38,19 +38,13 @@ impl Follower {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
-        let mut next = 1;
-        loop {
-            let batch = store.read_all(next, 5_000).await?;
-            let Some(last) = batch.last().map(|e| e.position) else {
-                break;
-            };
-            if let Ok(mut index) = index.write() {
-                for event in &batch {
-                    index.apply(event);
+        let next = store
+            .read_to_head(1, |batch| {
+                if let Ok(mut index) = index.write() {
+                    batch.iter().for_each(|event| index.apply(event));
                 }
-            }
-            next = last + 1;
-        }
+            })
+            .await?;
         let keys = index.read().map(|i| i.key_count()).unwrap_or(0);
         tracing::info!(position = next - 1, keys, elapsed = ?started.elapsed(), "verifier index loaded");
         let mut subscription = store.subscribe(next).await?;

@@ -226,16 +226,12 @@ impl Verifier {
             Revocable::Session(_) => (Ok(verified), None),
             // An SDK token lives no longer than its key.
             Revocable::Key(key_id) => match index.key(&key_id) {
-                Some(key) => {
-                    let key_ref = Some((key.id, key.account_id));
-                    if key.revoked_at.is_some() {
-                        (Err(Denial::Unauthenticated("KEY_REVOKED")), key_ref)
-                    } else if key.expires_at.is_some_and(|at| now >= at) {
-                        (Err(Denial::Unauthenticated("KEY_EXPIRED")), key_ref)
-                    } else {
-                        (Ok(verified), key_ref)
-                    }
-                }
+                Some(key) => (
+                    key.usable(now)
+                        .map(|()| verified)
+                        .map_err(|e| Denial::Unauthenticated(e.reason())),
+                    Some((key.id, key.account_id)),
+                ),
                 None => (Ok(verified), None),
             },
         }
