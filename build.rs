@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/gatehouse/v1/accounts.proto",
         "proto/gatehouse/v1/verifier.proto",
         "proto/gatehouse/v1/audit.proto",
+        "proto/gatehouse/v1/scopes.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
@@ -28,8 +29,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        // Every RPC a later issue has not implemented yet answers UNIMPLEMENTED.
-        .generate_default_stubs(true)
         .file_descriptor_set_path(out_dir.join("gatehouse_v1_descriptor.bin"))
         .compile_protos(
             &protos.map(PathBuf::from),

@@ -13,11 +13,12 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("gatehouse_v1_descriptor");
 
-/// Fully-qualified names of the five `gatehouse.v1` services, as reflection lists them.
-pub const SERVICE_NAMES: [&str; 5] = [
+/// Fully-qualified names of the six `gatehouse.v1` services, as reflection lists them.
+pub const SERVICE_NAMES: [&str; 6] = [
     "gatehouse.v1.AuthService",
     "gatehouse.v1.KeyService",
     "gatehouse.v1.AccountService",
     "gatehouse.v1.VerifierService",
     "gatehouse.v1.AuditService",
+    "gatehouse.v1.ScopeService",
 ];

@@ -1,5 +1,5 @@
 //! The `gatehouse.v1` contract as clients see it through reflection: the five
-//! services, their RPCs, and the field names DESIGN §2 fixes.
+//! services, their RPCs, and the field names the documented flows fix.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! `gatehouse-bench`: DESIGN §6 targets measured as ratios in one run.
+//! `gatehouse-bench`: the performance targets of BENCHMARKS.md, measured as ratios in one run.
 //!
 //! It starts the real `gatehouse` binary (an issuer and two verifiers on one
 //! Postgres) and measures, with the same client and server:

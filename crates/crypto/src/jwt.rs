@@ -16,7 +16,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Longest token the verifier will parse.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
-/// Claims of an access token (DESIGN §1).
+/// Claims of an access token: `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`, `jti`, `acc` (account), `scope`, `sid` (user tokens).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -111,11 +111,6 @@ impl TokenVerifier {
         self.keys
             .insert(kid.to_string(), crate::keys::decoding_key(public_key)?);
         Ok(())
-    }
-
-    /// Drops a key that is no longer published.
-    pub fn remove_key(&mut self, kid: &str) {
-        self.keys.remove(kid);
     }
 
     /// Stops accepting `kid` from `published_until` (Unix seconds) on.

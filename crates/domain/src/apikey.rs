@@ -1,5 +1,5 @@
 //! API keys: scoped, hashed at rest, shown once; rotated with a grace period,
-//! revoked, expired.
+//! revoked, expired, deleted.
 //!
 //! A key has one current secret and at most one previous secret, valid until
 //! `valid_until`. The cut-off is decided here from the clock, so a verifier
@@ -77,6 +77,15 @@ pub struct ApiKeyExpired {
     pub expired_at: DateTime<Utc>,
 }
 
+/// The key leaves the key list for good; its history stays in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyDeleted {
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    pub reason: String,
+    pub deleted_at: DateTime<Utc>,
+}
+
 domain_events!(
     /// Events of the `apikey-<id>` stream.
     ApiKeyEvent {
@@ -85,6 +94,7 @@ domain_events!(
         GraceExpired(GracePeriodExpired) = "GracePeriodExpired.v1",
         Revoked(ApiKeyRevoked) = "ApiKeyRevoked.v1",
         Expired(ApiKeyExpired) = "ApiKeyExpired.v1",
+        Deleted(ApiKeyDeleted) = "ApiKeyDeleted.v1",
     }
 );
 
@@ -140,18 +150,31 @@ pub enum KeyState {
     Rotating,
     Revoked,
     Expired,
+    Deleted,
+}
+
+/// A key's lifecycle times, as the aggregate and the read models keep them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lifecycle {
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub previous_valid_until: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl KeyState {
     /// The state at `now` of a key with these lifecycle times — one rule for
     /// the aggregate and for read models that keep only the times.
-    pub fn at(
-        revoked_at: Option<DateTime<Utc>>,
-        expires_at: Option<DateTime<Utc>>,
-        previous_valid_until: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        if revoked_at.is_some() {
+    pub fn at(times: Lifecycle, now: DateTime<Utc>) -> Self {
+        let Lifecycle {
+            revoked_at,
+            expires_at,
+            previous_valid_until,
+            deleted_at,
+        } = times;
+        if deleted_at.is_some() {
+            Self::Deleted
+        } else if revoked_at.is_some() {
             Self::Revoked
         } else if expires_at.is_some_and(|at| now >= at) {
             Self::Expired
@@ -189,6 +212,8 @@ pub struct ApiKey {
     pub rotated_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub expiry_recorded: bool,
+    /// Deleted keys are gone from listings and refuse every command.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 fn check_text(
@@ -273,6 +298,7 @@ impl ApiKey {
                     rotated_at: None,
                     revoked_at: None,
                     expiry_recorded: false,
+                    deleted_at: None,
                 })
             }
             (ApiKeyEvent::Rotated(e), Some(k)) => {
@@ -294,6 +320,7 @@ impl ApiKey {
             }
             (ApiKeyEvent::Revoked(e), Some(k)) => k.revoked_at = Some(e.revoked_at),
             (ApiKeyEvent::Expired(_), Some(k)) => k.expiry_recorded = true,
+            (ApiKeyEvent::Deleted(e), Some(k)) => k.deleted_at = Some(e.deleted_at),
             (_, None) => {}
         }
     }
@@ -307,9 +334,12 @@ impl ApiKey {
     /// The state shown in listings at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> KeyState {
         KeyState::at(
-            self.revoked_at,
-            self.expires_at,
-            self.previous.as_ref().map(|p| p.valid_until),
+            Lifecycle {
+                revoked_at: self.revoked_at,
+                expires_at: self.expires_at,
+                previous_valid_until: self.previous.as_ref().map(|p| p.valid_until),
+                deleted_at: self.deleted_at,
+            },
             now,
         )
     }
@@ -396,10 +426,40 @@ impl ApiKey {
         }))
     }
 
+    /// Decides a deletion: a key still in service is revoked first, in the
+    /// same batch, so no verifier accepts it a moment longer. The caller
+    /// treats a deleted key as not found; this refuses it all the same.
+    pub fn delete(
+        &self,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApiKeyEvent>, RevokeError> {
+        if self.deleted_at.is_some() {
+            return Err(RevokeError::Deleted);
+        }
+        let reason =
+            check_text("reason", reason, MAX_REASON_CHARS, true).map_err(RevokeError::Invalid)?;
+        let mut events = Vec::with_capacity(2);
+        if self.usable(now).is_ok() {
+            events.push(self.revoke(&reason, now)?);
+        }
+        events.push(ApiKeyEvent::Deleted(ApiKeyDeleted {
+            key_id: self.id,
+            account_id: self.account_id,
+            reason,
+            deleted_at: now,
+        }));
+        Ok(events)
+    }
+
     /// What the scheduler owes this key at `now`: the grace expiry of the last
     /// rotation and the key's own expiry, each written once.
     pub fn due(&self, now: DateTime<Utc>) -> Vec<ApiKeyEvent> {
         let mut events = Vec::new();
+        // A deleted key owes nothing: it was taken out of service when deleted.
+        if self.deleted_at.is_some() {
+            return events;
+        }
         if let Some(previous) = self
             .previous
             .as_ref()
@@ -432,6 +492,8 @@ impl ApiKey {
 pub enum RevokeError {
     #[error("the key is already revoked")]
     AlreadyRevoked,
+    #[error("the key is deleted")]
+    Deleted,
     #[error(transparent)]
     Invalid(DomainError),
 }
@@ -557,6 +619,37 @@ mod tests {
         );
         assert_eq!(k.scopes, Scopes::parse(&["keys:read"]).unwrap());
         assert!(matches!(k.due(now).as_slice(), [ApiKeyEvent::GraceExpired(g)] if g.rotation == 2));
+    }
+
+    #[test]
+    fn deleting_revokes_a_live_key_in_the_same_batch_and_happens_once() {
+        let now = Utc::now();
+        let mut events = given(now, None);
+        let deleted = key(&events).delete("no longer needed", now).unwrap();
+        assert!(matches!(
+            deleted.as_slice(),
+            [ApiKeyEvent::Revoked(r), ApiKeyEvent::Deleted(d)]
+                if r.reason == "no longer needed" && d.deleted_at == now
+        ));
+        events.extend(deleted);
+        let k = key(&events);
+        assert_eq!(
+            k.authenticate(&SecretHash::of("s1"), now),
+            Err(KeyError::Revoked)
+        );
+        assert_eq!(k.delete("again", now), Err(RevokeError::Deleted));
+        // A key already out of service is deleted without another revocation.
+        let mut expiring = given(now, Some(now + Duration::seconds(1)));
+        let later = now + Duration::seconds(2);
+        assert!(matches!(
+            key(&expiring).delete("", later).unwrap().as_slice(),
+            [ApiKeyEvent::Deleted(_)]
+        ));
+        expiring.extend(key(&expiring).delete("", later).unwrap());
+        assert!(
+            key(&expiring).due(later).is_empty(),
+            "a deleted key owes nothing"
+        );
     }
 
     #[test]

@@ -112,10 +112,6 @@ impl Keyring {
         self.keys.iter().filter(move |k| k.published_at(now))
     }
 
-    pub fn get(&self, kid: &str) -> Option<&SigningKey> {
-        self.keys.iter().find(|k| k.kid() == kid)
-    }
-
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

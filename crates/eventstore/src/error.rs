@@ -38,8 +38,6 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
-    #[error("the subscription's reader stopped")]
-    SubscriptionClosed,
 }
 
 impl StoreError {

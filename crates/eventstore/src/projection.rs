@@ -50,11 +50,6 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
-    /// The projection this runner drives.
-    pub fn projection(&self) -> &P {
-        &self.projection
-    }
-
     /// One step: applies at most one batch.
     pub async fn try_execute(&self) -> Result<Outcome, StoreError> {
         let mut tx = self.store.begin().await?;

@@ -218,14 +218,6 @@ impl EventStore {
         }
     }
 
-    /// The Postgres pool, for components that keep their own tables there.
-    pub fn pg_pool(&self) -> Option<&PgPool> {
-        match &self.inner.backend {
-            Backend::Postgres(pool) => Some(pool),
-            Backend::Sqlite { .. } => None,
-        }
-    }
-
     /// Applies the schema migrations of this backend. Safe to run from several
     /// processes at once (sqlx takes a lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -1,4 +1,5 @@
-//! The admin and auditor command line: a gRPC client of a running Gatehouse.
+//! The admin and auditor command line: a gRPC client of a running Gatehouse
+//! (`keys`, `scopes`, `activity`, `accounts`, `users`, `verify`).
 //!
 //! Reads `GATEHOUSE_ADDR` and `GATEHOUSE_TOKEN` (or `--token-file`); prints
 //! aligned tables for people and `--json` for scripts; prints a new secret
@@ -16,6 +17,8 @@ use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::account_service_client::AccountServiceClient;
 use gatehouse_api::v1::audit_service_client::AuditServiceClient;
 use gatehouse_api::v1::key_service_client::KeyServiceClient;
+use gatehouse_api::v1::scope_service_client::ScopeServiceClient;
+use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -51,7 +54,8 @@ pub enum KeysCommand {
         account: String,
         #[arg(long)]
         name: String,
-        /// A scope to grant (repeat for several).
+        /// A scope to grant (repeat for several): `resource:action`,
+        /// `resource:*` or `*`; see `gatehouse scopes list`.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// RFC 3339 time after which the key is refused.
@@ -62,6 +66,9 @@ pub enum KeysCommand {
     List {
         #[arg(long, env = "GATEHOUSE_ACCOUNT")]
         account: String,
+        /// Also list deleted keys.
+        #[arg(long)]
+        include_deleted: bool,
     },
     /// Show one key.
     Get {
@@ -86,6 +93,48 @@ pub enum KeysCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Revoke a key if it is still in service and remove it from the key
+    /// list for good; its history stays in the activity log.
+    Delete {
+        #[arg(long, env = "GATEHOUSE_ACCOUNT")]
+        account: String,
+        key_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScopesCommand {
+    /// Define a catalogue scope (or bring back a retired one, or change its
+    /// description). Needs platform:admin.
+    Define {
+        /// `resource:action`, e.g. `claws:read`.
+        name: String,
+        #[arg(long)]
+        description: String,
+    },
+    /// List the built-in scopes and the catalogue.
+    List,
+    /// Retire a catalogue scope: nobody holds it from now on. Needs platform:admin.
+    Retire { name: String },
+    /// Make the catalogue hold what a TOML file names (`[[scope]]` tables with
+    /// `name` and `description`); a second import writes nothing. Needs
+    /// platform:admin.
+    Import {
+        file: PathBuf,
+        /// Also retire catalogue scopes the file does not name.
+        #[arg(long)]
+        prune: bool,
+    },
+}
+
+/// `gatehouse verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A scope the credential must hold (repeat for several).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
 }
 
 /// `gatehouse activity`.
@@ -228,6 +277,7 @@ fn state(state: i32) -> &'static str {
         Ok(pb::KeyState::Rotating) => "rotating",
         Ok(pb::KeyState::Revoked) => "revoked",
         Ok(pb::KeyState::Expired) => "expired",
+        Ok(pb::KeyState::Deleted) => "deleted",
         _ => "unknown",
     }
 }
@@ -238,6 +288,7 @@ fn key_json(key: &pb::ApiKey) -> Value {
         "account_id": key.account_id,
         "name": key.name,
         "scopes": key.scopes,
+        "retired_scopes": key.retired_scopes,
         "hint": key.hint,
         "state": state(key.state),
         "created_at": time_text(&key.created_at),
@@ -248,16 +299,18 @@ fn key_json(key: &pb::ApiKey) -> Value {
     })
 }
 
-fn kind(kind: i32) -> &'static str {
-    match pb::ActivityKind::try_from(kind) {
-        Ok(pb::ActivityKind::Created) => "created",
-        Ok(pb::ActivityKind::Rotated) => "rotated",
-        Ok(pb::ActivityKind::GraceExpired) => "grace_expired",
-        Ok(pb::ActivityKind::Revoked) => "revoked",
-        Ok(pb::ActivityKind::Expired) => "expired",
-        Ok(pb::ActivityKind::Usage) => "usage",
-        _ => "unknown",
-    }
+/// `grace_expired` for `ACTIVITY_KIND_GRACE_EXPIRED`: the wire name, as the
+/// server stores it.
+fn kind(kind: i32) -> String {
+    pb::ActivityKind::try_from(kind)
+        .ok()
+        .and_then(|k| {
+            k.as_str_name()
+                .strip_prefix("ACTIVITY_KIND_")
+                .map(str::to_ascii_lowercase)
+        })
+        .filter(|k| k != "unspecified")
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn activity_json(a: &pb::KeyActivity) -> Value {
@@ -269,6 +322,7 @@ fn activity_json(a: &pb::KeyActivity) -> Value {
         "actor": a.actor,
         "client_address": a.client_address,
         "reason": a.reason,
+        "scope": a.scope,
         "uses": a.usage.as_ref().map(|u| u.uses),
         "denials": a.usage.as_ref().map(|u| u.denials),
     })
@@ -296,12 +350,27 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// The key's grants, each retired one marked so.
+fn scope_text(key: &pb::ApiKey) -> String {
+    key.scopes
+        .iter()
+        .map(|s| {
+            if key.retired_scopes.contains(s) {
+                format!("{s}(retired)")
+            } else {
+                s.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn key_row(key: &pb::ApiKey) -> Vec<String> {
     vec![
         key.key_id.clone(),
         key.name.clone(),
         state(key.state).to_string(),
-        key.scopes.join(" "),
+        scope_text(key),
         format!("…{}", key.hint),
         time_text(&key.created_at),
         time_text(&key.expires_at),
@@ -369,7 +438,10 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure
             let key = created.key.unwrap_or_default();
             print_secret(conn.json, &key, &created.secret, json!({}));
         }
-        KeysCommand::List { account } => {
+        KeysCommand::List {
+            account,
+            include_deleted,
+        } => {
             let mut keys = Vec::new();
             let mut page_token = String::new();
             loop {
@@ -378,6 +450,7 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure
                         account_id: account.clone(),
                         page_size: 500,
                         page_token: page_token.clone(),
+                        include_deleted,
                     })?)
                     .await?
                     .into_inner();
@@ -452,6 +525,205 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure
                 print_keys(false, &[key]);
             }
         }
+        KeysCommand::Delete {
+            account,
+            key_id,
+            reason,
+        } => {
+            client
+                .delete_api_key(conn.request(pb::DeleteApiKeyRequest {
+                    account_id: account,
+                    key_id: key_id.clone(),
+                    reason,
+                })?)
+                .await?;
+            if conn.json {
+                println!("{}", json!({ "key_id": key_id, "deleted": true }));
+            } else {
+                println!("deleted {key_id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn scope_json(scope: &pb::ScopeInfo) -> Value {
+    json!({
+        "name": scope.name,
+        "description": scope.description,
+        "retired": scope.retired,
+        "built_in": scope.built_in,
+    })
+}
+
+fn print_scopes(json_out: bool, scopes: &[pb::ScopeInfo]) {
+    if json_out {
+        println!("{}", Value::Array(scopes.iter().map(scope_json).collect()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = scopes
+        .iter()
+        .map(|s| {
+            let state = match (s.built_in, s.retired) {
+                (true, _) => "built-in",
+                (false, true) => "retired",
+                (false, false) => "live",
+            };
+            vec![s.name.clone(), state.to_string(), s.description.clone()]
+        })
+        .collect();
+    table(&["SCOPE", "STATE", "DESCRIPTION"], &rows);
+}
+
+/// A scope catalogue file: `[[scope]]` tables of `name` and `description`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeFile {
+    #[serde(default)]
+    scope: Vec<gatehouse_domain::catalogue::Definition>,
+}
+
+/// Reads a scope catalogue file (TOML).
+pub fn read_scope_file(
+    path: &std::path::Path,
+) -> Result<Vec<gatehouse_domain::catalogue::Definition>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file: ScopeFile = toml::from_str(&text).map_err(|e| {
+        format!(
+            "{} is not a scope file ([[scope]] tables with name and description): {}",
+            path.display(),
+            e.message()
+        )
+    })?;
+    Ok(file.scope)
+}
+
+/// `gatehouse scopes …`.
+pub async fn scopes(conn: &Connection, command: ScopesCommand) -> Result<(), Failure> {
+    let mut client = ScopeServiceClient::new(conn.channel().await?);
+    match command {
+        ScopesCommand::Define { name, description } => {
+            let defined = client
+                .define_scope(conn.request(pb::DefineScopeRequest { name, description })?)
+                .await?
+                .into_inner();
+            let scope = defined.scope.unwrap_or_default();
+            if !defined.changed {
+                eprintln!("{} already stands as asked; nothing written", scope.name);
+            }
+            print_scopes(conn.json, &[scope]);
+        }
+        ScopesCommand::List => {
+            let scopes = client
+                .list_scopes(conn.request(pb::ListScopesRequest {})?)
+                .await?
+                .into_inner()
+                .scopes;
+            print_scopes(conn.json, &scopes);
+        }
+        ScopesCommand::Retire { name } => {
+            let scope = client
+                .retire_scope(conn.request(pb::RetireScopeRequest { name })?)
+                .await?
+                .into_inner()
+                .scope
+                .unwrap_or_default();
+            print_scopes(conn.json, &[scope]);
+        }
+        ScopesCommand::Import { file, prune } => {
+            let definitions = read_scope_file(&file).map_err(usage)?;
+            let imported = client
+                .import_scopes(
+                    conn.request(pb::ImportScopesRequest {
+                        scopes: definitions
+                            .into_iter()
+                            .map(|d| pb::ScopeDefinition {
+                                name: d.name,
+                                description: d.description,
+                            })
+                            .collect(),
+                        prune,
+                    })?,
+                )
+                .await?
+                .into_inner();
+            if conn.json {
+                println!(
+                    "{}",
+                    json!({
+                        "defined": imported.defined,
+                        "described": imported.described,
+                        "retired": imported.retired,
+                    })
+                );
+            } else {
+                println!(
+                    "defined {}, described {}, retired {}",
+                    imported.defined.len(),
+                    imported.described.len(),
+                    imported.retired.len()
+                );
+                for (what, names) in [
+                    ("defined", &imported.defined),
+                    ("described", &imported.described),
+                    ("retired", &imported.retired),
+                ] {
+                    for name in names {
+                        println!("  {what} {name}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `gatehouse verify`: asks the verifier whether the credential in
+/// GATEHOUSE_TOKEN (or --token-file) holds the given scopes.
+pub async fn verify(conn: &Connection, args: VerifyArgs) -> Result<(), Failure> {
+    let mut client = VerifierServiceClient::new(conn.channel().await?);
+    let principal = client
+        .verify(pb::VerifyRequest {
+            credential: conn.bearer()?,
+            required_scopes: args.scopes,
+            audience: String::new(),
+        })
+        .await?
+        .into_inner()
+        .principal
+        .unwrap_or_default();
+    let kind = pb::PrincipalKind::try_from(principal.kind)
+        .ok()
+        .and_then(|k| {
+            k.as_str_name()
+                .strip_prefix("PRINCIPAL_KIND_")
+                .map(str::to_ascii_lowercase)
+        })
+        .unwrap_or_default();
+    if conn.json {
+        println!(
+            "{}",
+            json!({
+                "account_id": principal.account_id,
+                "subject": principal.subject,
+                "kind": kind,
+                "key_id": principal.key_id,
+                "scopes": principal.scopes,
+                "expires_at": time_text(&principal.expires_at),
+            })
+        );
+    } else {
+        table(
+            &["ACCOUNT ID", "SUBJECT", "KIND", "SCOPES", "EXPIRES"],
+            &[vec![
+                principal.account_id,
+                principal.subject,
+                kind,
+                principal.scopes.join(" "),
+                time_text(&principal.expires_at),
+            ]],
+        );
     }
     Ok(())
 }
@@ -462,13 +734,14 @@ fn activity_row(a: &pb::KeyActivity) -> Vec<String> {
             "{} uses, {} denials, {} callers",
             u.uses, u.denials, u.distinct_callers
         ),
+        None if !a.scope.is_empty() => a.scope.clone(),
         None => a.reason.clone(),
     };
     vec![
         a.position.to_string(),
         time_text(&a.occurred_at),
         a.key_id.clone(),
-        kind(a.kind).to_string(),
+        kind(a.kind),
         a.actor.clone(),
         a.client_address.clone(),
         detail,

@@ -1,11 +1,11 @@
 //! The command line: servers and one-shot commands, and the admin client
-//! commands (`keys`, `activity`, `accounts`, `users`).
+//! commands (`keys`, `scopes`, `activity`, `accounts`, `users`, `verify`).
 
 use clap::{Parser, Subcommand};
 use gatehouse_server::telemetry::LogFormat;
 use gatehouse_server::{DatabaseArgs, IssuerArgs, Role, ServeArgs};
 
-use crate::admin::{ActivityArgs, Connection, KeysCommand};
+use crate::admin::{ActivityArgs, Connection, KeysCommand, ScopesCommand, VerifyArgs};
 
 /// Gatehouse: an event-sourced authentication service.
 #[derive(Debug, Parser)]
@@ -44,9 +44,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
-    /// Create the first account, its owner and an admin API key; prints them
-    /// as JSON once. The password comes from GATEHOUSE_BOOTSTRAP_PASSWORD or
-    /// standard input, never a flag.
+    /// Create the first account, its owner and an admin API key (both hold
+    /// `*` and platform:admin); prints them as JSON once. The password comes
+    /// from GATEHOUSE_BOOTSTRAP_PASSWORD or standard input, never a flag.
     Bootstrap {
         /// Name of the first account.
         #[arg(long, env = "GATEHOUSE_BOOTSTRAP_ACCOUNT", default_value = "default")]
@@ -54,6 +54,10 @@ pub enum Command {
         /// The owner's email address.
         #[arg(long, env = "GATEHOUSE_BOOTSTRAP_USERNAME")]
         username: String,
+        /// A scope catalogue file (TOML, `[[scope]]` tables) to import in the
+        /// same step, e.g. examples/workclaw-scopes.toml.
+        #[arg(long = "scopes", env = "GATEHOUSE_BOOTSTRAP_SCOPES")]
+        scopes: Option<std::path::PathBuf>,
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
@@ -70,6 +74,21 @@ pub enum Command {
         conn: Connection,
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage the scope catalogue (the product's own scopes).
+    Scopes {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        command: ScopesCommand,
+    },
+    /// Ask a running verifier whether the credential in GATEHOUSE_TOKEN (or
+    /// --token-file) is valid and holds the given scopes; exit 3 or 4 if not.
+    Verify {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(flatten)]
+        args: VerifyArgs,
     },
     /// Read the key activity log.
     Activity {
@@ -115,7 +134,8 @@ pub enum UsersCommand {
         account: String,
         #[arg(long)]
         username: String,
-        /// A scope to grant (repeat for several).
+        /// A scope to grant (repeat for several): `resource:action`,
+        /// `resource:*` or `*`, each one the caller holds.
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },

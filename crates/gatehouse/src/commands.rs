@@ -52,9 +52,14 @@ pub async fn rebuild(name: &str, database: &DatabaseArgs) -> anyhow::Result<()> 
 pub async fn bootstrap(
     account_name: &str,
     username: &str,
+    scopes: Option<&std::path::Path>,
     database: &DatabaseArgs,
     args: &IssuerArgs,
 ) -> anyhow::Result<()> {
+    let definitions = match scopes {
+        Some(path) => crate::admin::read_scope_file(path).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
     let password = match std::env::var("GATEHOUSE_BOOTSTRAP_PASSWORD") {
         Ok(password) if !password.is_empty() => password,
         _ => {
@@ -68,7 +73,7 @@ pub async fn bootstrap(
     let store = open(database).await?;
     let issuer = gatehouse_server::issuer::build(&store, database, args, None).await?;
     let result = issuer
-        .bootstrap(account_name, username, password)
+        .bootstrap(account_name, username, password, &definitions)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", serde_json::to_string_pretty(&result)?);

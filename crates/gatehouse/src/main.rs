@@ -29,13 +29,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Bootstrap {
             account_name,
             username,
+            scopes,
             database,
             issuer,
-        } => return commands::bootstrap(&account_name, &username, &database, &issuer).await,
+        } => {
+            let scopes = scopes.as_deref();
+            return commands::bootstrap(&account_name, &username, scopes, &database, &issuer).await;
+        }
         Command::SigningKeys {
             command: SigningKeysCommand::Rotate { database, issuer },
         } => return commands::rotate_signing_key(&database, &issuer).await,
         Command::Keys { conn, command } => admin::keys(&conn, command).await,
+        Command::Scopes { conn, command } => admin::scopes(&conn, command).await,
+        Command::Verify { conn, args } => admin::verify(&conn, args).await,
         Command::Activity { conn, args } => admin::activity(&conn, args).await,
         Command::Accounts {
             conn,

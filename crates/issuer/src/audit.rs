@@ -2,9 +2,10 @@
 //! (history, then the live tail).
 
 use chrono::{DateTime, Utc};
+use gatehouse_domain::activity::ActivityKind;
 use gatehouse_domain::ids::{AccountId, KeyId};
 use gatehouse_domain::scope;
-use gatehouse_projections::key_activity::{self, ActivityFilter, ActivityRow, KINDS};
+use gatehouse_projections::key_activity::{self, ActivityFilter, ActivityRow};
 
 use crate::error::IssuerError;
 use crate::issuer::{Issuer, Principal};
@@ -20,7 +21,8 @@ pub struct ActivityQuery {
     pub key_id: Option<KeyId>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    pub kinds: Vec<String>,
+    /// Empty = every kind.
+    pub kinds: Vec<ActivityKind>,
 }
 
 impl ActivityQuery {
@@ -34,20 +36,6 @@ impl ActivityQuery {
             after,
         }
     }
-}
-
-/// Checks activity kinds against the known ones.
-pub fn parse_kinds(kinds: &[String]) -> Result<Vec<String>, IssuerError> {
-    kinds
-        .iter()
-        .map(|k| {
-            KINDS
-                .iter()
-                .find(|known| **known == k.as_str())
-                .map(|k| k.to_string())
-                .ok_or_else(|| IssuerError::InvalidArgument(format!("unknown activity kind {k:?}")))
-        })
-        .collect()
 }
 
 impl Issuer {

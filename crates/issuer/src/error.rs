@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use gatehouse_domain::DomainError;
+use gatehouse_domain::catalogue::{CatalogueError, GrantError};
 use gatehouse_eventstore::StoreError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
@@ -29,6 +30,12 @@ pub enum IssuerError {
     Unauthenticated { reason: &'static str },
     #[error("the credential lacks the scope {scope} on this account")]
     PermissionDenied { scope: String },
+    /// A grant refused by the grant rule: unknown, retired or not held.
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    /// A catalogue change refused.
+    #[error(transparent)]
+    Catalogue(CatalogueError),
     #[error("too many failed logins; retry later")]
     Throttled { retry_after: Duration },
     #[error("{0} already exists")]
@@ -46,6 +53,15 @@ pub enum IssuerError {
 impl From<DomainError> for IssuerError {
     fn from(error: DomainError) -> Self {
         Self::InvalidArgument(error.to_string())
+    }
+}
+
+impl From<CatalogueError> for IssuerError {
+    fn from(error: CatalogueError) -> Self {
+        match error {
+            CatalogueError::Invalid(e) => e.into(),
+            other => Self::Catalogue(other),
+        }
     }
 }
 
@@ -102,6 +118,34 @@ impl From<IssuerError> for Status {
                 "INSUFFICIENT_SCOPE",
                 none(),
             ),
+            IssuerError::Grant(grant) => match grant {
+                GrantError::Unknown(_) => {
+                    with_reason(Code::InvalidArgument, message, "SCOPE_UNKNOWN", none())
+                }
+                GrantError::Retired(_) => {
+                    with_reason(Code::InvalidArgument, message, "SCOPE_RETIRED", none())
+                }
+                GrantError::CannotGrant(_) => {
+                    with_reason(Code::PermissionDenied, message, "CANNOT_GRANT", none())
+                }
+            },
+            IssuerError::Catalogue(catalogue) => match catalogue {
+                CatalogueError::Invalid(_) => {
+                    with_reason(Code::InvalidArgument, message, "INVALID_ARGUMENT", none())
+                }
+                CatalogueError::BuiltIn(_) => {
+                    with_reason(Code::InvalidArgument, message, "SCOPE_BUILT_IN", none())
+                }
+                CatalogueError::NotFound(_) => {
+                    with_reason(Code::NotFound, message, "SCOPE_UNKNOWN", none())
+                }
+                CatalogueError::AlreadyRetired(_) => {
+                    with_reason(Code::FailedPrecondition, message, "SCOPE_RETIRED", none())
+                }
+                CatalogueError::Full => {
+                    with_reason(Code::FailedPrecondition, message, "CATALOGUE_FULL", none())
+                }
+            },
             IssuerError::Throttled { retry_after } => {
                 let mut details = ErrorDetails::new();
                 details.set_retry_info(Some(retry_after));

@@ -1,6 +1,9 @@
-//! The gRPC face of the issuer: `AuthService` and `AccountService`.
+//! The gRPC face of the issuer: `AuthService`, `AccountService`,
+//! `KeyService`, `AuditService` and `ScopeService`.
 
 use gatehouse_api::v1 as pb;
+use gatehouse_domain::activity::ActivityKind;
+use gatehouse_domain::catalogue::Definition;
 use gatehouse_domain::ids::AccountId;
 use gatehouse_domain::scope::Scopes;
 use prost_types::Timestamp;
@@ -82,7 +85,7 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
                 account_id: result.user.account_id.to_string(),
                 user_id: result.user.id.to_string(),
                 username: result.user.username.to_string(),
-                scopes: result.user.scopes.to_vec(),
+                scopes: result.scopes.to_vec(),
             }),
         }))
     }
@@ -229,10 +232,11 @@ fn key_state(state: gatehouse_domain::apikey::KeyState) -> i32 {
         KeyState::Rotating => pb::KeyState::Rotating,
         KeyState::Revoked => pb::KeyState::Revoked,
         KeyState::Expired => pb::KeyState::Expired,
+        KeyState::Deleted => pb::KeyState::Deleted,
     }) as i32
 }
 
-fn key_pb(key: &gatehouse_domain::apikey::ApiKey) -> pb::ApiKey {
+fn key_pb(key: &gatehouse_domain::apikey::ApiKey, retired_scopes: Vec<String>) -> pb::ApiKey {
     let now = chrono::Utc::now();
     pb::ApiKey {
         key_id: key.id.to_string(),
@@ -247,10 +251,15 @@ fn key_pb(key: &gatehouse_domain::apikey::ApiKey) -> pb::ApiKey {
         last_used_at: None,
         previous_secret_valid_until: key.previous_valid_until(now).map(timestamp),
         revoked_at: key.revoked_at.map(timestamp),
+        retired_scopes,
+        deleted_at: key.deleted_at.map(timestamp),
     }
 }
 
-fn row_pb(row: &gatehouse_projections::api_keys::KeyRow) -> pb::ApiKey {
+fn row_pb(
+    row: &gatehouse_projections::api_keys::KeyRow,
+    retired_scopes: Vec<String>,
+) -> pb::ApiKey {
     let now = chrono::Utc::now();
     pb::ApiKey {
         key_id: row.key_id.clone(),
@@ -265,6 +274,8 @@ fn row_pb(row: &gatehouse_projections::api_keys::KeyRow) -> pb::ApiKey {
         last_used_at: row.last_used_at.map(timestamp),
         previous_secret_valid_until: row.previous_valid_until.filter(|u| now < *u).map(timestamp),
         revoked_at: row.revoked_at.map(timestamp),
+        retired_scopes,
+        deleted_at: row.deleted_at.map(timestamp),
     }
 }
 
@@ -309,7 +320,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .create_key(&principal, account_id, &r.name, scopes, expires_at, &ctx)
             .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
-            key: Some(key_pb(&issued.key)),
+            key: Some(key_pb(&issued.key, issued.retired_scopes)),
             secret: issued.secret,
         }))
     }
@@ -325,13 +336,23 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .await?;
         let r = request.into_inner();
         let account_id = parse_account(&r.account_id)?;
-        let (rows, next_page_token) = self
+        let page = self
             .issuer
-            .list_keys(&principal, account_id, r.page_size, &r.page_token)
+            .list_keys(
+                &principal,
+                account_id,
+                r.page_size,
+                &r.page_token,
+                r.include_deleted,
+            )
             .await?;
         Ok(Response::new(pb::ListApiKeysResponse {
-            keys: rows.iter().map(row_pb).collect(),
-            next_page_token,
+            keys: page
+                .keys
+                .into_iter()
+                .map(|(row, retired)| row_pb(&row, retired))
+                .collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -345,7 +366,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .authenticate(bearer(&request).as_deref())
             .await?;
         let r = request.into_inner();
-        let (key, last_used_at) = self
+        let view = self
             .issuer
             .get_key(
                 &principal,
@@ -353,8 +374,8 @@ impl pb::key_service_server::KeyService for KeysGrpc {
                 parse_key(&r.key_id)?,
             )
             .await?;
-        let mut key = key_pb(&key);
-        key.last_used_at = last_used_at.map(timestamp);
+        let mut key = key_pb(&view.key, view.retired_scopes);
+        key.last_used_at = view.last_used_at.map(timestamp);
         Ok(Response::new(pb::GetApiKeyResponse { key: Some(key) }))
     }
 
@@ -401,7 +422,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .as_ref()
             .map(|p| timestamp(p.valid_until));
         Ok(Response::new(pb::RotateApiKeyResponse {
-            key: Some(key_pb(&issued.key)),
+            key: Some(key_pb(&issued.key, issued.retired_scopes)),
             secret: issued.secret,
             previous_secret_valid_until: valid_until,
         }))
@@ -418,7 +439,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .authenticate(bearer(&request).as_deref())
             .await?;
         let r = request.into_inner();
-        let key = self
+        let view = self
             .issuer
             .revoke_key(
                 &principal,
@@ -429,39 +450,49 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             )
             .await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
-            key: Some(key_pb(&key)),
+            key: Some(key_pb(&view.key, view.retired_scopes)),
         }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn delete_api_key(
+        &self,
+        request: Request<pb::DeleteApiKeyRequest>,
+    ) -> Result<Response<pb::DeleteApiKeyResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        self.issuer
+            .delete_key(
+                &principal,
+                parse_account(&r.account_id)?,
+                parse_key(&r.key_id)?,
+                &r.reason,
+                &ctx,
+            )
+            .await?;
+        Ok(Response::new(pb::DeleteApiKeyResponse {}))
     }
 }
 
-fn activity_kind(kind: &str) -> i32 {
-    (match kind {
-        "created" => pb::ActivityKind::Created,
-        "rotated" => pb::ActivityKind::Rotated,
-        "grace_expired" => pb::ActivityKind::GraceExpired,
-        "revoked" => pb::ActivityKind::Revoked,
-        "expired" => pb::ActivityKind::Expired,
-        "usage" => pb::ActivityKind::Usage,
-        _ => pb::ActivityKind::Unspecified,
-    }) as i32
+/// The wire enum of an activity kind: the same name, upper case and prefixed.
+fn activity_kind(kind: ActivityKind) -> pb::ActivityKind {
+    let name = format!("ACTIVITY_KIND_{}", kind.as_str().to_ascii_uppercase());
+    pb::ActivityKind::from_str_name(&name).unwrap_or(pb::ActivityKind::Unspecified)
 }
 
-fn kind_names(kinds: &[i32]) -> Result<Vec<String>, IssuerError> {
-    let names = kinds
-        .iter()
-        .map(|k| match pb::ActivityKind::try_from(*k) {
-            Ok(pb::ActivityKind::Created) => Ok("created".to_string()),
-            Ok(pb::ActivityKind::Rotated) => Ok("rotated".to_string()),
-            Ok(pb::ActivityKind::GraceExpired) => Ok("grace_expired".to_string()),
-            Ok(pb::ActivityKind::Revoked) => Ok("revoked".to_string()),
-            Ok(pb::ActivityKind::Expired) => Ok("expired".to_string()),
-            Ok(pb::ActivityKind::Usage) => Ok("usage".to_string()),
-            _ => Err(IssuerError::InvalidArgument(format!(
-                "unknown activity kind {k}"
-            ))),
+fn kinds(raw: &[i32]) -> Result<Vec<ActivityKind>, IssuerError> {
+    raw.iter()
+        .map(|k| {
+            ActivityKind::ALL
+                .into_iter()
+                .find(|kind| activity_kind(*kind) as i32 == *k)
+                .ok_or_else(|| IssuerError::InvalidArgument(format!("unknown activity kind {k}")))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    crate::audit::parse_kinds(&names)
+        .collect()
 }
 
 fn activity_pb(row: &gatehouse_projections::key_activity::ActivityRow) -> pb::KeyActivity {
@@ -487,12 +518,15 @@ fn activity_pb(row: &gatehouse_projections::key_activity::ActivityRow) -> pb::Ke
         position: u64::try_from(row.position).unwrap_or(0),
         account_id: row.account_id.clone(),
         key_id: row.key_id.clone(),
-        kind: activity_kind(&row.kind),
+        kind: row
+            .kind()
+            .map_or(pb::ActivityKind::Unspecified, activity_kind) as i32,
         actor: row.actor.clone().unwrap_or_default(),
         client_address: row.client_address.clone().unwrap_or_default(),
         occurred_at: Some(timestamp(row.occurred_at)),
         usage,
         reason: row.reason.clone().unwrap_or_default(),
+        scope: row.scope.clone().unwrap_or_default(),
     }
 }
 
@@ -521,7 +555,7 @@ fn activity_query(
             .transpose()?,
         since: datetime(since, "since")?,
         until: datetime(until, "until")?,
-        kinds: kind_names(kinds)?,
+        kinds: self::kinds(kinds)?,
     })
 }
 
@@ -535,6 +569,8 @@ pub struct AuditGrpc {
 
 #[tonic::async_trait]
 impl pb::audit_service_server::AuditService for AuditGrpc {
+    type WatchKeyActivityStream = tonic::codegen::BoxStream<pb::KeyActivity>;
+
     #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn list_key_activity(
         &self,
@@ -560,7 +596,7 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
     async fn watch_key_activity(
         &self,
         request: Request<pb::WatchKeyActivityRequest>,
-    ) -> Result<Response<tonic::codegen::BoxStream<pb::KeyActivity>>, Status> {
+    ) -> Result<Response<Self::WatchKeyActivityStream>, Status> {
         let principal = self
             .issuer
             .authenticate(bearer(&request).as_deref())
@@ -598,5 +634,108 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
+    }
+}
+
+fn scope_pb(view: crate::scopes::ScopeView) -> pb::ScopeInfo {
+    pb::ScopeInfo {
+        name: view.name,
+        description: view.description,
+        retired: view.retired,
+        built_in: view.built_in,
+    }
+}
+
+/// `gatehouse.v1.ScopeService`.
+#[derive(Clone)]
+pub struct ScopesGrpc {
+    pub issuer: Issuer,
+}
+
+#[tonic::async_trait]
+impl pb::scope_service_server::ScopeService for ScopesGrpc {
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn define_scope(
+        &self,
+        request: Request<pb::DefineScopeRequest>,
+    ) -> Result<Response<pb::DefineScopeResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let (scope, changed) = self
+            .issuer
+            .define_scope(&principal, &r.name, &r.description, &ctx)
+            .await?;
+        Ok(Response::new(pb::DefineScopeResponse {
+            scope: Some(scope_pb(scope)),
+            changed,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn list_scopes(
+        &self,
+        request: Request<pb::ListScopesRequest>,
+    ) -> Result<Response<pb::ListScopesResponse>, Status> {
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let scopes = self.issuer.list_scopes(&principal).await?;
+        Ok(Response::new(pb::ListScopesResponse {
+            scopes: scopes.into_iter().map(scope_pb).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn retire_scope(
+        &self,
+        request: Request<pb::RetireScopeRequest>,
+    ) -> Result<Response<pb::RetireScopeResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let scope = self
+            .issuer
+            .retire_scope(&principal, &request.into_inner().name, &ctx)
+            .await?;
+        Ok(Response::new(pb::RetireScopeResponse {
+            scope: Some(scope_pb(scope)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn import_scopes(
+        &self,
+        request: Request<pb::ImportScopesRequest>,
+    ) -> Result<Response<pb::ImportScopesResponse>, Status> {
+        let ctx = context(&request);
+        let principal = self
+            .issuer
+            .authenticate(bearer(&request).as_deref())
+            .await?;
+        let r = request.into_inner();
+        let definitions: Vec<Definition> = r
+            .scopes
+            .into_iter()
+            .map(|d| Definition {
+                name: d.name,
+                description: d.description,
+            })
+            .collect();
+        let imported = self
+            .issuer
+            .import_scopes(&principal, &definitions, r.prune, &ctx)
+            .await?;
+        Ok(Response::new(pb::ImportScopesResponse {
+            defined: imported.defined,
+            described: imported.described,
+            retired: imported.retired,
+        }))
     }
 }

@@ -11,6 +11,7 @@ use gatehouse_domain::account::{Account, AccountEvent};
 use gatehouse_domain::apikey::{
     ApiKey, ApiKeyEvent, SecretIndexEvent, SecretIssued, secret_stream,
 };
+use gatehouse_domain::catalogue::{self, Catalogue, Definition, Grant, ScopeEvent};
 use gatehouse_domain::email::Email;
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId, UserId};
 use gatehouse_domain::password::{check_new_password, plausible_login_password};
@@ -45,15 +46,31 @@ pub struct Principal {
     pub account_id: AccountId,
     /// User id or key id.
     pub subject: String,
-    pub scopes: Scopes,
+    /// The grants as given (`*`, `resource:*`, concrete) — of the key, or of
+    /// the user's login session — resolved when checked, not the token's
+    /// claim: an owner holds a scope defined after it logged in.
+    pub grants: Scopes,
 }
 
 impl Principal {
-    /// Checks that the principal holds `scope` on `account`. Another account's
-    /// credential gets `PERMISSION_DENIED`, exactly like a missing scope, so the
-    /// answer does not reveal whether the account exists.
+    /// Checks that the principal holds the built-in `scope` on `account`.
+    /// Another account's credential gets `PERMISSION_DENIED`, exactly like a
+    /// missing scope, so the answer does not reveal whether the account exists.
     pub fn require(&self, scope: &str, account: AccountId) -> Result<(), IssuerError> {
-        if self.account_id == account && self.scopes.contains(scope) {
+        self.require_anywhere(scope)?;
+        if self.account_id == account {
+            Ok(())
+        } else {
+            Err(IssuerError::PermissionDenied {
+                scope: scope.to_string(),
+            })
+        }
+    }
+
+    /// Checks a built-in scope that is not about one account (`platform:admin`).
+    /// Built-in scopes are always live, so no catalogue is needed.
+    pub fn require_anywhere(&self, scope: &str) -> Result<(), IssuerError> {
+        if scope::covers(&self.grants, scope) {
             Ok(())
         } else {
             Err(IssuerError::PermissionDenied {
@@ -77,6 +94,8 @@ pub struct TokenPair {
 pub struct LoginResult {
     pub tokens: TokenPair,
     pub user: User,
+    /// The concrete scopes the user holds now (what the token carries).
+    pub scopes: Scopes,
 }
 
 /// What bootstrap prints, once.
@@ -212,6 +231,18 @@ impl Issuer {
         Ok(User::fold(&events))
     }
 
+    /// The scope catalogue and the `scopes` stream's version, read from the
+    /// log itself, so a scope defined a moment ago on any issuer counts.
+    pub(crate) async fn catalogue(&self) -> Result<(Catalogue, u64), IssuerError> {
+        let (events, version) = self.load(catalogue::STREAM, ScopeEvent::decode).await?;
+        Ok((Catalogue::fold(&events), version))
+    }
+
+    /// Resolves `grants` against the live catalogue: what a token carries.
+    async fn resolve(&self, grants: &Scopes) -> Result<Scopes, IssuerError> {
+        Ok(self.catalogue().await?.0.resolve(grants))
+    }
+
     async fn account_exists(&self, account: AccountId) -> Result<bool, IssuerError> {
         let (events, _) = self.load(&account.stream(), AccountEvent::decode).await?;
         Ok(Account::fold(&events).is_some())
@@ -266,22 +297,24 @@ impl Issuer {
             reason: "CREDENTIAL_MALFORMED",
         };
         let account_id = AccountId::parse(&claims.acc).map_err(|_| malformed)?;
-        let scopes =
-            Scopes::from_claim(&claims.scope).map_err(|_| IssuerError::Unauthenticated {
-                reason: "CREDENTIAL_MALFORMED",
-            })?;
-        // A user token dies with its session (logout, refresh-token reuse).
-        if let Some(sid) = claims.sid.as_deref() {
+        // A user token dies with its session (logout, refresh-token reuse) and
+        // holds the session's grants; an SDK token its key's.
+        let grants = if let Some(sid) = claims.sid.as_deref() {
             let session_id = SessionId::parse(sid).map_err(|_| IssuerError::Unauthenticated {
                 reason: "CREDENTIAL_MALFORMED",
             })?;
             let (events, _) = self
                 .load(&session_id.stream(), SessionEvent::decode)
                 .await?;
-            if Session::fold(&events).is_none_or(|s| s.revoked.is_some()) {
-                return Err(IssuerError::Unauthenticated {
-                    reason: "SESSION_REVOKED",
-                });
+            match Session::fold(&events) {
+                Some(session) if session.revoked.is_none() && session.account_id == account_id => {
+                    session.scopes
+                }
+                _ => {
+                    return Err(IssuerError::Unauthenticated {
+                        reason: "SESSION_REVOKED",
+                    });
+                }
             }
         } else {
             // An SDK token dies with its key (revoked, expired) and never
@@ -297,11 +330,12 @@ impl Issuer {
                 })?;
             key.usable(Utc::now())
                 .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
-        }
+            key.scopes
+        };
         Ok(Principal {
             account_id,
             subject: claims.sub,
-            scopes,
+            grants,
         })
     }
 
@@ -313,11 +347,7 @@ impl Issuer {
         owner: Option<(&str, String)>,
         ctx: &CallContext,
     ) -> Result<(Account, Option<User>), IssuerError> {
-        if !principal.scopes.contains(scope::PLATFORM_ADMIN) {
-            return Err(IssuerError::PermissionDenied {
-                scope: scope::PLATFORM_ADMIN.into(),
-            });
-        }
+        principal.require_anywhere(scope::PLATFORM_ADMIN)?;
         let now = Utc::now();
         let account_id = AccountId::from_uuid(Uuid::now_v7());
         let created = Account::create(account_id, name, now)?;
@@ -329,7 +359,8 @@ impl Issuer {
         )];
         let mut owner_user = None;
         if let Some((username, password)) = owner {
-            let scopes = Scopes::parse(&scope::OWNER_SCOPES)?;
+            // Owners hold everything in their account, resolved when checked.
+            let scopes = Scopes::parse(&[scope::ALL])?;
             let (user, user_batches) = self
                 .new_user(
                     account_id,
@@ -396,8 +427,8 @@ impl Issuer {
         ))
     }
 
-    /// Creates a user in `account_id`. Needs `users:write` there, and cannot
-    /// grant a scope the caller does not hold.
+    /// Creates a user in `account_id`. Needs `users:write` there; the grants
+    /// follow the grant rule.
     pub async fn create_user(
         &self,
         principal: &Principal,
@@ -408,11 +439,8 @@ impl Issuer {
         ctx: &CallContext,
     ) -> Result<User, IssuerError> {
         principal.require(scope::USERS_WRITE, account_id)?;
-        if !principal.scopes.is_superset(&scopes) {
-            return Err(IssuerError::PermissionDenied {
-                scope: "every scope granted to the new user".into(),
-            });
-        }
+        let (catalogue, _) = self.catalogue().await?;
+        catalogue.check_grant(&principal.grants, &scopes, Grant::New)?;
         if !self.account_exists(account_id).await? {
             return Err(IssuerError::NotFound("account"));
         }
@@ -538,10 +566,11 @@ impl Issuer {
             ])
             .await?;
         let ttl = self.settings.access_token_ttl;
+        let scopes = self.resolve(&user.scopes).await?;
         let access_token = self.sign(&self.claims(
             user.id.to_string(),
             user.account_id,
-            &user.scopes,
+            &scopes,
             Some(session_id),
             ttl,
             now,
@@ -554,6 +583,7 @@ impl Issuer {
                 refresh_expires_in: secs(self.settings.refresh_token_ttl),
             },
             user,
+            scopes,
         })
     }
 
@@ -607,10 +637,11 @@ impl Issuer {
                 // could not be signed would make the client's retry look like
                 // reuse and revoke its session.
                 let ttl = self.settings.access_token_ttl;
+                let scopes = self.resolve(&session.scopes).await?;
                 let access_token = self.sign(&self.claims(
                     session.user_id.to_string(),
                     session.account_id,
-                    &session.scopes,
+                    &scopes,
                     Some(session.id),
                     ttl,
                     now,
@@ -708,32 +739,30 @@ impl Issuer {
             return Err(invalid());
         }
         let ttl = self.settings.sdk_token_ttl;
-        let token = self.sign(&self.claims(
-            key.id.to_string(),
-            key.account_id,
-            &key.scopes,
-            None,
-            ttl,
-            now,
-        ))?;
+        let scopes = self.resolve(&key.scopes).await?;
+        let token =
+            self.sign(&self.claims(key.id.to_string(), key.account_id, &scopes, None, ttl, now))?;
         Ok((token, secs(ttl)))
     }
 
-    /// Creates the first account, its owner and an admin key, once.
+    /// Creates the first account, its owner and an admin key — both holding
+    /// `*` and `platform:admin` — and imports `definitions` into the scope
+    /// catalogue, once, in one atomic change.
     pub async fn bootstrap(
         &self,
         account_name: &str,
         username: &str,
         password: String,
+        definitions: &[Definition],
     ) -> Result<Bootstrapped, IssuerError> {
         let ctx = CallContext::default();
         let now = Utc::now();
         let actor = Some("bootstrap".to_string());
         let account_id = AccountId::from_uuid(Uuid::now_v7());
         let account = Account::create(account_id, account_name, now)?;
-        let mut scopes: Vec<&str> = scope::OWNER_SCOPES.to_vec();
-        scopes.push(scope::PLATFORM_ADMIN);
-        let scopes = Scopes::parse(&scopes)?;
+        let scopes = Scopes::parse(&[scope::ALL, scope::PLATFORM_ADMIN])?;
+        let (catalogue, catalogue_version) = self.catalogue().await?;
+        let imported = catalogue.import(definitions, false, now)?;
         let (user, user_batches) = self
             .new_user(
                 account_id,
@@ -788,6 +817,16 @@ impl Issuer {
             ),
         ];
         batches.extend(user_batches);
+        if !imported.is_empty() {
+            batches.push((
+                stream(catalogue::STREAM.into())?,
+                ExpectedVersion::Exact(catalogue_version),
+                imported
+                    .iter()
+                    .map(|e| event(parts!(e), &ctx, Some("bootstrap".into())))
+                    .collect(),
+            ));
+        }
         match self.store.append_all(batches).await {
             Ok(_) => {}
             Err(StoreError::WrongExpectedVersion { stream, .. }) if stream == "bootstrap" => {

@@ -1,5 +1,6 @@
 //! API key administration: create, list, get, rotate with a grace period,
-//! revoke — and the scheduler that records grace and key expiry exactly once.
+//! revoke, delete — and the scheduler that records grace and key expiry
+//! exactly once. Every change follows the catalogue's grant rule.
 
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_crypto::random;
@@ -7,6 +8,7 @@ use gatehouse_domain::apikey::{
     ApiKey, ApiKeyEvent, DEFAULT_GRACE, MAX_GRACE, RevokeError, SecretIndexEvent, SecretIssued,
     secret_stream,
 };
+use gatehouse_domain::catalogue::{Catalogue, Grant};
 use gatehouse_domain::ids::{AccountId, KeyId};
 use gatehouse_domain::scope::{self, Scopes};
 use gatehouse_domain::secret::{SecretHash, hint};
@@ -25,6 +27,21 @@ pub const MAX_PAGE_SIZE: i64 = 500;
 pub struct IssuedKey {
     pub key: ApiKey,
     pub secret: String,
+    pub retired_scopes: Vec<String>,
+}
+
+/// A key as shown to an administrator.
+pub struct KeyView {
+    pub key: ApiKey,
+    /// Those of its grants that the catalogue has retired.
+    pub retired_scopes: Vec<String>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A page of keys, each row with its retired grants.
+pub struct KeyPage {
+    pub keys: Vec<(KeyRow, Vec<String>)>,
+    pub next_page_token: String,
 }
 
 fn new_event(event: &ApiKeyEvent, ctx: &CallContext, actor: &str) -> NewEvent {
@@ -40,6 +57,16 @@ fn stream(id: String) -> Result<StreamId, IssuerError> {
     Ok(StreamId::parse(id)?)
 }
 
+fn refused(error: RevokeError) -> IssuerError {
+    match error {
+        RevokeError::AlreadyRevoked => {
+            IssuerError::FailedPrecondition("the key is already revoked".into())
+        }
+        RevokeError::Deleted => IssuerError::NotFound("key"),
+        RevokeError::Invalid(e) => e.into(),
+    }
+}
+
 fn conflict(error: StoreError) -> IssuerError {
     match error {
         StoreError::WrongExpectedVersion { .. } => IssuerError::Conflict,
@@ -48,7 +75,8 @@ fn conflict(error: StoreError) -> IssuerError {
 }
 
 impl Issuer {
-    /// Loads a key of `account_id`; a key of another account is "not found".
+    /// Loads a key of `account_id`; a key of another account, or a deleted
+    /// one, is "not found".
     async fn load_key(
         &self,
         account_id: AccountId,
@@ -56,7 +84,9 @@ impl Issuer {
     ) -> Result<(ApiKey, u64), IssuerError> {
         let (events, version) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
         match ApiKey::fold(&events) {
-            Some(key) if key.account_id == account_id => Ok((key, version)),
+            Some(key) if key.account_id == account_id && key.deleted_at.is_none() => {
+                Ok((key, version))
+            }
             _ => Err(IssuerError::NotFound("key")),
         }
     }
@@ -80,11 +110,11 @@ impl Issuer {
         Ok(Principal {
             account_id: key.account_id,
             subject: key.id.to_string(),
-            scopes: key.scopes,
+            grants: key.scopes,
         })
     }
 
-    /// Creates a key with `scopes`, none of which the creator may lack.
+    /// Creates a key with `scopes`, following the grant rule.
     pub async fn create_key(
         &self,
         principal: &Principal,
@@ -95,11 +125,8 @@ impl Issuer {
         ctx: &CallContext,
     ) -> Result<IssuedKey, IssuerError> {
         principal.require(scope::KEYS_WRITE, account_id)?;
-        if !principal.scopes.is_superset(&scopes) {
-            return Err(IssuerError::PermissionDenied {
-                scope: "every scope granted to the key".into(),
-            });
-        }
+        let (catalogue, _) = self.catalogue().await?;
+        catalogue.check_grant(&principal.grants, &scopes, Grant::New)?;
         let now = Utc::now();
         let key_id = KeyId::from_uuid(Uuid::now_v7());
         let secret = self
@@ -136,7 +163,11 @@ impl Issuer {
             .map_err(conflict)?;
         let key =
             ApiKey::fold([&created]).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
-        Ok(IssuedKey { key, secret })
+        Ok(IssuedKey {
+            retired_scopes: catalogue.retired_among(&key.scopes),
+            key,
+            secret,
+        })
     }
 
     /// A key of the account, and when it was last used.
@@ -145,22 +176,29 @@ impl Issuer {
         principal: &Principal,
         account_id: AccountId,
         key_id: KeyId,
-    ) -> Result<(ApiKey, Option<DateTime<Utc>>), IssuerError> {
+    ) -> Result<KeyView, IssuerError> {
         principal.require(scope::KEYS_READ, account_id)?;
         let key = self.load_key(account_id, key_id).await?.0;
         self.api_keys_runner().run_until_caught_up().await?;
         let last_used_at = api_keys::last_used_at(self.store(), &key_id.to_string()).await?;
-        Ok((key, last_used_at))
+        let (catalogue, _) = self.catalogue().await?;
+        Ok(KeyView {
+            retired_scopes: catalogue.retired_among(&key.scopes),
+            key,
+            last_used_at,
+        })
     }
 
-    /// A page of the account's keys, newest first, and the next page's token.
+    /// A page of the account's keys, newest first, and the next page's
+    /// token. Deleted keys only with `include_deleted`.
     pub async fn list_keys(
         &self,
         principal: &Principal,
         account_id: AccountId,
         page_size: i32,
         page_token: &str,
-    ) -> Result<(Vec<KeyRow>, String), IssuerError> {
+        include_deleted: bool,
+    ) -> Result<KeyPage, IssuerError> {
         principal.require(scope::KEYS_READ, account_id)?;
         let size = crate::issuer::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if page_token.is_empty() {
@@ -178,16 +216,30 @@ impl Issuer {
             self.store(),
             &account_id.to_string(),
             after.as_deref(),
+            include_deleted,
             size + 1,
         )
         .await?;
-        let next = if rows.len() as i64 > size {
+        let next_page_token = if rows.len() as i64 > size {
             rows.truncate(usize::try_from(size).unwrap_or(0));
             rows.last().map(|r| r.key_id.clone()).unwrap_or_default()
         } else {
             String::new()
         };
-        Ok((rows, next))
+        let (catalogue, _) = self.catalogue().await?;
+        let keys = rows
+            .into_iter()
+            .map(|row| {
+                let retired = Scopes::parse(&row.scope_list())
+                    .map(|grants| catalogue.retired_among(&grants))
+                    .unwrap_or_default();
+                (row, retired)
+            })
+            .collect();
+        Ok(KeyPage {
+            keys,
+            next_page_token,
+        })
     }
 
     /// Rotates a key; the old secret stays valid for `grace` (default 24 h).
@@ -208,13 +260,10 @@ impl Issuer {
             )));
         }
         let (key, version) = self.load_key(account_id, key_id).await?;
-        // The new secret carries the key's scopes: only a caller holding all of
-        // them may mint it, as for creation.
-        if !principal.scopes.is_superset(&key.scopes) {
-            return Err(IssuerError::PermissionDenied {
-                scope: "every scope of the key being rotated".into(),
-            });
-        }
+        // The new secret carries the key's grants: only a caller who could
+        // give them may mint it (retired ones grant nothing and are carried).
+        let (catalogue, _) = self.catalogue().await?;
+        catalogue.check_grant(&principal.grants, &key.scopes, Grant::Existing)?;
         let secret = self
             .settings()
             .key_format
@@ -243,7 +292,38 @@ impl Issuer {
             .map_err(conflict)?;
         let (all, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
         let key = ApiKey::fold(&all).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
-        Ok(IssuedKey { key, secret })
+        Ok(IssuedKey {
+            retired_scopes: catalogue.retired_among(&key.scopes),
+            key,
+            secret,
+        })
+    }
+
+    /// Loads the key of a revocation or deletion, if `principal` may take it
+    /// out of service: with `keys:write` and every scope the key holds, so a
+    /// narrow key cannot take down a stronger one — or, with `itself`, a key
+    /// acting on itself whatever it holds (the "I leaked it" path).
+    async fn load_for_take_down(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        key_id: KeyId,
+        itself: bool,
+    ) -> Result<(ApiKey, u64, Catalogue), IssuerError> {
+        let is_self = itself && principal.subject == key_id.to_string();
+        if !is_self {
+            principal.require(scope::KEYS_WRITE, account_id)?;
+        } else if principal.account_id != account_id {
+            return Err(IssuerError::PermissionDenied {
+                scope: scope::KEYS_WRITE.into(),
+            });
+        }
+        let (key, version) = self.load_key(account_id, key_id).await?;
+        let (catalogue, _) = self.catalogue().await?;
+        if !is_self {
+            catalogue.check_grant(&principal.grants, &key.scopes, Grant::Existing)?;
+        }
+        Ok((key, version, catalogue))
     }
 
     /// Revokes a key at once.
@@ -254,15 +334,11 @@ impl Issuer {
         key_id: KeyId,
         reason: &str,
         ctx: &CallContext,
-    ) -> Result<ApiKey, IssuerError> {
-        principal.require(scope::KEYS_WRITE, account_id)?;
-        let (key, version) = self.load_key(account_id, key_id).await?;
-        let revoked = key.revoke(reason, Utc::now()).map_err(|e| match e {
-            RevokeError::AlreadyRevoked => {
-                IssuerError::FailedPrecondition("the key is already revoked".into())
-            }
-            RevokeError::Invalid(e) => e.into(),
-        })?;
+    ) -> Result<KeyView, IssuerError> {
+        let (key, version, catalogue) = self
+            .load_for_take_down(principal, account_id, key_id, true)
+            .await?;
+        let revoked = key.revoke(reason, Utc::now()).map_err(refused)?;
         self.store()
             .append(
                 &stream(key_id.stream())?,
@@ -272,7 +348,40 @@ impl Issuer {
             .await
             .map_err(conflict)?;
         let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
-        ApiKey::fold(&events).ok_or_else(|| IssuerError::Internal("key fold".into()))
+        let key = ApiKey::fold(&events).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+        Ok(KeyView {
+            retired_scopes: catalogue.retired_among(&key.scopes),
+            key,
+            last_used_at: None,
+        })
+    }
+
+    /// Deletes a key: revoked first if still in service, then gone from the
+    /// key list for good; its history stays in the activity log.
+    pub async fn delete_key(
+        &self,
+        principal: &Principal,
+        account_id: AccountId,
+        key_id: KeyId,
+        reason: &str,
+        ctx: &CallContext,
+    ) -> Result<(), IssuerError> {
+        let (key, version, _) = self
+            .load_for_take_down(principal, account_id, key_id, false)
+            .await?;
+        let events = key.delete(reason, Utc::now()).map_err(refused)?;
+        self.store()
+            .append(
+                &stream(key_id.stream())?,
+                ExpectedVersion::Exact(version),
+                events
+                    .iter()
+                    .map(|e| new_event(e, ctx, &principal.subject))
+                    .collect(),
+            )
+            .await
+            .map_err(conflict)?;
+        Ok(())
     }
 
     /// One scheduler step: writes the grace and key expiries that are due.

@@ -21,8 +21,6 @@ pub struct IssuerSettings {
     pub throttle: ThrottleSettings,
     /// How long a new signing key is published before it signs.
     pub signing_key_publish_lead: Duration,
-    /// Most argon2 hashes at once.
-    pub max_parallel_hashes: usize,
 }
 
 /// Growing delays after repeated login failures.

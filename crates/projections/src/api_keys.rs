@@ -2,7 +2,7 @@
 //! for listings and for the scheduler that records grace and key expiry.
 
 use chrono::{DateTime, Utc};
-use gatehouse_domain::apikey::{ApiKeyEvent, KeyState};
+use gatehouse_domain::apikey::{ApiKeyEvent, KeyState, Lifecycle};
 use gatehouse_domain::usage::UsageEvent;
 use gatehouse_eventstore::{
     EventStore, Projection, RecordedEvent, StoreError, StoreTx, on_backend,
@@ -97,6 +97,16 @@ impl Projection for ApiKeys {
                     .map(|_| ()))
                 .map_err(db)?;
             }
+            ApiKeyEvent::Deleted(e) => {
+                const SQL: &str = "UPDATE api_keys SET deleted_at = $2 WHERE key_id = $1";
+                on_backend!(tx, |conn| sqlx::query(SQL)
+                    .bind(e.key_id.to_string())
+                    .bind(e.deleted_at)
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(db)?;
+            }
         }
         Ok(())
     }
@@ -148,6 +158,7 @@ pub struct KeyRow {
     pub grace_expiry_recorded: bool,
     pub expiry_recorded: bool,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl KeyRow {
@@ -159,33 +170,39 @@ impl KeyRow {
     /// The state at `now` (computed, so it is right between scheduler runs).
     pub fn state(&self, now: DateTime<Utc>) -> KeyState {
         KeyState::at(
-            self.revoked_at,
-            self.expires_at,
-            self.previous_valid_until,
+            Lifecycle {
+                revoked_at: self.revoked_at,
+                expires_at: self.expires_at,
+                previous_valid_until: self.previous_valid_until,
+                deleted_at: self.deleted_at,
+            },
             now,
         )
     }
 }
 
 const COLUMNS: &str = "key_id, account_id, name, scopes, hint, created_at, rotated_at, expires_at, revoked_at, \
-     previous_valid_until, grace_expiry_recorded, expiry_recorded, last_used_at";
+     previous_valid_until, grace_expiry_recorded, expiry_recorded, last_used_at, deleted_at";
 
 /// A page of an account's keys, newest first (key ids are UUIDv7, so they sort
-/// by creation), starting after `after` (a key id) if given.
+/// by creation), starting after `after` (a key id) if given; deleted keys only
+/// with `include_deleted`.
 pub async fn list(
     store: &EventStore,
     account_id: &str,
     after: Option<&str>,
+    include_deleted: bool,
     limit: i64,
 ) -> Result<Vec<KeyRow>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_keys WHERE account_id = $1 AND ($2 IS NULL OR key_id < $2) \
-         ORDER BY key_id DESC LIMIT $3"
+         AND ($3 OR deleted_at IS NULL) ORDER BY key_id DESC LIMIT $4"
     );
     let mut tx = store.begin_read().await?;
     let rows = on_backend!(&mut tx, |conn| sqlx::query_as::<_, KeyRow>(&sql)
         .bind(account_id)
         .bind(after)
+        .bind(include_deleted)
         .bind(limit)
         .fetch_all(conn)
         .await)
@@ -221,8 +238,8 @@ pub async fn pending(
 ) -> Result<Vec<KeyRow>, StoreError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM api_keys \
-         WHERE (grace_expiry_recorded = FALSE AND previous_valid_until <= $1) \
-         OR (expires_at <= $1 AND expiry_recorded = FALSE AND revoked_at IS NULL) \
+         WHERE deleted_at IS NULL AND ((grace_expiry_recorded = FALSE AND previous_valid_until <= $1) \
+         OR (expires_at <= $1 AND expiry_recorded = FALSE AND revoked_at IS NULL)) \
          ORDER BY key_id LIMIT $2"
     );
     let mut tx = store.begin_read().await?;

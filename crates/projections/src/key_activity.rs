@@ -1,9 +1,13 @@
 //! `key_activity`: the key activity log — per key and per account, every
-//! lifecycle event (created, rotated, grace expired, revoked, expired) with
-//! actor, client address and time, and the verifiers' usage summaries.
+//! lifecycle event (created, rotated, grace expired, revoked, expired,
+//! deleted) with actor, client address and time, the verifiers' usage
+//! summaries, and the deployment-wide scope catalogue changes, which every
+//! account's log shows (they change what every key holds).
 
 use chrono::{DateTime, Utc};
+use gatehouse_domain::activity::ActivityKind;
 use gatehouse_domain::apikey::ApiKeyEvent;
+use gatehouse_domain::catalogue::{self, ScopeEvent};
 use gatehouse_domain::usage::UsageEvent;
 use gatehouse_eventstore::{
     EventStore, Projection, RecordedEvent, StoreError, StoreTx, on_backend,
@@ -17,15 +21,8 @@ impl KeyActivity {
     pub const NAME: &'static str = "key_activity";
 }
 
-/// Kinds of activity, as stored.
-pub const KINDS: [&str; 6] = [
-    "created",
-    "rotated",
-    "grace_expired",
-    "revoked",
-    "expired",
-    "usage",
-];
+/// The `account_id` of deployment-wide rows (catalogue changes).
+const EVERY_ACCOUNT: &str = "";
 
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e)
@@ -42,22 +39,28 @@ impl Projection for KeyActivity {
             detail: e.to_string(),
         };
         let stream = event.stream_id.as_str();
-        let (account, key, kind, reason, usage) = if stream.starts_with("apikey-") {
+        let row = if stream.starts_with("apikey-") {
             let Some(e) =
                 ApiKeyEvent::decode(&event.event_type, &event.payload).map_err(corrupt)?
             else {
                 return Ok(());
             };
-            match e {
-                ApiKeyEvent::Created(e) => (e.account_id, e.key_id, "created", None, None),
-                ApiKeyEvent::Rotated(e) => (e.account_id, e.key_id, "rotated", None, None),
-                ApiKeyEvent::GraceExpired(e) => {
-                    (e.account_id, e.key_id, "grace_expired", None, None)
-                }
-                ApiKeyEvent::Revoked(e) => {
-                    (e.account_id, e.key_id, "revoked", Some(e.reason), None)
-                }
-                ApiKeyEvent::Expired(e) => (e.account_id, e.key_id, "expired", None, None),
+            let kind = ActivityKind::of_key_event(&e);
+            let (account, key, reason) = match e {
+                ApiKeyEvent::Created(e) => (e.account_id, e.key_id, None),
+                ApiKeyEvent::Rotated(e) => (e.account_id, e.key_id, None),
+                ApiKeyEvent::GraceExpired(e) => (e.account_id, e.key_id, None),
+                ApiKeyEvent::Revoked(e) => (e.account_id, e.key_id, Some(e.reason)),
+                ApiKeyEvent::Expired(e) => (e.account_id, e.key_id, None),
+                ApiKeyEvent::Deleted(e) => (e.account_id, e.key_id, Some(e.reason)),
+            };
+            Row {
+                account: account.to_string(),
+                key: key.to_string(),
+                kind,
+                reason,
+                usage: None,
+                scope: None,
             }
         } else if stream.starts_with("keyusage-") {
             let Some(UsageEvent::Recorded(e)) =
@@ -65,25 +68,53 @@ impl Projection for KeyActivity {
             else {
                 return Ok(());
             };
-            let usage = serde_json::to_string(&e).unwrap_or_default();
-            (e.account_id, e.key_id, "usage", None, Some(usage))
+            Row {
+                account: e.account_id.to_string(),
+                key: e.key_id.to_string(),
+                kind: ActivityKind::Usage,
+                reason: None,
+                usage: Some(serde_json::to_string(&e).unwrap_or_default()),
+                scope: None,
+            }
+        } else if stream == catalogue::STREAM {
+            let Some(e) = ScopeEvent::decode(&event.event_type, &event.payload).map_err(corrupt)?
+            else {
+                return Ok(());
+            };
+            Row {
+                account: EVERY_ACCOUNT.into(),
+                key: String::new(),
+                kind: ActivityKind::of_scope_event(&e),
+                reason: None,
+                usage: None,
+                scope: Some(e.name().to_string()),
+            }
         } else {
             return Ok(());
         };
         const SQL: &str = "INSERT INTO key_activity \
-             (position, account_id, key_id, kind, actor, client_address, occurred_at, reason, usage) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (position) DO NOTHING";
+             (position, account_id, key_id, kind, actor, client_address, occurred_at, reason, usage, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (position) DO NOTHING";
         let position = i64::try_from(event.position).unwrap_or(i64::MAX);
+        let Row {
+            account,
+            key,
+            kind,
+            reason,
+            usage,
+            scope,
+        } = row;
         on_backend!(tx, |conn| sqlx::query(SQL)
             .bind(position)
-            .bind(account.to_string())
-            .bind(key.to_string())
-            .bind(kind)
+            .bind(&account)
+            .bind(&key)
+            .bind(kind.as_str())
             .bind(event.metadata.actor.as_deref())
             .bind(event.metadata.client_address.as_deref())
             .bind(event.occurred_at)
             .bind(reason.as_deref())
             .bind(usage.as_deref())
+            .bind(scope.as_deref())
             .execute(conn)
             .await
             .map(|_| ()))
@@ -101,19 +132,42 @@ impl Projection for KeyActivity {
     }
 }
 
+/// What one event adds to the log.
+struct Row {
+    account: String,
+    key: String,
+    kind: ActivityKind,
+    reason: Option<String>,
+    usage: Option<String>,
+    scope: Option<String>,
+}
+
 /// One entry of the activity log.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ActivityRow {
     pub position: i64,
+    /// Empty for a deployment-wide entry (a catalogue change).
     pub account_id: String,
+    /// Empty for a catalogue change.
     pub key_id: String,
+    /// [`ActivityKind::as_str`].
     pub kind: String,
     pub actor: Option<String>,
     pub client_address: Option<String>,
     pub occurred_at: DateTime<Utc>,
     pub reason: Option<String>,
     pub usage: Option<String>,
+    pub scope: Option<String>,
 }
+
+impl ActivityRow {
+    pub fn kind(&self) -> Option<ActivityKind> {
+        ActivityKind::parse(&self.kind).ok()
+    }
+}
+
+const COLUMNS: &str =
+    "position, account_id, key_id, kind, actor, client_address, occurred_at, reason, usage, scope";
 
 /// What to read.
 #[derive(Debug, Clone, Default)]
@@ -123,19 +177,21 @@ pub struct ActivityFilter {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Empty = every kind.
-    pub kinds: Vec<String>,
+    pub kinds: Vec<ActivityKind>,
     /// Only entries after this position.
     pub after: i64,
 }
 
-/// Up to `limit` entries matching `filter`, in log order.
+/// Up to `limit` entries matching `filter`, in log order. Without a key
+/// filter, the deployment-wide entries (catalogue changes) are included.
 pub async fn list(
     store: &EventStore,
     filter: &ActivityFilter,
     limit: i64,
 ) -> Result<Vec<ActivityRow>, StoreError> {
-    // The kinds are checked against KINDS by the caller; they are bound, not spliced.
-    let kinds = serde_json::to_string(&filter.kinds).unwrap_or_else(|_| "[]".into());
+    // The kinds are bound as a JSON list, not spliced.
+    let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+    let kinds = serde_json::to_string(&kinds).unwrap_or_else(|_| "[]".into());
     let kinds_clause = match store.backend_name() {
         "postgres" => {
             "($6 = '[]' OR kind IN (SELECT jsonb_array_elements_text(CAST($6 AS JSONB))))"
@@ -143,8 +199,8 @@ pub async fn list(
         _ => "($6 = '[]' OR kind IN (SELECT value FROM json_each($6)))",
     };
     let sql = format!(
-        "SELECT position, account_id, key_id, kind, actor, client_address, occurred_at, reason, usage \
-         FROM key_activity WHERE account_id = $1 AND position > $2 \
+        "SELECT {COLUMNS} FROM key_activity \
+         WHERE (account_id = $1 OR ($3 IS NULL AND account_id = '{EVERY_ACCOUNT}')) AND position > $2 \
          AND ($3 IS NULL OR key_id = $3) AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) \
          AND {kinds_clause} ORDER BY position LIMIT $7"
     );
@@ -167,12 +223,10 @@ pub async fn list(
 /// Every entry, in order (for comparing a rebuild with incremental processing).
 pub async fn all(store: &EventStore) -> Result<Vec<ActivityRow>, StoreError> {
     let mut tx = store.begin_read().await?;
-    let rows = on_backend!(&mut tx, |conn| sqlx::query_as::<_, ActivityRow>(
-        "SELECT position, account_id, key_id, kind, actor, client_address, occurred_at, reason, usage \
-         FROM key_activity ORDER BY position"
-    )
-    .fetch_all(conn)
-    .await)
+    let sql = format!("SELECT {COLUMNS} FROM key_activity ORDER BY position");
+    let rows = on_backend!(&mut tx, |conn| sqlx::query_as::<_, ActivityRow>(&sql)
+        .fetch_all(conn)
+        .await)
     .map_err(db)?;
     tx.commit().await?;
     Ok(rows)

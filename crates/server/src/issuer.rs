@@ -72,7 +72,6 @@ pub async fn build(
             ..ThrottleSettings::default()
         },
         signing_key_publish_lead: Duration::from_secs(args.signing_key_publish_lead_secs),
-        max_parallel_hashes: parallel,
     };
     let keyring = LiveKeyring::new(
         master,

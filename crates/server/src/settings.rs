@@ -76,7 +76,7 @@ impl Role {
 /// `gatehouse serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address for gRPC (and HTTP+JSON) on one port. Port 0 picks a free one.
+    /// Address for gRPC. Port 0 picks a free one.
     #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 

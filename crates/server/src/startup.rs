@@ -14,7 +14,7 @@ use gatehouse_verifier::{Follower, Verifier};
 use gatehouse_api::v1::{
     account_service_server::AccountServiceServer, audit_service_server::AuditServiceServer,
     auth_service_server::AuthServiceServer, key_service_server::KeyServiceServer,
-    verifier_service_server::VerifierServiceServer,
+    scope_service_server::ScopeServiceServer, verifier_service_server::VerifierServiceServer,
 };
 use gatehouse_eventstore::{EventStore, ProjectionRunner, StoreError};
 use gatehouse_projections::{ApiKeys, KeyActivity, StreamIndex};
@@ -23,7 +23,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use gatehouse_issuer::grpc::{AccountsGrpc, AuditGrpc, AuthGrpc, KeysGrpc};
+use gatehouse_issuer::grpc::{AccountsGrpc, AuditGrpc, AuthGrpc, KeysGrpc, ScopesGrpc};
 
 use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};
@@ -160,12 +160,16 @@ impl Application {
                 .add_service(AuditServiceServer::new(AuditGrpc {
                     issuer: issuer.clone(),
                     poll: store.poll_interval(),
+                }))
+                .add_service(ScopeServiceServer::new(ScopesGrpc {
+                    issuer: issuer.clone(),
                 }));
             for name in [
                 "gatehouse.v1.AuthService",
                 "gatehouse.v1.KeyService",
                 "gatehouse.v1.AccountService",
                 "gatehouse.v1.AuditService",
+                "gatehouse.v1.ScopeService",
             ] {
                 health
                     .set_service_status(name, ServingStatus::Serving)

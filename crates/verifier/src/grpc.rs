@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::service::auth::v3::{
 use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode as HttpStatusCode};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use gatehouse_api::v1 as pb;
+use gatehouse_domain::scope::Scope;
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
@@ -57,8 +58,12 @@ impl Route {
                         scopes: scopes
                             .split(',')
                             .filter(|s| !s.is_empty())
-                            .map(str::to_string)
-                            .collect(),
+                            .map(|s| {
+                                Scope::parse_concrete(s)
+                                    .map(|_| s.to_string())
+                                    .map_err(|e| format!("invalid route {entry:?}: {e}"))
+                            })
+                            .collect::<Result<_, _>>()?,
                     }),
                     [method, prefix] if prefix.starts_with('/') => Ok(Route {
                         method: method.to_ascii_uppercase(),
@@ -201,6 +206,12 @@ fn denial_status(denial: &Denial) -> Status {
         Denial::InsufficientScope(missing) => (
             Code::PermissionDenied,
             format!("insufficient scope: missing {}", missing.join(" ")),
+        ),
+        Denial::InvalidScope(scope) => (
+            Code::InvalidArgument,
+            format!(
+                "invalid required scope {scope:?}: required scopes are concrete resource:action, never wildcards"
+            ),
         ),
     };
     let mut details = ErrorDetails::new();
@@ -351,6 +362,12 @@ impl Authorization for VerifierService {
             },
             Err(denial) => {
                 let (grpc, http_status, challenge) = match &denial {
+                    // The route's configuration is at fault, not the caller.
+                    Denial::InvalidScope(_) => (
+                        Code::Internal,
+                        HttpStatusCode::InternalServerError,
+                        String::new(),
+                    ),
                     Denial::Unauthenticated(_) => (
                         Code::Unauthenticated,
                         HttpStatusCode::Unauthorized,
@@ -376,10 +393,12 @@ impl Authorization for VerifierService {
                         status: Some(HttpStatus {
                             code: http_status as i32,
                         }),
-                        headers: vec![
-                            header("www-authenticate", &challenge),
-                            header("content-type", "application/json"),
-                        ],
+                        headers: std::iter::once(header("content-type", "application/json"))
+                            .chain(
+                                (!challenge.is_empty())
+                                    .then(|| header("www-authenticate", &challenge)),
+                            )
+                            .collect(),
                         body,
                     })),
                     ..Default::default()
@@ -469,6 +488,8 @@ mod tests {
         assert_eq!(routes[1].scopes, ["admin:all", "audit:read"]);
         assert!(routes[2].scopes.is_empty());
         assert!(Route::parse_table("GET orders x").is_err());
+        assert!(Route::parse_table("GET /orders orders:*").is_err());
+        assert!(Route::parse_table("GET /orders *").is_err());
         assert!(Route::parse_table("").unwrap().is_empty());
     }
 }

@@ -4,18 +4,21 @@ use std::collections::{HashMap, HashSet};
 
 use gatehouse_crypto::jwt::TokenVerifier;
 use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+use gatehouse_domain::catalogue::{self, Catalogue, ScopeEvent};
 use gatehouse_domain::ids::{KeyId, SessionId};
 use gatehouse_domain::session::SessionEvent;
 use gatehouse_domain::signing::SigningKeyEvent;
 use gatehouse_eventstore::RecordedEvent;
 
-/// Keys, revoked sessions and signing keys, as of `position`.
+/// Keys, revoked sessions, signing keys and the scope catalogue, as of `position`.
 pub struct Index {
     keys: HashMap<KeyId, ApiKey>,
     /// SHA-256 (hex) of every current and previous secret → its key.
     by_hash: HashMap<String, KeyId>,
     revoked_sessions: HashSet<SessionId>,
     tokens: TokenVerifier,
+    /// Which scopes are live: grants are resolved against it on every call.
+    catalogue: Catalogue,
     /// The last log position folded in.
     pub position: u64,
 }
@@ -27,6 +30,7 @@ impl Index {
             by_hash: HashMap::new(),
             revoked_sessions: HashSet::new(),
             tokens: TokenVerifier::new(issuer, audience, leeway_secs),
+            catalogue: Catalogue::default(),
             position: 0,
         }
     }
@@ -47,6 +51,11 @@ impl Index {
                     SessionEvent::decode(&event.event_type, &event.payload)
                 {
                     self.revoked_sessions.insert(r.session_id);
+                }
+            }
+            catalogue::STREAM => {
+                if let Ok(Some(e)) = ScopeEvent::decode(&event.event_type, &event.payload) {
+                    self.catalogue.apply(&e);
                 }
             }
             "signingkey" => match SigningKeyEvent::decode(&event.event_type, &event.payload) {
@@ -72,6 +81,7 @@ impl Index {
             ApiKeyEvent::GraceExpired(g) => g.key_id,
             ApiKeyEvent::Revoked(r) => r.key_id,
             ApiKeyEvent::Expired(x) => x.key_id,
+            ApiKeyEvent::Deleted(d) => d.key_id,
         };
         let mut key = self.keys.remove(&key_id);
         let before: Vec<String> = key
@@ -109,6 +119,10 @@ impl Index {
 
     pub fn tokens(&self) -> &TokenVerifier {
         &self.tokens
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
     }
 
     /// How many keys are indexed.

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use gatehouse_crypto::jwt::{AccessClaims, MAX_TOKEN_LEN};
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId};
-use gatehouse_domain::scope::Scopes;
+use gatehouse_domain::scope::{Scope, Scopes};
 use gatehouse_domain::secret::{KeyFormat, SecretHash};
 use sha2::{Digest as _, Sha256};
 
@@ -40,6 +40,9 @@ pub enum Denial {
     Unauthenticated(&'static str),
     /// PERMISSION_DENIED: the scopes that were missing.
     InsufficientScope(Vec<String>),
+    /// INVALID_ARGUMENT: a required scope that is malformed or a wildcard
+    /// (required scopes are always concrete). Decided before the credential.
+    InvalidScope(String),
 }
 
 impl Denial {
@@ -47,6 +50,7 @@ impl Denial {
         match self {
             Self::Unauthenticated(reason) => reason,
             Self::InsufficientScope(_) => "INSUFFICIENT_SCOPE",
+            Self::InvalidScope(_) => "INVALID_SCOPE",
         }
     }
 }
@@ -99,10 +103,6 @@ impl Verifier {
         self
     }
 
-    pub fn index(&self) -> &Arc<RwLock<Index>> {
-        &self.index
-    }
-
     /// Decides from memory.
     pub fn verify(
         &self,
@@ -112,6 +112,9 @@ impl Verifier {
         caller: Option<&str>,
         now: DateTime<Utc>,
     ) -> Outcome {
+        if let Some(bad) = required.iter().find(|r| !Scope::is_concrete(r)) {
+            return Outcome::Decided(Err(Denial::InvalidScope(bad.chars().take(80).collect())));
+        }
         let credential = strip_bearer(credential);
         if credential.is_empty() {
             return Outcome::Decided(Err(Denial::Unauthenticated("CREDENTIAL_MISSING")));
@@ -124,29 +127,40 @@ impl Verifier {
             .and_then(|rest| rest.strip_prefix('_'))
             .and_then(|rest| rest.strip_prefix(self.key_format.environment.as_str()))
             .is_some_and(|rest| rest.starts_with('_'));
+        let Ok(index) = self.index.read() else {
+            return Outcome::Decided(Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")));
+        };
         let (verified, key) = if looks_like_key {
             if !self.key_format.is_api_key_secret(credential) {
                 return Outcome::Decided(Err(Denial::Unauthenticated("BAD_CHECKSUM")));
             }
-            match self.verify_key(credential, now) {
+            match self.verify_key(&index, credential, now) {
                 Some((result, key)) => (result, Some(key)),
                 None => return Outcome::UnknownKey,
             }
         } else if credential.bytes().filter(|b| *b == b'.').count() == 2 {
-            self.verify_token(credential, audience, now)
+            self.verify_token(&index, credential, audience, now)
         } else {
             (Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")), None)
         };
-        let result = verified.and_then(|v| {
-            let missing = v.scopes.missing(required);
-            if missing.is_empty() {
-                Ok(v)
-            } else {
-                Err(Denial::InsufficientScope(
-                    missing.into_iter().map(str::to_string).collect(),
-                ))
+        // Grants are resolved against the live catalogue on every call: a
+        // retired scope stops being held at once, cached token or not.
+        let catalogue = index.catalogue();
+        let result = verified.and_then(|mut v| {
+            let missing: Vec<String> = required
+                .iter()
+                .filter(|r| !catalogue.holds(&v.scopes, r))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(Denial::InsufficientScope(missing));
             }
+            if catalogue.needs_resolving(&v.scopes) {
+                v.scopes = catalogue.resolve(&v.scopes);
+            }
+            Ok(v)
         });
+        drop(index);
         if let (Some(usage), Some((key_id, account_id))) = (&self.usage, key) {
             let denial = result.as_ref().err().map(Denial::reason);
             usage.record(key_id, account_id, caller, denial, now);
@@ -157,11 +171,11 @@ impl Verifier {
     /// `None` if the secret is unknown; otherwise the decision and the key.
     fn verify_key(
         &self,
+        index: &Index,
         secret: &str,
         now: DateTime<Utc>,
     ) -> Option<(Result<Verified, Denial>, KeyRef)> {
         let hash = SecretHash::of(secret);
-        let index = self.index.read().ok()?;
         let key = index.key_by_hash(hash.as_str())?;
         Some((
             key.authenticate(&hash, now)
@@ -181,6 +195,7 @@ impl Verifier {
 
     fn verify_token(
         &self,
+        index: &Index,
         token: &str,
         audience: Option<&str>,
         now: DateTime<Utc>,
@@ -190,9 +205,6 @@ impl Verifier {
         hasher.update([0]);
         hasher.update(token.as_bytes());
         let fingerprint: [u8; 32] = hasher.finalize().into();
-        let Ok(index) = self.index.read() else {
-            return (Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")), None);
-        };
         let cached = self.cache.read().ok().and_then(|cache| {
             cache
                 .get(&fingerprint)

@@ -199,6 +199,7 @@ async fn create_list_get_show_the_secret_once_and_store_only_its_hash() {
                     account_id: admin.account_id.clone(),
                     page_size: 2,
                     page_token: token.clone(),
+                    include_deleted: false,
                 },
                 &admin.secret.clone(),
             ))
@@ -652,6 +653,7 @@ async fn tenancy_scopes_and_hostile_input_get_their_status_and_write_nothing() {
                     account_id: a.clone(),
                     page_size,
                     page_token: page_token.into(),
+                    ..Default::default()
                 },
                 &admin.secret,
             ))
