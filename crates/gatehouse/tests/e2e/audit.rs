@@ -37,7 +37,7 @@ async fn spawn(env: &Env, role: &str) -> Gatehouse {
     .await
 }
 
-async fn activity(
+pub(crate) async fn activity(
     audit: &mut AuditServiceClient<Channel>,
     bearer: &str,
     account_id: &str,

@@ -90,7 +90,12 @@ async fn gatehouse_eventstore_for_test(url: &str) -> gatehouse_eventstore::Event
 }
 
 /// Runs an admin command of the real binary against `addr` with `token`.
-async fn admin(addr: &str, token: Option<&str>, args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) async fn admin(
+    addr: &str,
+    token: Option<&str>,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Output {
     let mut command = tokio::process::Command::new(BIN);
     command
         .args(args)

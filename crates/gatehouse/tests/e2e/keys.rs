@@ -593,9 +593,9 @@ async fn tenancy_scopes_and_hostile_input_get_their_status_and_write_nothing() {
             Code::InvalidArgument,
         ),
         (
-            "escalation",
+            "a scope nobody defined",
             create("n".into(), vec!["billing:write".into()], None),
-            Code::PermissionDenied,
+            Code::InvalidArgument,
         ),
         (
             "expiry in the past",

@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod issuer;
 mod keys;
+mod scopes;
 mod serve;
 mod verifier;
 
