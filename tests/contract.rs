@@ -1,4 +1,4 @@
-//! The `gatehouse.v1` contract as clients see it through reflection: the five
+//! The `gatehouse.v1` contract as clients see it through reflection: the six
 //! services, their RPCs, and the field names the documented flows fix.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ fn descriptors() -> FileDescriptorSet {
 }
 
 #[test]
-fn the_five_services_expose_their_rpcs() {
+fn the_six_services_expose_their_rpcs() {
     let set = descriptors();
     let services: BTreeMap<String, Vec<String>> = set
         .file
@@ -46,7 +46,12 @@ fn the_five_services_expose_their_rpcs() {
                 "GetApiKey",
                 "RotateApiKey",
                 "RevokeApiKey",
+                "DeleteApiKey",
             ],
+        ),
+        (
+            "gatehouse.v1.ScopeService",
+            &["DefineScope", "ListScopes", "RetireScope", "ImportScopes"],
         ),
         ("gatehouse.v1.VerifierService", &["Verify"]),
     ]
@@ -104,6 +109,16 @@ fn messages_use_the_field_names_of_the_design() {
     has("CreateApiKeyResponse", &["secret"]);
     has("RotateApiKeyRequest", &["key_id", "grace_period"]);
     has("RevokeApiKeyRequest", &["key_id", "reason"]);
+    has("DeleteApiKeyRequest", &["account_id", "key_id"]);
+    has("ListApiKeysRequest", &["include_deleted"]);
+    has(
+        "ApiKey",
+        &["scopes", "retired_scopes", "state", "deleted_at"],
+    );
+    has("DefineScopeRequest", &["name", "description"]);
+    has("ListScopesResponse", &["scopes"]);
+    has("ScopeInfo", &["name", "description", "retired"]);
+    has("RetireScopeRequest", &["name"]);
     // Secrets are returned only by create and rotate: the key metadata has none.
     assert!(
         !fields("ApiKey")

@@ -52,7 +52,7 @@ async fn reflected_services(server: &Gatehouse) -> BTreeSet<String> {
 }
 
 #[tokio::test]
-async fn serve_with_no_configuration_is_healthy_and_lists_the_five_services() {
+async fn serve_with_no_configuration_is_healthy_and_lists_every_service() {
     // No flags but the port, no environment: the embedded default, with its
     // data directory under the working directory.
     let cwd = tempfile::tempdir().unwrap();
