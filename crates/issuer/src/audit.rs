@@ -8,7 +8,7 @@ use gatehouse_domain::scope;
 use gatehouse_projections::key_activity::{self, ActivityFilter, ActivityRow};
 
 use crate::error::IssuerError;
-use crate::issuer::{Issuer, Principal};
+use crate::flows::{Issuer, Principal};
 
 /// Default and largest page of `ListKeyActivity`.
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
@@ -48,7 +48,7 @@ impl Issuer {
         page_token: &str,
     ) -> Result<(Vec<ActivityRow>, String), IssuerError> {
         principal.require(scope::ACTIVITY_READ, query.account_id)?;
-        let size = crate::issuer::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let size = crate::flows::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if page_token.is_empty() {
             0
         } else {

@@ -1,15 +1,31 @@
-//! The issuer's errors and their one mapping to `tonic::Status`.
+//! The application's errors, transport-free: each says its [`ErrorClass`]
+//! (what kind of failure, which every transport maps once — to a gRPC code,
+//! to an HTTP status) and its stable machine-readable reason.
 
 use std::time::Duration;
 
 use gatehouse_domain::DomainError;
 use gatehouse_domain::catalogue::{CatalogueError, GrantError};
 use gatehouse_eventstore::StoreError;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// `google.rpc.ErrorInfo.domain` of every Gatehouse error.
 pub const ERROR_DOMAIN: &str = "gatehouse";
+
+/// What kind of failure an error is, for the transports to map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    /// A concurrent change won.
+    Conflict,
+    /// Throttled; retry after the given time.
+    TooManyRequests,
+    Internal,
+}
 
 /// Everything an issuer call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -80,93 +96,81 @@ impl From<gatehouse_crypto::CryptoError> for IssuerError {
     }
 }
 
-fn with_reason(code: Code, message: String, reason: &str, details: ErrorDetails) -> Status {
-    let mut details = details;
-    details.set_error_info(reason, ERROR_DOMAIN, []);
-    Status::with_error_details(code, message, details)
-}
+impl IssuerError {
+    /// The class every transport maps from.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::InvalidArgument(_) => ErrorClass::InvalidArgument,
+            Self::BadCredentials
+            | Self::InvalidRefreshToken { .. }
+            | Self::InvalidKeyCredentials
+            | Self::Unauthenticated { .. } => ErrorClass::Unauthenticated,
+            Self::PermissionDenied { .. } => ErrorClass::PermissionDenied,
+            Self::Grant(GrantError::Unknown(_) | GrantError::Retired(_)) => {
+                ErrorClass::InvalidArgument
+            }
+            Self::Grant(GrantError::CannotGrant(_)) => ErrorClass::PermissionDenied,
+            Self::Catalogue(CatalogueError::Invalid(_) | CatalogueError::BuiltIn(_)) => {
+                ErrorClass::InvalidArgument
+            }
+            Self::Catalogue(CatalogueError::NotFound(_)) => ErrorClass::NotFound,
+            Self::Catalogue(CatalogueError::AlreadyRetired(_) | CatalogueError::Full) => {
+                ErrorClass::FailedPrecondition
+            }
+            Self::Throttled { .. } => ErrorClass::TooManyRequests,
+            Self::AlreadyExists(_) => ErrorClass::AlreadyExists,
+            Self::NotFound(_) => ErrorClass::NotFound,
+            Self::FailedPrecondition(_) => ErrorClass::FailedPrecondition,
+            Self::Conflict => ErrorClass::Conflict,
+            Self::Internal(_) => ErrorClass::Internal,
+        }
+    }
 
-impl From<IssuerError> for Status {
-    fn from(error: IssuerError) -> Self {
-        let message = error.to_string();
-        let none = ErrorDetails::new;
-        match error {
-            IssuerError::InvalidArgument(_) => {
-                with_reason(Code::InvalidArgument, message, "INVALID_ARGUMENT", none())
-            }
-            IssuerError::BadCredentials => with_reason(
-                Code::Unauthenticated,
-                message,
-                "INVALID_CREDENTIALS",
-                none(),
-            ),
-            IssuerError::InvalidRefreshToken { reason } => {
-                with_reason(Code::Unauthenticated, message, reason, none())
-            }
-            IssuerError::InvalidKeyCredentials => with_reason(
-                Code::Unauthenticated,
-                message,
-                "INVALID_KEY_CREDENTIALS",
-                none(),
-            ),
-            IssuerError::Unauthenticated { reason } => {
-                with_reason(Code::Unauthenticated, message, reason, none())
-            }
-            IssuerError::PermissionDenied { .. } => with_reason(
-                Code::PermissionDenied,
-                message,
-                "INSUFFICIENT_SCOPE",
-                none(),
-            ),
-            IssuerError::Grant(grant) => match grant {
-                GrantError::Unknown(_) => {
-                    with_reason(Code::InvalidArgument, message, "SCOPE_UNKNOWN", none())
-                }
-                GrantError::Retired(_) => {
-                    with_reason(Code::InvalidArgument, message, "SCOPE_RETIRED", none())
-                }
-                GrantError::CannotGrant(_) => {
-                    with_reason(Code::PermissionDenied, message, "CANNOT_GRANT", none())
-                }
-            },
-            IssuerError::Catalogue(catalogue) => match catalogue {
-                CatalogueError::Invalid(_) => {
-                    with_reason(Code::InvalidArgument, message, "INVALID_ARGUMENT", none())
-                }
-                CatalogueError::BuiltIn(_) => {
-                    with_reason(Code::InvalidArgument, message, "SCOPE_BUILT_IN", none())
-                }
-                CatalogueError::NotFound(_) => {
-                    with_reason(Code::NotFound, message, "SCOPE_UNKNOWN", none())
-                }
-                CatalogueError::AlreadyRetired(_) => {
-                    with_reason(Code::FailedPrecondition, message, "SCOPE_RETIRED", none())
-                }
-                CatalogueError::Full => {
-                    with_reason(Code::FailedPrecondition, message, "CATALOGUE_FULL", none())
-                }
-            },
-            IssuerError::Throttled { retry_after } => {
-                let mut details = ErrorDetails::new();
-                details.set_retry_info(Some(retry_after));
-                let message = format!("{message} (in {} s)", retry_after.as_secs().max(1));
-                with_reason(Code::ResourceExhausted, message, "LOGIN_THROTTLED", details)
-            }
-            IssuerError::AlreadyExists(_) => {
-                with_reason(Code::AlreadyExists, message, "ALREADY_EXISTS", none())
-            }
-            IssuerError::NotFound(_) => with_reason(Code::NotFound, message, "NOT_FOUND", none()),
-            IssuerError::FailedPrecondition(_) => with_reason(
-                Code::FailedPrecondition,
-                message,
-                "FAILED_PRECONDITION",
-                none(),
-            ),
-            IssuerError::Conflict => with_reason(Code::Aborted, message, "CONFLICT", none()),
-            IssuerError::Internal(cause) => {
+    /// The stable reason (`google.rpc.ErrorInfo.reason`, the HTTP body's `reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::BadCredentials => "INVALID_CREDENTIALS",
+            Self::InvalidRefreshToken { reason } | Self::Unauthenticated { reason } => reason,
+            Self::InvalidKeyCredentials => "INVALID_KEY_CREDENTIALS",
+            Self::PermissionDenied { .. } => "INSUFFICIENT_SCOPE",
+            Self::Grant(GrantError::Unknown(_)) => "SCOPE_UNKNOWN",
+            Self::Grant(GrantError::Retired(_)) => "SCOPE_RETIRED",
+            Self::Grant(GrantError::CannotGrant(_)) => "CANNOT_GRANT",
+            Self::Catalogue(CatalogueError::Invalid(_)) => "INVALID_ARGUMENT",
+            Self::Catalogue(CatalogueError::BuiltIn(_)) => "SCOPE_BUILT_IN",
+            Self::Catalogue(CatalogueError::NotFound(_)) => "SCOPE_UNKNOWN",
+            Self::Catalogue(CatalogueError::AlreadyRetired(_)) => "SCOPE_RETIRED",
+            Self::Catalogue(CatalogueError::Full) => "CATALOGUE_FULL",
+            Self::Throttled { .. } => "LOGIN_THROTTLED",
+            Self::AlreadyExists(_) => "ALREADY_EXISTS",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            Self::Conflict => "CONFLICT",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// What the caller may read: the message, except for internal errors,
+    /// whose cause is logged instead.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
-                Status::internal("internal error")
+                "internal error".to_string()
             }
+            Self::Throttled { retry_after } => {
+                format!("{self} (in {} s)", retry_after.as_secs().max(1))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// How long a throttled caller should wait.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { retry_after } => Some(*retry_after),
+            _ => None,
         }
     }
 }

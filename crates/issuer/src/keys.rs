@@ -17,7 +17,7 @@ use gatehouse_projections::api_keys::{self, KeyRow};
 use uuid::Uuid;
 
 use crate::error::IssuerError;
-use crate::issuer::{CallContext, Issuer, Principal};
+use crate::flows::{CallContext, Issuer, Principal};
 
 /// Default and largest page of `ListApiKeys`.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -200,7 +200,7 @@ impl Issuer {
         include_deleted: bool,
     ) -> Result<KeyPage, IssuerError> {
         principal.require(scope::KEYS_READ, account_id)?;
-        let size = crate::issuer::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let size = crate::flows::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if page_token.is_empty() {
             None
         } else {

@@ -8,7 +8,7 @@ use gatehouse_domain::scope::{self, Scope};
 use gatehouse_eventstore::{ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
 
 use crate::error::IssuerError;
-use crate::issuer::{CallContext, Issuer, Principal};
+use crate::flows::{CallContext, Issuer, Principal};
 
 /// How often a catalogue change is decided again after another change won
 /// the race for the `scopes` stream.

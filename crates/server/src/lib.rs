@@ -4,9 +4,9 @@
 //! - [`telemetry`]: the `tracing` subscriber;
 //! - [`startup`]: [`Application`] — open the store, migrate, bind, serve
 //!   `gatehouse.v1`, `grpc.health.v1` and reflection until shutdown;
-//! - [`issuer`]: building the issuer (master key, hasher, keyring).
+//! - [`compose`]: building the issuer from settings (master key, hasher, keyring).
 
-pub mod issuer;
+pub mod compose;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

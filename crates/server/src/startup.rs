@@ -6,8 +6,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
-use gatehouse_verifier::grpc::{Route, VerifierService};
+use gatehouse_transport::grpc::verifier::VerifierGrpc;
+use gatehouse_verifier::Decider;
 use gatehouse_verifier::index::Index;
+use gatehouse_verifier::routes::Route;
 use gatehouse_verifier::usage::UsageRecorder;
 use gatehouse_verifier::{Follower, Verifier};
 
@@ -23,7 +25,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use gatehouse_issuer::grpc::{AccountsGrpc, AuditGrpc, AuthGrpc, KeysGrpc, ScopesGrpc};
+use gatehouse_transport::grpc::issuer::{AccountsGrpc, AuditGrpc, AuthGrpc, KeysGrpc, ScopesGrpc};
 
 use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};
@@ -146,7 +148,7 @@ impl Application {
             .add_service(reflection_v1alpha);
         if role.issues() {
             let issuer =
-                crate::issuer::build(&store, &database, &issuer_args, Some(stop.clone())).await?;
+                crate::compose::build(&store, &database, &issuer_args, Some(stop.clone())).await?;
             router = router
                 .add_service(AuthServiceServer::new(AuthGrpc {
                     issuer: issuer.clone(),
@@ -188,7 +190,7 @@ impl Application {
             ));
         }
         if role.verifies() {
-            let service = build_verifier(
+            let decider = build_verifier(
                 &store,
                 &issuer_args,
                 &ext_authz_routes,
@@ -197,10 +199,14 @@ impl Application {
             )
             .await?;
             router = router
-                .add_service(VerifierServiceServer::new(service.clone()))
-                .add_service(AuthorizationServer::new(service.clone()));
+                .add_service(VerifierServiceServer::new(VerifierGrpc {
+                    decider: decider.clone(),
+                }))
+                .add_service(AuthorizationServer::new(VerifierGrpc {
+                    decider: decider.clone(),
+                }));
             tokio::spawn(report_staleness(
-                service.follower.clone(),
+                decider.follower.clone(),
                 health.clone(),
                 max_staleness,
                 stop.clone(),
@@ -237,7 +243,7 @@ async fn build_verifier(
     routes: &str,
     usage_interval: Duration,
     stop: CancellationToken,
-) -> Result<VerifierService, StartupError> {
+) -> Result<Decider, StartupError> {
     let key_format =
         gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
             .map_err(|e| StartupError::Config(e.to_string()))?;
@@ -252,7 +258,7 @@ async fn build_verifier(
         usage_interval,
         stop,
     ));
-    Ok(VerifierService {
+    Ok(Decider {
         verifier: Verifier::new(index, key_format).with_usage(usage),
         follower,
         routes: Arc::new(routes),

@@ -10,13 +10,19 @@
 //!   but well-formed key;
 //! - [`usage`]: per-key usage counted in memory, flushed as one summary event
 //!   per key per interval;
-//! - [`grpc`]: `VerifierService` and `envoy.service.auth.v3.Authorization`.
+//! - [`decide`]: [`Decider`] — the decision every transport serves (one
+//!   catch-up for an unknown key, outcomes counted);
+//! - [`routes`]: the ext_authz route policy (scopes by method and normalised path).
+//!
+//! No transport lives here: gRPC, Envoy and HTTP adapters are in `gatehouse-transport`.
 
+pub mod decide;
 pub mod follower;
-pub mod grpc;
 pub mod index;
+pub mod routes;
 pub mod usage;
 pub mod verify;
 
+pub use decide::Decider;
 pub use follower::Follower;
 pub use verify::{Denial, Kind, Verified, Verifier};

@@ -1,5 +1,6 @@
-//! The gRPC face of the issuer: `AuthService`, `AccountService`,
-//! `KeyService`, `AuditService` and `ScopeService`.
+//! The issuer's gRPC services — `AuthService`, `AccountService`,
+//! `KeyService`, `AuditService`, `ScopeService` — each a few lines over the
+//! application layer in `gatehouse-issuer`.
 
 use gatehouse_api::v1 as pb;
 use gatehouse_domain::activity::ActivityKind;
@@ -9,37 +10,9 @@ use gatehouse_domain::scope::Scopes;
 use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 
-use crate::error::IssuerError;
-use crate::issuer::{CallContext, Issuer};
+use gatehouse_issuer::{Issuer, IssuerError};
 
-/// The bearer token of the `authorization` metadata, if any.
-pub fn bearer<T>(request: &Request<T>) -> Option<String> {
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-        .filter(|t| !t.is_empty())
-}
-
-/// Client address and request id of a call.
-pub fn context<T>(request: &Request<T>) -> CallContext {
-    CallContext {
-        client_address: request.remote_addr().map(|a| a.ip().to_string()),
-        request_id: request
-            .metadata()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(128).collect()),
-    }
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
-    Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+use super::{OrStatus as _, authenticate, context, datetime, duration, timestamp};
 
 fn user_pb(user: &gatehouse_domain::user::User) -> pb::User {
     pb::User {
@@ -74,7 +47,7 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
             Err(_) => "error",
         };
         metrics::counter!("gatehouse_logins_total", "result" => outcome).increment(1);
-        let result = result?;
+        let result = result.grpc()?;
         Ok(Response::new(pb::LoginResponse {
             access_token: result.tokens.access_token,
             refresh_token: result.tokens.refresh_token,
@@ -99,7 +72,8 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
         let tokens = self
             .issuer
             .refresh(&request.into_inner().refresh_token, &ctx)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::RefreshResponse {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
@@ -118,7 +92,8 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
         let (access_token, expires_in) = self
             .issuer
             .exchange_sdk_token(&r.account_id, &r.key_id, &r.key_secret)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::ExchangeSdkTokenResponse {
             access_token,
             expires_in,
@@ -134,7 +109,8 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
         let ctx = context(&request);
         self.issuer
             .logout(&request.into_inner().refresh_token, &ctx)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
@@ -174,17 +150,15 @@ impl pb::account_service_server::AccountService for AccountsGrpc {
         request: Request<pb::CreateAccountRequest>,
     ) -> Result<Response<pb::CreateAccountResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         let owner =
             (!r.owner_username.is_empty()).then_some((r.owner_username.as_str(), r.owner_password));
         let (account, owner) = self
             .issuer
             .create_account(&principal, &r.name, owner, &ctx)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::CreateAccountResponse {
             account: Some(pb::Account {
                 account_id: account.id.to_string(),
@@ -201,13 +175,10 @@ impl pb::account_service_server::AccountService for AccountsGrpc {
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
-        let account_id = AccountId::parse(&r.account_id).map_err(IssuerError::from)?;
-        let scopes = Scopes::parse(&r.scopes).map_err(IssuerError::from)?;
+        let account_id = AccountId::parse(&r.account_id).grpc()?;
+        let scopes = Scopes::parse(&r.scopes).grpc()?;
         let user = self
             .issuer
             .create_user(
@@ -218,7 +189,8 @@ impl pb::account_service_server::AccountService for AccountsGrpc {
                 scopes,
                 &ctx,
             )
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::CreateUserResponse {
             user: Some(user_pb(&user)),
         }))
@@ -301,24 +273,16 @@ impl pb::key_service_server::KeyService for KeysGrpc {
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
-        let account_id = parse_account(&r.account_id)?;
-        let scopes = Scopes::parse(&r.scopes).map_err(IssuerError::from)?;
-        let expires_at = match r.expires_at {
-            Some(ts) => Some(
-                chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
-                    .ok_or_else(|| IssuerError::InvalidArgument("invalid expires_at".into()))?,
-            ),
-            None => None,
-        };
+        let account_id = parse_account(&r.account_id).grpc()?;
+        let scopes = Scopes::parse(&r.scopes).grpc()?;
+        let expires_at = datetime(r.expires_at, "expires_at").grpc()?;
         let issued = self
             .issuer
             .create_key(&principal, account_id, &r.name, scopes, expires_at, &ctx)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             key: Some(key_pb(&issued.key, issued.retired_scopes)),
             secret: issued.secret,
@@ -330,12 +294,9 @@ impl pb::key_service_server::KeyService for KeysGrpc {
         &self,
         request: Request<pb::ListApiKeysRequest>,
     ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
-        let account_id = parse_account(&r.account_id)?;
+        let account_id = parse_account(&r.account_id).grpc()?;
         let page = self
             .issuer
             .list_keys(
@@ -345,7 +306,8 @@ impl pb::key_service_server::KeyService for KeysGrpc {
                 &r.page_token,
                 r.include_deleted,
             )
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::ListApiKeysResponse {
             keys: page
                 .keys
@@ -361,19 +323,17 @@ impl pb::key_service_server::KeyService for KeysGrpc {
         &self,
         request: Request<pb::GetApiKeyRequest>,
     ) -> Result<Response<pb::GetApiKeyResponse>, Status> {
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         let view = self
             .issuer
             .get_key(
                 &principal,
-                parse_account(&r.account_id)?,
-                parse_key(&r.key_id)?,
+                parse_account(&r.account_id).grpc()?,
+                parse_key(&r.key_id).grpc()?,
             )
-            .await?;
+            .await
+            .grpc()?;
         let mut key = key_pb(&view.key, view.retired_scopes);
         key.last_used_at = view.last_used_at.map(timestamp);
         Ok(Response::new(pb::GetApiKeyResponse { key: Some(key) }))
@@ -385,37 +345,20 @@ impl pb::key_service_server::KeyService for KeysGrpc {
         request: Request<pb::RotateApiKeyRequest>,
     ) -> Result<Response<pb::RotateApiKeyResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
-        let grace = match r.grace_period {
-            Some(d) => {
-                if d.seconds < 0 || d.nanos < 0 {
-                    return Err(IssuerError::InvalidArgument(
-                        "grace_period must not be negative".into(),
-                    )
-                    .into());
-                }
-                Some(
-                    chrono::Duration::try_seconds(d.seconds).ok_or_else(|| {
-                        IssuerError::InvalidArgument("grace_period too large".into())
-                    })? + chrono::Duration::nanoseconds(i64::from(d.nanos)),
-                )
-            }
-            None => None,
-        };
+        let grace = duration(r.grace_period, "grace_period").grpc()?;
         let issued = self
             .issuer
             .rotate_key(
                 &principal,
-                parse_account(&r.account_id)?,
-                parse_key(&r.key_id)?,
+                parse_account(&r.account_id).grpc()?,
+                parse_key(&r.key_id).grpc()?,
                 grace,
                 &ctx,
             )
-            .await?;
+            .await
+            .grpc()?;
         let valid_until = issued
             .key
             .previous
@@ -434,21 +377,19 @@ impl pb::key_service_server::KeyService for KeysGrpc {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         let view = self
             .issuer
             .revoke_key(
                 &principal,
-                parse_account(&r.account_id)?,
-                parse_key(&r.key_id)?,
+                parse_account(&r.account_id).grpc()?,
+                parse_key(&r.key_id).grpc()?,
                 &r.reason,
                 &ctx,
             )
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             key: Some(key_pb(&view.key, view.retired_scopes)),
         }))
@@ -460,20 +401,18 @@ impl pb::key_service_server::KeyService for KeysGrpc {
         request: Request<pb::DeleteApiKeyRequest>,
     ) -> Result<Response<pb::DeleteApiKeyResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         self.issuer
             .delete_key(
                 &principal,
-                parse_account(&r.account_id)?,
-                parse_key(&r.key_id)?,
+                parse_account(&r.account_id).grpc()?,
+                parse_key(&r.key_id).grpc()?,
                 &r.reason,
                 &ctx,
             )
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::DeleteApiKeyResponse {}))
     }
 }
@@ -530,25 +469,14 @@ fn activity_pb(row: &gatehouse_projections::key_activity::ActivityRow) -> pb::Ke
     }
 }
 
-fn datetime(
-    ts: Option<Timestamp>,
-    what: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, IssuerError> {
-    ts.map(|ts| {
-        chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(0))
-            .ok_or_else(|| IssuerError::InvalidArgument(format!("invalid {what}")))
-    })
-    .transpose()
-}
-
 fn activity_query(
     account_id: &str,
     key_id: &str,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
     kinds: &[i32],
-) -> Result<crate::audit::ActivityQuery, IssuerError> {
-    Ok(crate::audit::ActivityQuery {
+) -> Result<gatehouse_issuer::audit::ActivityQuery, IssuerError> {
+    Ok(gatehouse_issuer::audit::ActivityQuery {
         account_id: parse_account(account_id)?,
         key_id: (!key_id.is_empty())
             .then(|| parse_key(key_id))
@@ -576,16 +504,14 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
         &self,
         request: Request<pb::ListKeyActivityRequest>,
     ) -> Result<Response<pb::ListKeyActivityResponse>, Status> {
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
-        let query = activity_query(&r.account_id, &r.key_id, r.since, r.until, &r.kinds)?;
+        let query = activity_query(&r.account_id, &r.key_id, r.since, r.until, &r.kinds).grpc()?;
         let (rows, next_page_token) = self
             .issuer
             .list_activity(&principal, &query, r.page_size, &r.page_token)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::ListKeyActivityResponse {
             activity: rows.iter().map(activity_pb).collect(),
             next_page_token,
@@ -597,13 +523,12 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
         &self,
         request: Request<pb::WatchKeyActivityRequest>,
     ) -> Result<Response<Self::WatchKeyActivityStream>, Status> {
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
-        let query = activity_query(&r.account_id, &r.key_id, r.since, None, &r.kinds)?;
-        principal.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)?;
+        let query = activity_query(&r.account_id, &r.key_id, r.since, None, &r.kinds).grpc()?;
+        principal
+            .require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)
+            .grpc()?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let issuer = self.issuer.clone();
         let poll = self.poll;
@@ -637,7 +562,7 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
     }
 }
 
-fn scope_pb(view: crate::scopes::ScopeView) -> pb::ScopeInfo {
+fn scope_pb(view: gatehouse_issuer::scopes::ScopeView) -> pb::ScopeInfo {
     pb::ScopeInfo {
         name: view.name,
         description: view.description,
@@ -660,15 +585,13 @@ impl pb::scope_service_server::ScopeService for ScopesGrpc {
         request: Request<pb::DefineScopeRequest>,
     ) -> Result<Response<pb::DefineScopeResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         let (scope, changed) = self
             .issuer
             .define_scope(&principal, &r.name, &r.description, &ctx)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::DefineScopeResponse {
             scope: Some(scope_pb(scope)),
             changed,
@@ -680,11 +603,8 @@ impl pb::scope_service_server::ScopeService for ScopesGrpc {
         &self,
         request: Request<pb::ListScopesRequest>,
     ) -> Result<Response<pb::ListScopesResponse>, Status> {
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
-        let scopes = self.issuer.list_scopes(&principal).await?;
+        let principal = authenticate(&self.issuer, &request).await?;
+        let scopes = self.issuer.list_scopes(&principal).await.grpc()?;
         Ok(Response::new(pb::ListScopesResponse {
             scopes: scopes.into_iter().map(scope_pb).collect(),
         }))
@@ -696,14 +616,12 @@ impl pb::scope_service_server::ScopeService for ScopesGrpc {
         request: Request<pb::RetireScopeRequest>,
     ) -> Result<Response<pb::RetireScopeResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let scope = self
             .issuer
             .retire_scope(&principal, &request.into_inner().name, &ctx)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::RetireScopeResponse {
             scope: Some(scope_pb(scope)),
         }))
@@ -715,10 +633,7 @@ impl pb::scope_service_server::ScopeService for ScopesGrpc {
         request: Request<pb::ImportScopesRequest>,
     ) -> Result<Response<pb::ImportScopesResponse>, Status> {
         let ctx = context(&request);
-        let principal = self
-            .issuer
-            .authenticate(bearer(&request).as_deref())
-            .await?;
+        let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         let definitions: Vec<Definition> = r
             .scopes
@@ -731,7 +646,8 @@ impl pb::scope_service_server::ScopeService for ScopesGrpc {
         let imported = self
             .issuer
             .import_scopes(&principal, &definitions, r.prune, &ctx)
-            .await?;
+            .await
+            .grpc()?;
         Ok(Response::new(pb::ImportScopesResponse {
             defined: imported.defined,
             described: imported.described,

@@ -1,0 +1,118 @@
+//! The gRPC adapters: reading the caller (one [`authenticate`]), mapping the
+//! application's errors to `tonic::Status` (one [`status`]), and time
+//! conversions — then a few lines per RPC over the application layer.
+
+pub mod issuer;
+pub mod verifier;
+
+use gatehouse_issuer::error::ERROR_DOMAIN;
+use gatehouse_issuer::{CallContext, ErrorClass, Issuer, IssuerError, Principal};
+use prost_types::Timestamp;
+use tonic::{Code, Request, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+/// The bearer token of the `authorization` metadata, if any.
+pub fn bearer<T>(request: &Request<T>) -> Option<String> {
+    let value = request.metadata().get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
+/// Client address and request id of a call.
+pub fn context<T>(request: &Request<T>) -> CallContext {
+    CallContext {
+        client_address: request.remote_addr().map(|a| a.ip().to_string()),
+        request_id: request
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(128).collect()),
+    }
+}
+
+/// The principal behind a call's bearer credential: the one place gRPC
+/// calls are authenticated.
+pub async fn authenticate<T>(issuer: &Issuer, request: &Request<T>) -> Result<Principal, Status> {
+    issuer
+        .authenticate(bearer(request).as_deref())
+        .await
+        .map_err(status)
+}
+
+/// The one mapping of an application error to a `tonic::Status`, with a
+/// `google.rpc.ErrorInfo` reason (and `RetryInfo` when throttled).
+pub fn status(error: IssuerError) -> Status {
+    let code = match error.class() {
+        ErrorClass::InvalidArgument => Code::InvalidArgument,
+        ErrorClass::Unauthenticated => Code::Unauthenticated,
+        ErrorClass::PermissionDenied => Code::PermissionDenied,
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::AlreadyExists => Code::AlreadyExists,
+        ErrorClass::FailedPrecondition => Code::FailedPrecondition,
+        ErrorClass::Conflict => Code::Aborted,
+        ErrorClass::TooManyRequests => Code::ResourceExhausted,
+        ErrorClass::Internal => Code::Internal,
+    };
+    let mut details = ErrorDetails::new();
+    if let Some(retry_after) = error.retry_after() {
+        details.set_retry_info(Some(retry_after));
+    }
+    if code == Code::Internal {
+        return Status::internal(error.public_message());
+    }
+    details.set_error_info(error.reason(), ERROR_DOMAIN, []);
+    Status::with_error_details(code, error.public_message(), details)
+}
+
+/// `?` on an application result inside an RPC handler.
+pub trait OrStatus<T> {
+    fn grpc(self) -> Result<T, Status>;
+}
+
+impl<T, E: Into<IssuerError>> OrStatus<T> for Result<T, E> {
+    fn grpc(self) -> Result<T, Status> {
+        self.map_err(|e| status(e.into()))
+    }
+}
+
+/// A protobuf timestamp.
+pub fn timestamp(at: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A time from a protobuf timestamp; `what` names the field when it is
+/// invalid (negative nanos included).
+pub fn datetime(
+    ts: Option<Timestamp>,
+    what: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, IssuerError> {
+    ts.map(|ts| {
+        chrono::DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).unwrap_or(u32::MAX))
+            .ok_or_else(|| IssuerError::InvalidArgument(format!("invalid {what}")))
+    })
+    .transpose()
+}
+
+/// A non-negative duration from a protobuf duration; `what` names the field.
+pub fn duration(
+    d: Option<prost_types::Duration>,
+    what: &str,
+) -> Result<Option<chrono::Duration>, IssuerError> {
+    d.map(|d| {
+        if d.seconds < 0 || d.nanos < 0 {
+            return Err(IssuerError::InvalidArgument(format!(
+                "{what} must not be negative"
+            )));
+        }
+        chrono::Duration::try_seconds(d.seconds)
+            .map(|s| s + chrono::Duration::nanoseconds(i64::from(d.nanos)))
+            .ok_or_else(|| IssuerError::InvalidArgument(format!("{what} too large")))
+    })
+    .transpose()
+}

@@ -1,0 +1,75 @@
+//! The verification decision as callers get it: from memory, with one
+//! coalesced catch-up on the log for an unknown but well-formed key, counted
+//! by outcome — the same for every transport.
+
+use std::sync::Arc;
+
+use crate::follower::Follower;
+use crate::routes::{Route, route_scopes};
+use crate::verify::{Denial, Outcome, Verified, Verifier};
+
+/// Verification with one catch-up on the log for an unknown, well-formed key.
+#[derive(Clone)]
+pub struct Decider {
+    pub verifier: Verifier,
+    pub follower: Arc<Follower>,
+    /// Method + path prefix → scopes, for `Check` requests without
+    /// `context_extensions`.
+    pub routes: Arc<Vec<Route>>,
+}
+
+impl Decider {
+    /// Decides, and counts the outcome by result and reason. `caller` (an
+    /// address) goes into the key's usage summary.
+    pub async fn decide(
+        &self,
+        credential: &str,
+        required: &[String],
+        audience: Option<&str>,
+        caller: Option<&str>,
+    ) -> Result<Verified, Denial> {
+        let result = self
+            .decide_uncounted(credential, required, audience, caller)
+            .await;
+        let (outcome, reason) = match &result {
+            Ok(_) => ("allow", "OK"),
+            Err(denial) => ("deny", denial.reason()),
+        };
+        metrics::counter!("gatehouse_verify_total", "result" => outcome, "reason" => reason)
+            .increment(1);
+        result
+    }
+
+    async fn decide_uncounted(
+        &self,
+        credential: &str,
+        required: &[String],
+        audience: Option<&str>,
+        caller: Option<&str>,
+    ) -> Result<Verified, Denial> {
+        let now = chrono::Utc::now();
+        match self
+            .verifier
+            .verify(credential, required, audience, caller, now)
+        {
+            Outcome::Decided(result) => result,
+            Outcome::UnknownKey => {
+                self.follower.catch_up().await;
+                match self.verifier.verify(
+                    credential,
+                    required,
+                    audience,
+                    caller,
+                    chrono::Utc::now(),
+                ) {
+                    Outcome::Decided(result) => result,
+                    Outcome::UnknownKey => Err(Denial::Unauthenticated("KEY_UNKNOWN")),
+                }
+            }
+        }
+    }
+
+    pub fn scopes_for(&self, method: &str, path: &str) -> Option<Vec<String>> {
+        route_scopes(&self.routes, method, path)
+    }
+}
