@@ -94,6 +94,8 @@ pub struct TokenPair {
 pub struct LoginResult {
     pub tokens: TokenPair,
     pub user: User,
+    /// The user's account (its name is part of the answer).
+    pub account: Account,
     /// The concrete scopes the user holds now (what the token carries).
     pub scopes: Scopes,
 }
@@ -153,6 +155,16 @@ pub(crate) fn page_size(requested: i32, default: i64, max: i64) -> Result<i64, I
         _ => Err(IssuerError::InvalidArgument(format!(
             "page_size must be between 1 and {max}"
         ))),
+    }
+}
+
+/// A required text field: absent or empty is `INVALID_ARGUMENT` naming it
+/// (never a credential failure: the caller sent a malformed request).
+pub fn required<'a>(field: &'static str, value: &'a str) -> Result<&'a str, IssuerError> {
+    if value.trim().is_empty() {
+        Err(IssuerError::InvalidArgument(format!("{field} is required")))
+    } else {
+        Ok(value)
     }
 }
 
@@ -243,9 +255,19 @@ impl Issuer {
         Ok(self.catalogue().await?.0.resolve(grants))
     }
 
-    async fn account_exists(&self, account: AccountId) -> Result<bool, IssuerError> {
+    async fn load_account(&self, account: AccountId) -> Result<Option<Account>, IssuerError> {
         let (events, _) = self.load(&account.stream(), AccountEvent::decode).await?;
-        Ok(Account::fold(&events).is_some())
+        Ok(Account::fold(&events))
+    }
+
+    async fn account_exists(&self, account: AccountId) -> Result<bool, IssuerError> {
+        Ok(self.load_account(account).await?.is_some())
+    }
+
+    /// Whether the event log answers (for readiness probes).
+    pub async fn ready(&self) -> Result<(), IssuerError> {
+        self.store.head().await?;
+        Ok(())
     }
 
     fn sign(&self, claims: &AccessClaims) -> Result<String, IssuerError> {
@@ -469,6 +491,8 @@ impl Issuer {
         password: String,
         ctx: &CallContext,
     ) -> Result<LoginResult, IssuerError> {
+        required("username", username)?;
+        required("password", &password)?;
         let now = Utc::now();
         let login_stream = stream(login_stream(username))?;
         if let Err(error) = self
@@ -582,12 +606,17 @@ impl Issuer {
                 refresh_token,
                 refresh_expires_in: secs(self.settings.refresh_token_ttl),
             },
+            account: self
+                .load_account(user.account_id)
+                .await?
+                .ok_or_else(|| IssuerError::Internal("the user's account is missing".into()))?,
             user,
             scopes,
         })
     }
 
     async fn load_session(&self, token: &str) -> Result<(Session, u64), IssuerError> {
+        required("refresh_token", token)?;
         let invalid = IssuerError::InvalidRefreshToken {
             reason: "REFRESH_TOKEN_INVALID",
         };
@@ -725,8 +754,10 @@ impl Issuer {
         secret: &str,
     ) -> Result<(String, i64), IssuerError> {
         let invalid = || IssuerError::InvalidKeyCredentials;
-        let account_id = AccountId::parse(account_id).map_err(|_| invalid())?;
-        let key_id = KeyId::parse(key_id).map_err(|_| invalid())?;
+        // Malformed ids are a malformed request, not a failed credential.
+        let account_id = AccountId::parse(required("account_id", account_id)?)?;
+        let key_id = KeyId::parse(required("key_id", key_id)?)?;
+        required("key_secret", secret)?;
         if !self.settings.key_format.is_api_key_secret(secret) {
             return Err(invalid());
         }

@@ -76,7 +76,7 @@ impl Role {
 /// `gatehouse serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
-    /// Address for gRPC. Port 0 picks a free one.
+    /// Address for gRPC and HTTP+JSON, on one port. Port 0 picks a free one.
     #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// How often a verifier writes its per-key usage summaries (milliseconds).
     #[arg(long, env = "GATEHOUSE_USAGE_INTERVAL_MS", default_value_t = 60_000)]
     pub usage_interval_ms: u64,
+
+    /// Largest HTTP request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "GATEHOUSE_HTTP_BODY_LIMIT_BYTES", default_value_t = 1 << 20)]
+    pub http_body_limit_bytes: u64,
 
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
     #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use gatehouse_transport::grpc::verifier::VerifierGrpc;
+use gatehouse_transport::http::{AppState, multiplex};
 use gatehouse_verifier::Decider;
 use gatehouse_verifier::index::Index;
 use gatehouse_verifier::routes::Route;
@@ -64,6 +65,8 @@ pub struct Application {
     ext_authz_routes: String,
     max_staleness: Duration,
     usage_interval: Duration,
+    /// Largest HTTP request body accepted (413 beyond).
+    body_limit: usize,
 }
 
 impl Application {
@@ -103,6 +106,7 @@ impl Application {
             ext_authz_routes: args.ext_authz_routes.clone(),
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
+            body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
         })
     }
 
@@ -129,6 +133,7 @@ impl Application {
             ext_authz_routes,
             max_staleness,
             usage_interval,
+            body_limit,
         } = self;
         let stop = CancellationToken::new();
 
@@ -142,30 +147,34 @@ impl Application {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
 
-        let mut router = tonic::transport::Server::builder()
-            .add_service(health_service)
+        let mut grpc = tonic::service::RoutesBuilder::default();
+        grpc.add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
+        let mut http = AppState {
+            issuer: None,
+            decider: None,
+        };
         if role.issues() {
             let issuer =
                 crate::compose::build(&store, &database, &issuer_args, Some(stop.clone())).await?;
-            router = router
-                .add_service(AuthServiceServer::new(AuthGrpc {
-                    issuer: issuer.clone(),
-                }))
-                .add_service(KeyServiceServer::new(KeysGrpc {
-                    issuer: issuer.clone(),
-                }))
-                .add_service(AccountServiceServer::new(AccountsGrpc {
-                    issuer: issuer.clone(),
-                }))
-                .add_service(AuditServiceServer::new(AuditGrpc {
-                    issuer: issuer.clone(),
-                    poll: store.poll_interval(),
-                }))
-                .add_service(ScopeServiceServer::new(ScopesGrpc {
-                    issuer: issuer.clone(),
-                }));
+            http.issuer = Some(issuer.clone());
+            grpc.add_service(AuthServiceServer::new(AuthGrpc {
+                issuer: issuer.clone(),
+            }))
+            .add_service(KeyServiceServer::new(KeysGrpc {
+                issuer: issuer.clone(),
+            }))
+            .add_service(AccountServiceServer::new(AccountsGrpc {
+                issuer: issuer.clone(),
+            }))
+            .add_service(AuditServiceServer::new(AuditGrpc {
+                issuer: issuer.clone(),
+                poll: store.poll_interval(),
+            }))
+            .add_service(ScopeServiceServer::new(ScopesGrpc {
+                issuer: issuer.clone(),
+            }));
             for name in [
                 "gatehouse.v1.AuthService",
                 "gatehouse.v1.KeyService",
@@ -195,16 +204,17 @@ impl Application {
                 &issuer_args,
                 &ext_authz_routes,
                 usage_interval,
+                max_staleness,
                 stop.clone(),
             )
             .await?;
-            router = router
-                .add_service(VerifierServiceServer::new(VerifierGrpc {
-                    decider: decider.clone(),
-                }))
-                .add_service(AuthorizationServer::new(VerifierGrpc {
-                    decider: decider.clone(),
-                }));
+            http.decider = Some(decider.clone());
+            grpc.add_service(VerifierServiceServer::new(VerifierGrpc {
+                decider: decider.clone(),
+            }))
+            .add_service(AuthorizationServer::new(VerifierGrpc {
+                decider: decider.clone(),
+            }));
             tokio::spawn(report_staleness(
                 decider.follower.clone(),
                 health.clone(),
@@ -220,7 +230,15 @@ impl Application {
             tracing::info!("shutting down");
             drain.cancel();
         };
-        let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        // gRPC (by content type) and HTTP/1.1 or h2c HTTP+JSON on one listener.
+        let app = multiplex(
+            grpc.routes().prepare().into_axum_router(),
+            gatehouse_transport::http::router(http, body_limit),
+        );
+        let served = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(app))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
         // Bound the drain: a client holding a stream open cannot keep us alive.
         let result = tokio::select! {
             result = served => result,
@@ -242,6 +260,7 @@ async fn build_verifier(
     args: &IssuerArgs,
     routes: &str,
     usage_interval: Duration,
+    max_staleness: Duration,
     stop: CancellationToken,
 ) -> Result<Decider, StartupError> {
     let key_format =
@@ -262,6 +281,7 @@ async fn build_verifier(
         verifier: Verifier::new(index, key_format).with_usage(usage),
         follower,
         routes: Arc::new(routes),
+        max_staleness,
     })
 }
 

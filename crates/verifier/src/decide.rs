@@ -16,9 +16,17 @@ pub struct Decider {
     /// Method + path prefix → scopes, for `Check` requests without
     /// `context_extensions`.
     pub routes: Arc<Vec<Route>>,
+    /// A verifier that has not read the log this long is not ready (it keeps
+    /// answering from memory).
+    pub max_staleness: std::time::Duration,
 }
 
 impl Decider {
+    /// Whether the index has read the log within the staleness bound.
+    pub fn is_fresh(&self) -> bool {
+        self.follower.lag() <= self.max_staleness
+    }
+
     /// Decides, and counts the outcome by result and reason. `caller` (an
     /// address) goes into the key's usage summary.
     pub async fn decide(

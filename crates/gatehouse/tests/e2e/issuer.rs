@@ -252,12 +252,16 @@ async fn full_flow(env: Env) {
         .await
         .expect_err("logged out");
     assert_eq!(reason(&after_logout), "SESSION_REVOKED");
-    for garbage in ["", "wc_rt_garbage", &"x".repeat(100_000)] {
+    for garbage in ["wc_rt_garbage", &"x".repeat(100_000)] {
         let status = refresh(&mut auth, garbage)
             .await
             .expect_err("garbage refresh token");
         assert_eq!(status.code(), Code::Unauthenticated);
     }
+    // An absent token is a malformed request, not a failed credential.
+    let status = refresh(&mut auth, "").await.expect_err("no refresh token");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("refresh_token"), "{status:?}");
 
     // SDK exchange.
     let admin = login(&mut auth, PASSWORD).await.unwrap();
@@ -308,8 +312,23 @@ async fn full_flow(env: Env) {
             wrong_secret,
         ),
         ("another account", beta_id.clone(), secret.clone()),
-        ("garbage", "x".into(), "y".into()),
+        (
+            "garbage secret",
+            boot["account_id"].as_str().unwrap().to_string(),
+            "y".into(),
+        ),
     ];
+    // A malformed account id is a malformed request (400 over HTTP), named.
+    let status = auth
+        .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+            account_id: "x".into(),
+            key_id: boot["key_id"].as_str().unwrap().into(),
+            key_secret: secret.clone(),
+        })
+        .await
+        .expect_err("malformed account id");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("account id"), "{status:?}");
     let mut messages = Vec::new();
     for (what, account_id, key_secret) in cases {
         let status = auth

@@ -3,6 +3,7 @@
 
 mod audit;
 mod cli;
+mod http;
 mod issuer;
 mod keys;
 mod scopes;

@@ -639,20 +639,32 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
         "removals apply after additions in Envoy"
     );
 
+    // A denial carries the HTTP API's JSON error body and challenge.
     let denied =
         |response: envoy_types::pb::envoy::service::auth::v3::CheckResponse| -> (i32, i32, String) {
             let grpc = response.status.unwrap().code;
             let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
                 panic!("expected a denial")
             };
-            let challenge = denied
-                .headers
-                .iter()
-                .filter_map(|h| h.header.as_ref())
-                .find(|h| h.key == "www-authenticate")
-                .map(|h| h.value.clone())
-                .unwrap_or_default();
-            (grpc, denied.status.unwrap().code, challenge)
+            let header = |name: &str| {
+                denied
+                    .headers
+                    .iter()
+                    .filter_map(|h| h.header.as_ref())
+                    .find(|h| h.key == name)
+                    .map(|h| h.value.clone())
+                    .unwrap_or_default()
+            };
+            let status = denied.status.unwrap().code;
+            assert_eq!(header("content-type"), "application/json");
+            let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+            assert_eq!(body["statusCode"], status, "{body}");
+            assert!(
+                body["code"].is_string() && body["message"].is_string(),
+                "{body}"
+            );
+            assert!(body["reason"].is_string(), "{body}");
+            (grpc, status, header("www-authenticate"))
         };
     let (grpc, http, challenge) = denied(
         envoy
@@ -662,7 +674,10 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
             .into_inner(),
     );
     assert_eq!((grpc, http), (Code::Unauthenticated as i32, 401));
-    assert_eq!(challenge, r#"Bearer error="invalid_token""#);
+    assert_eq!(
+        challenge, r#"Bearer realm="gatehouse""#,
+        "no credential: no error (RFC 6750 §3)"
+    );
     let (_, http, _) = denied(
         envoy
             .check(check_request(
@@ -676,6 +691,17 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
             .into_inner(),
     );
     assert_eq!(http, 401);
+    assert_eq!(
+        denied(
+            envoy
+                .check(check_request("GET", "/keys", Some("Bearer a.b.c"), &[]))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .2,
+        r#"Bearer realm="gatehouse", error="invalid_token""#
+    );
     // The route table asks platform:admin under /admin.
     let (grpc, http, challenge) = denied(
         envoy
@@ -687,7 +713,7 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
     assert_eq!((grpc, http), (Code::PermissionDenied as i32, 403));
     assert_eq!(
         challenge,
-        r#"Bearer error="insufficient_scope", scope="platform:admin""#
+        r#"Bearer realm="gatehouse", error="insufficient_scope", scope="platform:admin""#
     );
     // Path tricks meet the route they point at, or are refused outright.
     for tricky in ["/keys/../admin/users", "//admin/users", "/%61dmin/users"] {

@@ -40,13 +40,7 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
         let ctx = context(&request);
         let pb::LoginRequest { username, password } = request.into_inner();
         let result = self.issuer.login(&username, password, &ctx).await;
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(IssuerError::Throttled { .. }) => "throttled",
-            Err(IssuerError::BadCredentials) => "bad_credentials",
-            Err(_) => "error",
-        };
-        metrics::counter!("gatehouse_logins_total", "result" => outcome).increment(1);
+        crate::count_login(&result);
         let result = result.grpc()?;
         Ok(Response::new(pb::LoginResponse {
             access_token: result.tokens.access_token,

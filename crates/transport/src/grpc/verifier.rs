@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{
     CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
 };
-use envoy_types::pb::envoy::r#type::v3::{HttpStatus, StatusCode as HttpStatusCode};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use gatehouse_api::v1 as pb;
 use tonic::{Code, Request, Response, Status};
@@ -15,6 +15,8 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use gatehouse_issuer::error::ERROR_DOMAIN;
 use gatehouse_verifier::{Decider, Denial, Kind, Verified};
+
+use crate::http::ApiError;
 
 /// `VerifierService` and Envoy's `Authorization` over one [`Decider`].
 #[derive(Clone)]
@@ -101,23 +103,37 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
     }
 }
 
-/// The answer to a request whose path cannot be matched safely: 400.
-fn path_rejected() -> CheckResponse {
+/// A denial as Envoy sends it to the caller: the HTTP API's status, JSON
+/// body and `WWW-Authenticate` challenge, so an API behind Envoy answers
+/// exactly as Gatehouse's own routes do.
+fn denied(grpc: Code, error: &ApiError) -> CheckResponse {
+    let headers = std::iter::once(header("content-type", "application/json"))
+        .chain(error.challenge().map(|c| header("www-authenticate", &c)))
+        .collect();
     CheckResponse {
         status: Some(RpcStatus {
-            code: Code::InvalidArgument as i32,
-            message: "PATH_REJECTED".into(),
+            code: grpc as i32,
+            message: error.reason.unwrap_or_default().to_string(),
             ..Default::default()
         }),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus {
-                code: HttpStatusCode::BadRequest as i32,
+                code: i32::from(error.status.as_u16()),
             }),
-            headers: vec![header("content-type", "application/json")],
-            body: serde_json::json!({ "error": "PATH_REJECTED" }).to_string(),
+            headers,
+            body: error.body().to_string(),
         })),
         ..Default::default()
     }
+}
+
+/// The answer to a request whose path cannot be matched safely: 400.
+fn path_rejected() -> CheckResponse {
+    denied(
+        Code::InvalidArgument,
+        &ApiError::bad_request("the request path cannot be matched safely")
+            .with_reason("PATH_REJECTED"),
+    )
 }
 
 #[tonic::async_trait]
@@ -188,48 +204,20 @@ impl Authorization for VerifierGrpc {
                 ..Default::default()
             },
             Err(denial) => {
-                let (grpc, http_status, challenge) = match &denial {
+                let grpc = match &denial {
+                    Denial::Unauthenticated(_) => Code::Unauthenticated,
+                    Denial::InsufficientScope(_) => Code::PermissionDenied,
                     // The route's configuration is at fault, not the caller.
-                    Denial::InvalidScope(_) => (
-                        Code::Internal,
-                        HttpStatusCode::InternalServerError,
-                        String::new(),
-                    ),
-                    Denial::Unauthenticated(_) => (
-                        Code::Unauthenticated,
-                        HttpStatusCode::Unauthorized,
-                        r#"Bearer error="invalid_token""#.to_string(),
-                    ),
-                    Denial::InsufficientScope(missing) => (
-                        Code::PermissionDenied,
-                        HttpStatusCode::Forbidden,
-                        format!(
-                            r#"Bearer error="insufficient_scope", scope="{}""#,
-                            missing.join(" ")
-                        ),
-                    ),
+                    Denial::InvalidScope(_) => Code::Internal,
                 };
-                let body = serde_json::json!({ "error": denial.reason() }).to_string();
-                CheckResponse {
-                    status: Some(RpcStatus {
-                        code: grpc as i32,
-                        message: denial.reason().to_string(),
-                        ..Default::default()
-                    }),
-                    http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                        status: Some(HttpStatus {
-                            code: http_status as i32,
-                        }),
-                        headers: std::iter::once(header("content-type", "application/json"))
-                            .chain(
-                                (!challenge.is_empty())
-                                    .then(|| header("www-authenticate", &challenge)),
-                            )
-                            .collect(),
-                        body,
-                    })),
-                    ..Default::default()
+                let mut error = ApiError::from(denial);
+                if grpc == Code::Internal {
+                    error = ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "the route requires an invalid scope",
+                    );
                 }
+                denied(grpc, &error)
             }
         };
         Ok(Response::new(response))

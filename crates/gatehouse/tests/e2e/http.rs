@@ -1,0 +1,639 @@
+//! HTTP+JSON end to end, on the gRPC port, on SQLite and Postgres: one table
+//! of failing calls made over both transports (same answer, same reason,
+//! nothing written), the error body and challenges, 413/415/404/405/429, and
+//! the seeds' happy paths with a real HTTP client.
+
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::auth_service_client::AuthServiceClient;
+use gatehouse_api::v1::key_service_client::KeyServiceClient;
+use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::authed;
+use crate::issuer::{
+    Env, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, serve, sqlite,
+};
+
+#[tokio::test]
+async fn grpc_and_http_answer_alike_on_sqlite() {
+    both_transports(sqlite()).await;
+}
+
+#[tokio::test]
+async fn grpc_and_http_answer_alike_on_postgres() {
+    both_transports(postgres().await).await;
+}
+
+/// One failing call, made over either transport.
+#[derive(Debug, Clone)]
+enum Call {
+    Login(&'static str, &'static str),
+    Refresh(&'static str),
+    Sdk(String, String, String),
+    CreateKey(Option<String>, Vec<&'static str>),
+    GetKey(String, String),
+    Revoke(String, String),
+    Verify(Option<String>, Vec<&'static str>),
+}
+
+/// What an HTTP caller sees.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    challenge: Option<String>,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("HTTP request");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (challenge, retry_after) = (header("www-authenticate"), header("retry-after"));
+    let status = response.status();
+    assert_eq!(
+        header("content-type").as_deref(),
+        (status != StatusCode::NO_CONTENT).then_some("application/json"),
+        "{status}"
+    );
+    let body = if status == StatusCode::NO_CONTENT {
+        Value::Null
+    } else {
+        response.json().await.expect("a JSON body")
+    };
+    Answer {
+        status,
+        challenge,
+        retry_after,
+        body,
+    }
+}
+
+struct World {
+    base: String,
+    http: reqwest::Client,
+    channel: Channel,
+    account_id: String,
+}
+
+impl World {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, path: &str, bearer: Option<&str>, body: Value) -> Answer {
+        let mut request = self.http.post(self.url(path)).json(&body);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        send(request).await
+    }
+
+    async fn get(&self, path: &str, bearer: &str) -> Answer {
+        send(self.http.get(self.url(path)).bearer_auth(bearer)).await
+    }
+
+    async fn grpc(&self, call: &Call) -> Status {
+        let with = |message, bearer: &Option<String>| match bearer {
+            Some(bearer) => authed(message, bearer),
+            None => tonic::Request::new(message),
+        };
+        let mut auth = AuthServiceClient::new(self.channel.clone());
+        let mut keys = KeyServiceClient::new(self.channel.clone());
+        let account_id = self.account_id.clone();
+        let result = match call.clone() {
+            Call::Login(username, password) => auth
+                .login(pb::LoginRequest {
+                    username: username.into(),
+                    password: password.into(),
+                })
+                .await
+                .map(|_| ()),
+            Call::Refresh(token) => auth
+                .refresh(pb::RefreshRequest {
+                    refresh_token: token.into(),
+                })
+                .await
+                .map(|_| ()),
+            Call::Sdk(account_id, key_id, key_secret) => auth
+                .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+                    account_id,
+                    key_id,
+                    key_secret,
+                })
+                .await
+                .map(|_| ()),
+            Call::CreateKey(bearer, scopes) => keys
+                .create_api_key(with(
+                    pb::CreateApiKeyRequest {
+                        account_id,
+                        name: "k".into(),
+                        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                        expires_at: None,
+                    },
+                    &bearer,
+                ))
+                .await
+                .map(|_| ()),
+            Call::GetKey(bearer, key_id) => keys
+                .get_api_key(authed(pb::GetApiKeyRequest { account_id, key_id }, &bearer))
+                .await
+                .map(|_| ()),
+            Call::Revoke(bearer, key_id) => keys
+                .revoke_api_key(authed(
+                    pb::RevokeApiKeyRequest {
+                        account_id,
+                        key_id,
+                        reason: String::new(),
+                    },
+                    &bearer,
+                ))
+                .await
+                .map(|_| ()),
+            Call::Verify(credential, scopes) => VerifierServiceClient::new(self.channel.clone())
+                .verify(pb::VerifyRequest {
+                    credential: credential.unwrap_or_default(),
+                    required_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    audience: String::new(),
+                })
+                .await
+                .map(|_| ()),
+        };
+        result.expect_err("the call must fail")
+    }
+
+    async fn http(&self, call: &Call) -> Answer {
+        let keys = format!("/api/v1/accounts/{}/keys", self.account_id);
+        match call.clone() {
+            Call::Login(username, password) => {
+                let body = json!({ "username": username, "password": password });
+                self.post("/api/auth/login", None, body).await
+            }
+            Call::Refresh(token) => {
+                let body = json!({ "refresh_token": token });
+                self.post("/api/token/refresh", None, body).await
+            }
+            Call::Sdk(account_id, key_id, key_secret) => {
+                let body =
+                    json!({ "account_id": account_id, "key_id": key_id, "key_secret": key_secret });
+                self.post("/v1/auth/sdk-token", None, body).await
+            }
+            Call::CreateKey(bearer, scopes) => {
+                let body = json!({ "name": "k", "scopes": scopes });
+                self.post(&keys, bearer.as_deref(), body).await
+            }
+            Call::GetKey(bearer, key_id) => self.get(&format!("{keys}/{key_id}"), &bearer).await,
+            Call::Revoke(bearer, key_id) => {
+                self.post(&format!("{keys}/{key_id}/revoke"), Some(&bearer), json!({}))
+                    .await
+            }
+            Call::Verify(credential, scopes) => {
+                let body = json!({ "required_scopes": scopes });
+                self.post("/api/v1/verify", credential.as_deref(), body)
+                    .await
+            }
+        }
+    }
+}
+
+/// The HTTP status and body `code` a gRPC code maps to.
+fn http_of(code: Code) -> (StatusCode, &'static str) {
+    match code {
+        Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_request"),
+        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        Code::PermissionDenied => (StatusCode::FORBIDDEN, "forbidden"),
+        Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => {
+            (StatusCode::CONFLICT, "conflict")
+        }
+        Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+        other => panic!("no HTTP mapping expected for {other:?}"),
+    }
+}
+
+async fn both_transports(env: Env) {
+    let boot = bootstrap(&env).await;
+    let server = serve(&env).await;
+    let account_id = boot["account_id"].as_str().unwrap().to_string();
+    let admin = boot["secret"].as_str().unwrap().to_string();
+    let world = World {
+        base: format!("http://{}", server.addr),
+        http: reqwest::Client::new(),
+        channel: server.channel().await,
+        account_id: account_id.clone(),
+    };
+
+    // Keys to act on, made over HTTP.
+    let created = world
+        .post(
+            &format!("/api/v1/accounts/{account_id}/keys"),
+            Some(&admin),
+            json!({ "name": "narrow", "scopes": ["keys:write"] }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let narrow = created.body["secret"].as_str().unwrap().to_string();
+    let narrow_id = created.body["key"]["key_id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["key"]["state"], "active");
+    assert!(created.body["key"].get("secret").is_none());
+    let revoked = world
+        .post(
+            &format!("/api/v1/accounts/{account_id}/keys/{narrow_id}/revoke"),
+            Some(&admin),
+            json!({ "reason": "test" }),
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{:?}", revoked.body);
+    let created = world
+        .post(
+            &format!("/api/v1/accounts/{account_id}/keys"),
+            Some(&admin),
+            json!({ "name": "reader", "scopes": ["keys:read", "keys:write"] }),
+        )
+        .await;
+    let reader = created.body["secret"].as_str().unwrap().to_string();
+    let reader_id = created.body["key"]["key_id"].as_str().unwrap().to_string();
+    let unknown_key = "01a21100-0000-7000-8000-000000000000".to_string();
+
+    let cases: Vec<(Call, Code, &str)> = vec![
+        (
+            Call::Login(OWNER, "wrong password!"),
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        ),
+        (
+            Call::Login("nobody@example.com", "wrong password!"),
+            Code::Unauthenticated,
+            "INVALID_CREDENTIALS",
+        ),
+        (
+            Call::Login("", "wrong password!"),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Call::Login(OWNER, ""),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Call::Refresh("wc_rt_garbage"),
+            Code::Unauthenticated,
+            "REFRESH_TOKEN_INVALID",
+        ),
+        (Call::Refresh(""), Code::InvalidArgument, "INVALID_ARGUMENT"),
+        (
+            Call::Sdk("not-a-uuid".into(), reader_id.clone(), reader.clone()),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Call::Sdk(account_id.clone(), reader_id.clone(), String::new()),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Call::Sdk(account_id.clone(), reader_id.clone(), "wc_live_typo".into()),
+            Code::Unauthenticated,
+            "INVALID_KEY_CREDENTIALS",
+        ),
+        (
+            Call::Sdk(account_id.clone(), narrow_id.clone(), narrow.clone()),
+            Code::Unauthenticated,
+            "INVALID_KEY_CREDENTIALS",
+        ),
+        (
+            Call::CreateKey(None, vec!["keys:read"]),
+            Code::Unauthenticated,
+            "CREDENTIAL_MISSING",
+        ),
+        (
+            Call::CreateKey(Some("forged.token.here".into()), vec!["keys:read"]),
+            Code::Unauthenticated,
+            "CREDENTIAL_MALFORMED",
+        ),
+        (
+            Call::CreateKey(Some(narrow.clone()), vec!["keys:read"]),
+            Code::Unauthenticated,
+            "KEY_REVOKED",
+        ),
+        (
+            Call::CreateKey(Some(admin.clone()), vec!["nope:read"]),
+            Code::InvalidArgument,
+            "SCOPE_UNKNOWN",
+        ),
+        (
+            Call::CreateKey(Some(admin.clone()), vec!["Bad"]),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Call::CreateKey(Some(reader.clone()), vec!["users:write"]),
+            Code::PermissionDenied,
+            "CANNOT_GRANT",
+        ),
+        (
+            Call::GetKey(admin.clone(), unknown_key.clone()),
+            Code::NotFound,
+            "NOT_FOUND",
+        ),
+        (
+            Call::GetKey(admin.clone(), "not-a-key".into()),
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            Call::Revoke(admin.clone(), narrow_id.clone()),
+            Code::FailedPrecondition,
+            "FAILED_PRECONDITION",
+        ),
+        (
+            Call::Revoke(reader.clone(), admin_key(&boot)),
+            Code::PermissionDenied,
+            "CANNOT_GRANT",
+        ),
+        (
+            Call::Verify(None, vec![]),
+            Code::Unauthenticated,
+            "CREDENTIAL_MISSING",
+        ),
+        (
+            Call::Verify(Some("garbage".into()), vec![]),
+            Code::Unauthenticated,
+            "CREDENTIAL_MALFORMED",
+        ),
+        (
+            Call::Verify(Some(reader.clone()), vec!["users:write"]),
+            Code::PermissionDenied,
+            "INSUFFICIENT_SCOPE",
+        ),
+        (
+            Call::Verify(Some(reader.clone()), vec!["keys:*"]),
+            Code::InvalidArgument,
+            "INVALID_SCOPE",
+        ),
+    ];
+    let before = event_log_text(&env).await;
+    let login_events = |log: &str| {
+        log.lines()
+            .filter(|l| !l.starts_with("LoginFailed.v1"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    for (call, code, why) in &cases {
+        let status = world.grpc(call).await;
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (*code, *why),
+            "gRPC {call:?}: {status:?}"
+        );
+        let answer = world.http(call).await;
+        let (http_status, http_code) = http_of(*code);
+        assert_eq!(
+            answer.status, http_status,
+            "HTTP {call:?}: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.body["code"], http_code, "{call:?}");
+        assert_eq!(answer.body["statusCode"], http_status.as_u16(), "{call:?}");
+        assert_eq!(answer.body["reason"], *why, "{call:?}");
+        assert_eq!(
+            answer.body["message"],
+            status.message(),
+            "one message for both: {call:?}"
+        );
+        match http_status {
+            StatusCode::UNAUTHORIZED if *why == "CREDENTIAL_MISSING" => assert_eq!(
+                answer.challenge.as_deref(),
+                Some(r#"Bearer realm="gatehouse""#)
+            ),
+            StatusCode::UNAUTHORIZED => assert_eq!(
+                answer.challenge.as_deref(),
+                Some(r#"Bearer realm="gatehouse", error="invalid_token""#)
+            ),
+            StatusCode::FORBIDDEN => assert!(
+                answer
+                    .challenge
+                    .as_deref()
+                    .is_some_and(|c| c.contains(r#"error="insufficient_scope", scope=""#)),
+                "{:?}",
+                answer.challenge
+            ),
+            _ => assert_eq!(answer.challenge, None, "{call:?}"),
+        }
+    }
+    // Failed logins are recorded (as before); nothing else was written.
+    assert_eq!(
+        login_events(&event_log_text(&env).await),
+        login_events(&before),
+        "failing calls write nothing"
+    );
+    // Unknown user and wrong password are indistinguishable.
+    let wrong = world.http(&cases[0].0).await;
+    let unknown = world.http(&cases[1].0).await;
+    assert_eq!((wrong.status, &wrong.body), (unknown.status, &unknown.body));
+
+    // Malformed requests: 400 naming the field, 415, 413, 404, 405 — JSON all.
+    let login = world.url("/api/auth/login");
+    let missing = world
+        .post("/api/auth/login", None, json!({ "username": OWNER }))
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert!(
+        missing.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("password"),
+        "{:?}",
+        missing.body
+    );
+    let typed = world
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "username": 7, "password": "x" }),
+        )
+        .await;
+    assert_eq!(typed.status, StatusCode::BAD_REQUEST);
+    assert!(
+        typed.body["message"].as_str().unwrap().contains("username"),
+        "{:?}",
+        typed.body
+    );
+    let garbled = send(
+        world
+            .http
+            .post(&login)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(
+        (garbled.status, garbled.body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    let form = send(world.http.post(&login).body("username=x")).await;
+    assert_eq!(
+        (form.status, form.body["code"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported_media_type")
+        )
+    );
+    let huge = send(
+        world
+            .http
+            .post(&login)
+            .header("content-type", "application/json")
+            .body(format!("{{\"username\": \"{}\"}}", "a".repeat(2 << 20))),
+    )
+    .await;
+    assert_eq!(
+        (huge.status, huge.body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    let nowhere = send(world.http.get(world.url("/api/nowhere"))).await;
+    assert_eq!(
+        (nowhere.status, nowhere.body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let wrong_method = send(world.http.get(&login)).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.body["statusCode"], 405);
+
+    // Throttled logins: 429 with Retry-After, and RESOURCE_EXHAUSTED over gRPC.
+    let mut throttled = None;
+    for _ in 0..6 {
+        let answer = world
+            .http(&Call::Login("victim@example.com", "wrong password!"))
+            .await;
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            throttled = Some(answer);
+            break;
+        }
+    }
+    let throttled = throttled.expect("the throttle answers 429");
+    assert_eq!(throttled.body["code"], "too_many_requests");
+    assert_eq!(throttled.body["reason"], "LOGIN_THROTTLED");
+    assert!(
+        throttled
+            .retry_after
+            .as_deref()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|s| s >= 1)
+    );
+    let status = world
+        .grpc(&Call::Login("victim@example.com", "wrong password!"))
+        .await;
+    assert_eq!(status.code(), Code::ResourceExhausted);
+
+    // The seeds' happy paths.
+    let session = world
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "username": OWNER, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(session.status, StatusCode::OK, "{:?}", session.body);
+    assert_eq!(session.body["token_type"], "Bearer");
+    assert!(session.body["expires_in"].is_u64());
+    assert_eq!(session.body["account"]["id"], account_id.as_str());
+    assert_eq!(session.body["account"]["name"], "default");
+    let refreshed = world
+        .post(
+            "/api/token/refresh",
+            None,
+            json!({ "refresh_token": session.body["refresh_token"] }),
+        )
+        .await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{:?}", refreshed.body);
+    assert_ne!(
+        refreshed.body["refresh_token"],
+        session.body["refresh_token"]
+    );
+    let sdk = world
+        .post(
+            "/v1/auth/sdk-token",
+            None,
+            json!({ "account_id": account_id, "key_id": reader_id, "key_secret": reader }),
+        )
+        .await;
+    assert_eq!(sdk.status, StatusCode::OK, "{:?}", sdk.body);
+    assert_eq!(sdk.body["expires_in"], 3600, "a JSON number");
+    assert_eq!(sdk.body["token_type"], "Bearer");
+    let under_api = world
+        .post(
+            "/api/v1/auth/sdk-token",
+            None,
+            json!({ "account_id": account_id, "key_id": reader_id, "key_secret": reader }),
+        )
+        .await;
+    assert_eq!(under_api.status, StatusCode::OK);
+    let token = sdk.body["access_token"].as_str().unwrap();
+    let verified = world
+        .post(
+            "/api/v1/verify",
+            Some(token),
+            json!({ "required_scopes": ["keys:read"] }),
+        )
+        .await;
+    assert_eq!(verified.status, StatusCode::OK, "{:?}", verified.body);
+    assert_eq!(verified.body["kind"], "sdk");
+    assert_eq!(verified.body["key_id"], reader_id.as_str());
+    let jwks = world
+        .http
+        .get(world.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(jwks.headers().get("cache-control").is_some());
+    let jwks: Value = jwks.json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    let logout = world
+        .post(
+            "/api/auth/logout",
+            None,
+            json!({ "refresh_token": refreshed.body["refresh_token"] }),
+        )
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    let deleted = send(
+        world
+            .http
+            .delete(world.url(&format!("/api/v1/accounts/{account_id}/keys/{reader_id}")))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let activity = world
+        .get(
+            &format!("/api/v1/accounts/{account_id}/activity?key_id={reader_id}"),
+            &admin,
+        )
+        .await;
+    let kinds: Vec<&str> = activity.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| *k != "usage")
+        .collect();
+    assert_eq!(kinds, ["created", "revoked", "deleted"]);
+    for probe in ["/healthz", "/readyz"] {
+        let answer = send(world.http.get(world.url(probe))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{probe}");
+    }
+}
+
+fn admin_key(boot: &Value) -> String {
+    boot["key_id"].as_str().unwrap().to_string()
+}
