@@ -109,6 +109,16 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_HTTP_BODY_LIMIT_BYTES", default_value_t = 1 << 20)]
     pub http_body_limit_bytes: u64,
 
+    /// A browser origin allowed to call the HTTP API (CORS), e.g.
+    /// `https://console.example.com`; repeat, or comma-separate in the
+    /// variable. None by default.
+    #[arg(
+        long = "cors-origin",
+        env = "GATEHOUSE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
     #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,

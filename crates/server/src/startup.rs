@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use gatehouse_transport::grpc::verifier::VerifierGrpc;
-use gatehouse_transport::http::{AppState, multiplex};
+use gatehouse_transport::http::{AppState, HttpSettings, multiplex};
 use gatehouse_verifier::Decider;
 use gatehouse_verifier::index::Index;
 use gatehouse_verifier::routes::Route;
@@ -65,8 +65,7 @@ pub struct Application {
     ext_authz_routes: String,
     max_staleness: Duration,
     usage_interval: Duration,
-    /// Largest HTTP request body accepted (413 beyond).
-    body_limit: usize,
+    http_settings: HttpSettings,
 }
 
 impl Application {
@@ -106,7 +105,18 @@ impl Application {
             ext_authz_routes: args.ext_authz_routes.clone(),
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
-            body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
+            http_settings: HttpSettings {
+                body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
+                cors_origins: args
+                    .cors_origins
+                    .iter()
+                    .map(|o| {
+                        axum::http::HeaderValue::from_str(o.trim_end_matches('/')).map_err(|_| {
+                            StartupError::Config(format!("invalid --cors-origin {o:?}"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
         })
     }
 
@@ -133,7 +143,7 @@ impl Application {
             ext_authz_routes,
             max_staleness,
             usage_interval,
-            body_limit,
+            http_settings,
         } = self;
         let stop = CancellationToken::new();
 
@@ -154,6 +164,7 @@ impl Application {
         let mut http = AppState {
             issuer: None,
             decider: None,
+            poll: store.poll_interval(),
         };
         if role.issues() {
             let issuer =
@@ -233,7 +244,7 @@ impl Application {
         // gRPC (by content type) and HTTP/1.1 or h2c HTTP+JSON on one listener.
         let app = multiplex(
             grpc.routes().prepare().into_axum_router(),
-            gatehouse_transport::http::router(http, body_limit),
+            gatehouse_transport::http::router(http, &http_settings),
         );
         let served = tonic::transport::Server::builder()
             .accept_http1(true)

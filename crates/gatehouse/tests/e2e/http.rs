@@ -637,3 +637,206 @@ async fn both_transports(env: Env) {
 fn admin_key(boot: &Value) -> String {
     boot["key_id"].as_str().unwrap().to_string()
 }
+
+#[tokio::test]
+async fn request_ids_cors_discovery_and_the_live_tail_on_sqlite() {
+    browser_and_tail(sqlite()).await;
+}
+
+#[tokio::test]
+async fn request_ids_cors_discovery_and_the_live_tail_on_postgres() {
+    browser_and_tail(postgres().await).await;
+}
+
+async fn browser_and_tail(env: Env) {
+    let boot = bootstrap(&env).await;
+    let server = gatehouse_testkit::Gatehouse::spawn(
+        crate::BIN,
+        &[
+            "serve",
+            "--database-url",
+            &env.url,
+            "--cors-origin",
+            "https://console.example.com",
+        ],
+        &[
+            ("GATEHOUSE_MASTER_KEY", crate::issuer::MASTER_KEY),
+            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
+        ],
+    )
+    .await;
+    let account_id = boot["account_id"].as_str().unwrap().to_string();
+    let admin = boot["secret"].as_str().unwrap().to_string();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let keys = format!("{base}/api/v1/accounts/{account_id}/keys");
+
+    // X-Request-Id: echoed when given, minted when not, and recorded in the
+    // events the request appends — over HTTP and over gRPC.
+    let given = http
+        .post(&keys)
+        .bearer_auth(&admin)
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({ "name": "auditor", "scopes": ["activity:read"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42");
+    let auditor: Value = given.json().await.unwrap();
+    let minted = http.get(format!("{base}/healthz")).send().await.unwrap();
+    let minted_id = minted.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(uuid::Uuid::parse_str(&minted_id).is_ok(), "{minted_id}");
+    let mut grpc_keys = KeyServiceClient::new(server.channel().await);
+    let response = grpc_keys
+        .create_api_key(authed(
+            pb::CreateApiKeyRequest {
+                account_id: account_id.clone(),
+                name: "over grpc".into(),
+                scopes: vec!["keys:read".into()],
+                expires_at: None,
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let grpc_id = response
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(uuid::Uuid::parse_str(&grpc_id).is_ok(), "{grpc_id}");
+    let log = event_log_text(&env).await;
+    assert!(
+        log.contains("trace-me-42"),
+        "the HTTP request id is in the event's metadata"
+    );
+    assert!(
+        log.contains(&grpc_id),
+        "the minted gRPC request id is in the event's metadata"
+    );
+
+    // CORS: the configured origin only.
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &keys)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://console.example.com").await.unwrap();
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://console.example.com")
+    );
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // Discovery names the issuer every token carries and where its keys are.
+    let discovery: Value = http
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session: Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({ "username": OWNER, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["access_token"].as_str().unwrap();
+    let claims: Value = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(discovery["issuer"], claims["iss"]);
+    let jwks_uri = discovery["jwks_uri"].as_str().unwrap();
+    let jwks: Value = http
+        .get(jwks_uri)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jwks["keys"].as_array().is_some_and(|k| !k.is_empty()),
+        "{jwks}"
+    );
+
+    // The live tail: entries arrive as they happen; the stream ends once
+    // the credential is revoked.
+    let auditor_secret = auditor["secret"].as_str().unwrap().to_string();
+    let auditor_id = auditor["key"]["key_id"].as_str().unwrap().to_string();
+    let mut stream = http
+        .get(format!(
+            "{base}/api/v1/accounts/{account_id}/activity/stream"
+        ))
+        .bearer_auth(&auditor_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "event: activity").await;
+    let revoked = http
+        .post(format!("{keys}/{auditor_id}/revoke"))
+        .bearer_auth(&admin)
+        .json(&json!({ "reason": "audit over" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    read_until(&mut stream, &mut seen, "event: error").await;
+    assert!(seen.contains("\"reason\":\"KEY_REVOKED\""), "{seen}");
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(5), stream.chunk())
+        .await
+        .expect("the stream ends");
+    assert!(matches!(rest, Ok(None)), "{rest:?}");
+    let unauthenticated = http
+        .get(format!(
+            "{base}/api/v1/accounts/{account_id}/activity/stream"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Reads an event stream into `seen` until `needle` appears (at most 10 s).
+async fn read_until(stream: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    let found = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !seen.contains(needle) {
+            match stream.chunk().await.unwrap() {
+                Some(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+                None => return false,
+            }
+        }
+        true
+    })
+    .await;
+    assert!(matches!(found, Ok(true)), "{needle:?} not seen: {seen}");
+}

@@ -402,3 +402,79 @@ pub async fn create_user(
         Json(json!({ "user": user_json(&user) })),
     ))
 }
+
+/// `GET /api/v1/accounts/{account_id}/activity/stream`: the live tail as
+/// Server-Sent Events (`event: activity`, `id:` the log position, so a
+/// reconnecting client sends `Last-Event-ID` and misses nothing). The
+/// credential is checked again on every poll: the stream ends with an
+/// `event: error` carrying the error body once it is revoked or logged out.
+pub async fn activity_stream(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+    Path(account_id): Path<String>,
+    Query(q): Query<ActivityParams>,
+) -> Result<
+    axum::response::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let issuer = state.issuer()?.clone();
+    let bearer = super::extract::bearer(&parts);
+    let principal = issuer.authenticate(bearer.as_deref()).await?;
+    let query = ActivityQuery {
+        account_id: account(&account_id)?,
+        key_id: (!q.key_id.is_empty())
+            .then(|| KeyId::parse(&q.key_id))
+            .transpose()
+            .map_err(IssuerError::from)?,
+        since: q.since,
+        until: None,
+        kinds: Vec::new(),
+    };
+    principal.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)?;
+    let mut after = parts
+        .headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let poll = state.poll;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    tokio::spawn(async move {
+        loop {
+            let still_valid = match issuer.authenticate(bearer.as_deref()).await {
+                Ok(p) => p.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id),
+                Err(e) => Err(e),
+            };
+            if let Err(error) = still_valid {
+                let body = ApiError::from(error).body().to_string();
+                let _ = tx.send(Event::default().event("error").data(body)).await;
+                return;
+            }
+            match issuer.activity_after(&query, after).await {
+                Ok(rows) => {
+                    for row in &rows {
+                        after = row.position;
+                        let event = Event::default()
+                            .event("activity")
+                            .id(row.position.to_string())
+                            .json_data(ActivityJson::from(row))
+                            .unwrap_or_default();
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "activity stream read failed; retrying"),
+            }
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    });
+    let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

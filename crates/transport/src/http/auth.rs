@@ -167,3 +167,33 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     }
     Ok(Json(json!({ "status": "ready" })))
 }
+
+/// `GET /.well-known/openid-configuration`: where the keys and token
+/// endpoints are. `issuer` is exactly the `iss` of every token; when that is
+/// not a URL, endpoints are given relative to the host the caller used.
+pub async fn discovery(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let issuer = state.issuer()?.settings().issuer.clone();
+    let base = if issuer.starts_with("https://") || issuer.starts_with("http://") {
+        issuer.trim_end_matches('/').to_string()
+    } else {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    };
+    Ok(Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "token_endpoint": format!("{base}/api/auth/login"),
+        "refresh_endpoint": format!("{base}/api/token/refresh"),
+        "sdk_token_endpoint": format!("{base}/v1/auth/sdk-token"),
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "token_endpoint_auth_methods_supported": ["none"],
+    })))
+}

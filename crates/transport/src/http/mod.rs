@@ -5,6 +5,7 @@
 //! - [`auth`]: login, refresh, logout, SDK-token exchange, verify, JWKS, probes;
 //! - [`admin`]: keys, scopes, accounts, users, the activity log;
 //! - [`extract`]: JSON bodies, the caller's context, the bearer credential;
+//! - [`layers`]: request ids and CORS;
 //! - [`error`]: the one mapping of failures to statuses, bodies and challenges;
 //! - [`views`]: the JSON shapes.
 
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod layers;
 pub mod state;
 pub mod views;
 
@@ -24,8 +26,17 @@ use tower::ServiceExt as _;
 pub use error::ApiError;
 pub use state::AppState;
 
-/// The HTTP routes of the roles in `state`; bodies over `body_limit` bytes are 413.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+/// How the HTTP side is configured.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// Bodies over this many bytes are 413.
+    pub body_limit: usize,
+    /// Browser origins allowed by CORS (none by default).
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+}
+
+/// The HTTP routes of the roles in `state`.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(auth::healthz))
         .route("/readyz", get(auth::readyz));
@@ -37,6 +48,7 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             .route("/v1/auth/sdk-token", post(auth::sdk_token))
             .route("/api/v1/auth/sdk-token", post(auth::sdk_token))
             .route("/.well-known/jwks.json", get(auth::jwks))
+            .route("/.well-known/openid-configuration", get(auth::discovery))
             .route(
                 "/api/v1/scopes",
                 get(admin::list_scopes).post(admin::define_scope),
@@ -67,12 +79,16 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
             .route(
                 "/api/v1/accounts/{account_id}/activity",
                 get(admin::activity),
+            )
+            .route(
+                "/api/v1/accounts/{account_id}/activity/stream",
+                get(admin::activity_stream),
             );
     }
     if state.decider.is_some() {
         router = router.route("/api/v1/verify", post(auth::verify));
     }
-    router
+    let router = router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -80,20 +96,24 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .with_state(state);
+    layers::with_cors(router, &settings.cors_origins)
 }
 
 /// One listener for both: requests with a gRPC content type go to `grpc`,
 /// everything else to `http` (so an unknown HTTP path is a JSON 404, never a
 /// gRPC `UNIMPLEMENTED`).
+/// Request ids and the log span wrap both.
 pub fn multiplex(grpc: Router, http: Router) -> Router {
-    Router::new().fallback_service(tower::service_fn(move |request: Request| {
-        let is_grpc = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let target = if is_grpc { grpc.clone() } else { http.clone() };
-        target.oneshot(request)
-    }))
+    layers::with_request_ids(Router::new().fallback_service(tower::service_fn(
+        move |request: Request| {
+            let is_grpc = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            let target = if is_grpc { grpc.clone() } else { http.clone() };
+            target.oneshot(request)
+        },
+    )))
 }

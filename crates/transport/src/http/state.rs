@@ -12,6 +12,8 @@ pub struct AppState {
     pub issuer: Option<Issuer>,
     /// Set when this process verifies (`serve` or `serve verifier`).
     pub decider: Option<Decider>,
+    /// How often a live activity stream looks for new entries.
+    pub poll: std::time::Duration,
 }
 
 impl AppState {
