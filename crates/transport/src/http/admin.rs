@@ -211,6 +211,29 @@ pub struct ActivityParams {
     page_size: i32,
 }
 
+impl ActivityParams {
+    /// The parsed query for `account_id`.
+    fn query(&self, account_id: &str) -> Result<ActivityQuery, ApiError> {
+        let kinds = self
+            .kinds
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(ActivityKind::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(IssuerError::from)?;
+        Ok(ActivityQuery {
+            account_id: account(account_id)?,
+            key_id: (!self.key_id.is_empty())
+                .then(|| KeyId::parse(&self.key_id))
+                .transpose()
+                .map_err(IssuerError::from)?,
+            since: self.since,
+            until: self.until,
+            kinds,
+        })
+    }
+}
+
 /// `GET /api/v1/accounts/{account_id}/activity`: `{events, next_page_token}`.
 pub async fn activity(
     State(state): State<AppState>,
@@ -218,23 +241,7 @@ pub async fn activity(
     Path(account_id): Path<String>,
     Query(q): Query<ActivityParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let kinds = q
-        .kinds
-        .split(',')
-        .filter(|k| !k.is_empty())
-        .map(ActivityKind::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(IssuerError::from)?;
-    let query = ActivityQuery {
-        account_id: account(&account_id)?,
-        key_id: (!q.key_id.is_empty())
-            .then(|| KeyId::parse(&q.key_id))
-            .transpose()
-            .map_err(IssuerError::from)?,
-        since: q.since,
-        until: q.until,
-        kinds,
-    };
+    let query = q.query(&account_id)?;
     let (rows, next_page_token) = state
         .issuer()?
         .list_activity(&auth.principal, &query, q.page_size, &q.page_token)
@@ -423,16 +430,7 @@ pub async fn activity_stream(
     let issuer = state.issuer()?.clone();
     let bearer = super::extract::bearer(&parts);
     let principal = issuer.authenticate(bearer.as_deref()).await?;
-    let query = ActivityQuery {
-        account_id: account(&account_id)?,
-        key_id: (!q.key_id.is_empty())
-            .then(|| KeyId::parse(&q.key_id))
-            .transpose()
-            .map_err(IssuerError::from)?,
-        since: q.since,
-        until: None,
-        kinds: Vec::new(),
-    };
+    let query = q.query(&account_id)?;
     principal.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)?;
     let mut after = parts
         .headers
