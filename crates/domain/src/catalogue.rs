@@ -608,6 +608,27 @@ mod tests {
     }
 
     #[test]
+    fn a_full_catalogue_still_fits_a_star_tokens_claim_and_refuses_more() {
+        let now = Utc::now();
+        let mut catalogue = Catalogue::default();
+        for i in 0..MAX_SCOPES {
+            // Longest legal names: 32-character resource and action.
+            let name = format!("{:a<32}:{:b<32}", format!("r{i}"), "x");
+            let event = catalogue.define(&name, "d", now).unwrap().unwrap();
+            catalogue.apply(&event);
+        }
+        assert_eq!(
+            catalogue.define("one:more", "d", now),
+            Err(CatalogueError::Full)
+        );
+        let claim = catalogue
+            .resolve(&scopes(&["*", "platform:admin"]))
+            .to_claim();
+        // base64 grows it by a third; the rest of a token is under 1 KB.
+        assert!(claim.len() * 4 / 3 + 1024 < 8 * 1024, "{}", claim.len());
+    }
+
+    #[test]
     fn define_retire_and_import_decide_only_what_changes() {
         let now = Utc::now();
         let mut catalogue = given(&["claws:read"], &[]);
