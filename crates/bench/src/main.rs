@@ -138,6 +138,8 @@ async fn main() -> anyhow::Result<()> {
     let admin = boot["secret"].as_str().context("secret")?.to_string();
     let envs = [
         ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+        // Processes on different ports are one deployment: one `iss`.
+        ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
         ("GATEHOUSE_LOG", "warn,gatehouse_server=info"),
     ];
     let issuer = Gatehouse::spawn(

@@ -56,7 +56,7 @@ pub async fn build(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let hasher = PasswordHasher::new(parallel).map_err(|e| config("password hasher", &e))?;
     let settings = IssuerSettings {
-        issuer: args.issuer.clone(),
+        issuer: args.issuer_url(),
         audience: args.audience.clone(),
         access_token_ttl: Duration::from_secs(args.access_token_ttl_secs.clamp(1, 24 * 3600)),
         sdk_token_ttl: Duration::from_secs(3600),

@@ -128,16 +128,17 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: u64,
 }
 
+/// The issuer URL of commands that serve nothing (bootstrap, key rotation).
+pub const DEFAULT_ISSUER_URL: &str = "http://127.0.0.1:50051";
+
 /// How the issuer mints tokens and keys.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IssuerArgs {
-    /// `iss` of every token.
-    #[arg(
-        long = "issuer-url",
-        env = "GATEHOUSE_ISSUER",
-        default_value = "gatehouse"
-    )]
-    pub issuer: String,
+    /// `iss` of every token and discovery's `issuer`: the deployment's URL
+    /// (https in production). Default: `http://` + the bound listen address.
+    /// Every issuer and verifier of one deployment needs the same value.
+    #[arg(long = "issuer-url", env = "GATEHOUSE_ISSUER_URL")]
+    pub issuer: Option<String>,
 
     /// `aud` of every token (and the audience `Verify` checks by default).
     #[arg(long, env = "GATEHOUSE_AUDIENCE", default_value = "gatehouse")]
@@ -195,4 +196,13 @@ pub struct IssuerArgs {
     /// Most argon2 hashes at once (default: the number of cores).
     #[arg(long, env = "GATEHOUSE_MAX_PARALLEL_HASHES")]
     pub max_parallel_hashes: Option<usize>,
+}
+
+impl IssuerArgs {
+    /// `--issuer-url`, or the default of a process listening on the default port.
+    pub fn issuer_url(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ISSUER_URL.to_owned())
+    }
 }

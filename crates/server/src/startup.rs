@@ -100,7 +100,16 @@ impl Application {
             role,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
             database: args.database.clone(),
-            issuer_args: args.issuer.clone(),
+            // The embedded default names the address actually bound (port 0 included).
+            issuer_args: IssuerArgs {
+                issuer: Some(
+                    args.issuer
+                        .issuer
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{addr}")),
+                ),
+                ..args.issuer.clone()
+            },
             scheduler_interval: Duration::from_millis(args.scheduler_interval_ms.clamp(50, 60_000)),
             ext_authz_routes: args.ext_authz_routes.clone(),
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
@@ -278,7 +287,7 @@ async fn build_verifier(
         gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
             .map_err(|e| StartupError::Config(e.to_string()))?;
     let routes = Route::parse_table(routes).map_err(StartupError::Config)?;
-    let index = Arc::new(RwLock::new(Index::new(&args.issuer, &args.audience, 30)));
+    let index = Arc::new(RwLock::new(Index::new(&args.issuer_url(), &args.audience, 30)));
     let follower =
         Follower::start(store.clone(), index.clone(), stop.clone().cancelled_owned()).await?;
     let usage = Arc::new(UsageRecorder::default());

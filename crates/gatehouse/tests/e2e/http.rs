@@ -772,6 +772,8 @@ async fn browser_and_tail(env: Env) {
         .unwrap()
     };
     assert_eq!(discovery["issuer"], claims["iss"]);
+    // The embedded default: `http://` + the address actually bound.
+    assert_eq!(discovery["issuer"], base.as_str());
     let jwks_uri = discovery["jwks_uri"].as_str().unwrap();
     let jwks: Value = http
         .get(jwks_uri)

@@ -38,6 +38,8 @@ async fn spawn(env: &Env, role: &str) -> Gatehouse {
         ],
         &[
             ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+            // Processes on different ports are one deployment: one `iss`.
+            ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
             ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
             (
                 "GATEHOUSE_EXT_AUTHZ_ROUTES",
