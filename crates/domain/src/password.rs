@@ -11,16 +11,22 @@ pub const MAX_CHARS: usize = 256;
 /// Checks a new password against the length rules. Character classes are not
 /// required (NIST SP 800-63B §3.1.1.2).
 pub fn check_new_password(password: &str) -> Result<(), DomainError> {
+    check_new_password_field("password", password)
+}
+
+/// [`check_new_password`] for a request whose field has another name
+/// (`new_password` of a password change), so the error names it.
+pub fn check_new_password_field(field: &'static str, password: &str) -> Result<(), DomainError> {
     let chars = password.chars().count();
     if chars < MIN_CHARS {
         return Err(DomainError::invalid(
-            "password",
+            field,
             format!("must be at least {MIN_CHARS} characters"),
         ));
     }
     if chars > MAX_CHARS {
         return Err(DomainError::invalid(
-            "password",
+            field,
             format!("must be at most {MAX_CHARS} characters"),
         ));
     }

@@ -40,6 +40,8 @@ pub enum RevocationReason {
     /// A spent refresh token was presented again.
     RefreshTokenReuse,
     Logout,
+    /// The user changed their password from another session.
+    PasswordChanged,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +198,14 @@ impl Session {
         Ok(Some(self.revoke(RevocationReason::Logout, now)))
     }
 
+    /// Decides the end of this session because its user changed their
+    /// password elsewhere; `None` if it has already ended (revoked, or its
+    /// refresh token expired), so only live sessions get an event.
+    pub fn end_for_password_change(&self, now: DateTime<Utc>) -> Option<SessionEvent> {
+        (self.revoked.is_none() && now < self.refresh_expires_at)
+            .then(|| self.revoke(RevocationReason::PasswordChanged, now))
+    }
+
     fn revoke(&self, reason: RevocationReason, now: DateTime<Utc>) -> SessionEvent {
         SessionEvent::Revoked(SessionRevoked {
             session_id: self.id,
@@ -315,5 +325,23 @@ mod tests {
         let session = Session::fold(&events).unwrap();
         assert_eq!(session.revoked, Some(RevocationReason::Logout));
         assert_eq!(session.logout(&SecretHash::of("t0"), now), Ok(None));
+    }
+
+    #[test]
+    fn a_password_change_ends_live_sessions_only() {
+        let (mut events, now) = given();
+        let session = Session::fold(&events).unwrap();
+        assert_eq!(
+            session.end_for_password_change(now + ttl()),
+            None,
+            "a session whose refresh token expired has nothing to end"
+        );
+        let Some(SessionEvent::Revoked(ended)) = session.end_for_password_change(now) else {
+            panic!("a live session ends")
+        };
+        assert_eq!(ended.reason, RevocationReason::PasswordChanged);
+        events.push(SessionEvent::Revoked(ended));
+        let session = Session::fold(&events).unwrap();
+        assert_eq!(session.end_for_password_change(now), None, "ended once");
     }
 }

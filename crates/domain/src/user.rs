@@ -36,10 +36,32 @@ impl std::fmt::Debug for UserCreated {
     }
 }
 
+/// The user proved their old password and chose a new one. Their other
+/// sessions end in the same transaction (`SessionRevoked`, `password_changed`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    /// argon2id PHC string of the new password.
+    pub password_hash: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for PasswordChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChanged")
+            .field("user_id", &self.user_id)
+            .field("account_id", &self.account_id)
+            .field("changed_at", &self.changed_at)
+            .finish_non_exhaustive()
+    }
+}
+
 domain_events!(
     /// Events of the `user-<id>` stream.
     UserEvent {
         Created(UserCreated) = "UserCreated.v1",
+        PasswordChanged(PasswordChanged) = "UserPasswordChanged.v1",
     }
 );
 
@@ -133,6 +155,17 @@ impl std::fmt::Debug for User {
 }
 
 impl User {
+    /// Decides a password change; the caller has verified the old password
+    /// and hashed the new one.
+    pub fn change_password(&self, password_hash: String, now: DateTime<Utc>) -> UserEvent {
+        UserEvent::PasswordChanged(PasswordChanged {
+            user_id: self.id,
+            account_id: self.account_id,
+            password_hash,
+            changed_at: now,
+        })
+    }
+
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a UserEvent>) -> Option<Self> {
         let mut user = None;
         for event in events {
@@ -146,6 +179,11 @@ impl User {
                         scopes: e.scopes.clone(),
                         created_at: e.created_at,
                     })
+                }
+                UserEvent::PasswordChanged(e) => {
+                    if let Some(user) = user.as_mut() {
+                        user.password_hash = e.password_hash.clone();
+                    }
                 }
             }
         }
@@ -175,5 +213,24 @@ mod tests {
             created_at: Utc::now(),
         };
         assert!(!format!("{created:?}").contains("argon2id"));
+        let user = User::fold([&UserEvent::Created(created)]).unwrap();
+        let changed = user.change_password("$argon2id$v=19$new".into(), Utc::now());
+        assert!(!format!("{changed:?}").contains("argon2id"));
+        let user = User::fold([
+            &UserEvent::Created(UserCreated {
+                user_id: user.id,
+                account_id: user.account_id,
+                username: user.username.clone(),
+                password_hash: user.password_hash.clone(),
+                scopes: Scopes::default(),
+                created_at: user.created_at,
+            }),
+            &changed,
+        ])
+        .unwrap();
+        assert_eq!(
+            user.password_hash, "$argon2id$v=19$new",
+            "the fold takes the new hash"
+        );
     }
 }

@@ -46,6 +46,12 @@ pub enum IssuerError {
     Unauthenticated { reason: &'static str },
     #[error("the credential lacks the scope {scope} on this account")]
     PermissionDenied { scope: String },
+    /// Only a user's own login (not an API key or SDK token) may do this.
+    #[error("this needs a user's access token from a login")]
+    UserTokenRequired,
+    /// The old password of a password change did not match.
+    #[error("the old password is not correct")]
+    WrongPassword,
     /// A grant refused by the grant rule: unknown, retired or not held.
     #[error(transparent)]
     Grant(#[from] GrantError),
@@ -105,7 +111,9 @@ impl IssuerError {
             | Self::InvalidRefreshToken { .. }
             | Self::InvalidKeyCredentials
             | Self::Unauthenticated { .. } => ErrorClass::Unauthenticated,
-            Self::PermissionDenied { .. } => ErrorClass::PermissionDenied,
+            Self::PermissionDenied { .. } | Self::UserTokenRequired | Self::WrongPassword => {
+                ErrorClass::PermissionDenied
+            }
             Self::Grant(GrantError::Unknown(_) | GrantError::Retired(_)) => {
                 ErrorClass::InvalidArgument
             }
@@ -134,6 +142,8 @@ impl IssuerError {
             Self::InvalidRefreshToken { reason } | Self::Unauthenticated { reason } => reason,
             Self::InvalidKeyCredentials => "INVALID_KEY_CREDENTIALS",
             Self::PermissionDenied { .. } => "INSUFFICIENT_SCOPE",
+            Self::UserTokenRequired => "USER_TOKEN_REQUIRED",
+            Self::WrongPassword => "WRONG_PASSWORD",
             Self::Grant(GrantError::Unknown(_)) => "SCOPE_UNKNOWN",
             Self::Grant(GrantError::Retired(_)) => "SCOPE_RETIRED",
             Self::Grant(GrantError::CannotGrant(_)) => "CANNOT_GRANT",

@@ -14,7 +14,9 @@ use gatehouse_domain::apikey::{
 use gatehouse_domain::catalogue::{self, Catalogue, Definition, Grant, ScopeEvent};
 use gatehouse_domain::email::Email;
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId, UserId};
-use gatehouse_domain::password::{check_new_password, plausible_login_password};
+use gatehouse_domain::password::{
+    check_new_password, check_new_password_field, plausible_login_password,
+};
 use gatehouse_domain::scope::{self, Scopes};
 use gatehouse_domain::secret::{SecretHash, hint};
 use gatehouse_domain::session::{RefreshDecision, Session, SessionError, SessionEvent};
@@ -50,6 +52,9 @@ pub struct Principal {
     /// the user's login session — resolved when checked, not the token's
     /// claim: an owner holds a scope defined after it logged in.
     pub grants: Scopes,
+    /// The login session of a user's access token; `None` for API keys and
+    /// SDK tokens (which cannot change a password).
+    pub session: Option<SessionId>,
 }
 
 impl Principal {
@@ -321,10 +326,12 @@ impl Issuer {
         let account_id = AccountId::parse(&claims.acc).map_err(|_| malformed)?;
         // A user token dies with its session (logout, refresh-token reuse) and
         // holds the session's grants; an SDK token its key's.
+        let mut session = None;
         let grants = if let Some(sid) = claims.sid.as_deref() {
             let session_id = SessionId::parse(sid).map_err(|_| IssuerError::Unauthenticated {
                 reason: "CREDENTIAL_MALFORMED",
             })?;
+            session = Some(session_id);
             let (events, _) = self
                 .load(&session_id.stream(), SessionEvent::decode)
                 .await?;
@@ -358,6 +365,7 @@ impl Issuer {
             account_id,
             subject: claims.sub,
             grants,
+            session,
         })
     }
 
@@ -501,17 +509,7 @@ impl Issuer {
             .await
         {
             if matches!(error, IssuerError::Throttled { .. }) {
-                let failed = LoginEvent::Failed(LoginFailed {
-                    user_id: None,
-                    reason: LoginFailure::Throttled,
-                    at: now,
-                });
-                self.store
-                    .append(
-                        &login_stream,
-                        ExpectedVersion::Any,
-                        vec![event(parts!(failed), ctx, None)],
-                    )
+                self.record_login_failure(&login_stream, None, LoginFailure::Throttled, ctx, now)
                     .await?;
             }
             return Err(error);
@@ -533,18 +531,15 @@ impl Issuer {
         let user = match (user, matched) {
             (Some(user), true) => user,
             (user, _) => {
-                let failed = LoginEvent::Failed(LoginFailed {
-                    user_id: user.map(|u| u.id),
-                    reason: LoginFailure::BadCredentials,
-                    at: now,
-                });
-                self.store
-                    .append(
-                        &login_stream,
-                        ExpectedVersion::Any,
-                        vec![event(parts!(failed), ctx, None)],
-                    )
-                    .await?;
+                let user_id = user.map(|u| u.id);
+                self.record_login_failure(
+                    &login_stream,
+                    user_id,
+                    LoginFailure::BadCredentials,
+                    ctx,
+                    now,
+                )
+                .await?;
                 return Err(IssuerError::BadCredentials);
             }
         };
@@ -613,6 +608,140 @@ impl Issuer {
             user,
             scopes,
         })
+    }
+
+    /// Records a refused password check in the username's login stream (the
+    /// audit trail of guesses; the throttle itself counts in its own table).
+    async fn record_login_failure(
+        &self,
+        login_stream: &StreamId,
+        user_id: Option<UserId>,
+        reason: LoginFailure,
+        ctx: &CallContext,
+        now: DateTime<Utc>,
+    ) -> Result<(), IssuerError> {
+        let failed = LoginEvent::Failed(LoginFailed {
+            user_id,
+            reason,
+            at: now,
+        });
+        self.store
+            .append(
+                login_stream,
+                ExpectedVersion::Any,
+                vec![event(parts!(failed), ctx, None)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Changes the password of the user whose access token `principal` is,
+    /// after checking the old one (throttled like a login: a stolen access
+    /// token must not become a password oracle), and ends the user's other
+    /// live sessions in the same transaction. The caller's session stays.
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        old_password: String,
+        new_password: String,
+        ctx: &CallContext,
+    ) -> Result<(), IssuerError> {
+        let Some(own_session) = principal.session else {
+            return Err(IssuerError::UserTokenRequired);
+        };
+        required("old_password", &old_password)?;
+        required("new_password", &new_password)?;
+        check_new_password_field("new_password", &new_password)?;
+        let user_id =
+            UserId::parse(&principal.subject).map_err(|_| IssuerError::Unauthenticated {
+                reason: "CREDENTIAL_MALFORMED",
+            })?;
+        let (events, version) = self.load(&user_id.stream(), UserEvent::decode).await?;
+        let user = User::fold(&events)
+            .filter(|u| u.account_id == principal.account_id)
+            .ok_or(IssuerError::Unauthenticated {
+                reason: "CREDENTIAL_MALFORMED",
+            })?;
+        let username = user.username.as_str().to_owned();
+        let login_stream = stream(login_stream(&username))?;
+        let now = Utc::now();
+        if let Err(error) = self
+            .throttle
+            .reserve(&username, ctx.client_address.as_deref(), now)
+            .await
+        {
+            if matches!(error, IssuerError::Throttled { .. }) {
+                self.record_login_failure(
+                    &login_stream,
+                    Some(user.id),
+                    LoginFailure::Throttled,
+                    ctx,
+                    now,
+                )
+                .await?;
+            }
+            return Err(error);
+        }
+        let old_password = if plausible_login_password(&old_password) {
+            old_password
+        } else {
+            String::new()
+        };
+        if !self
+            .hasher
+            .verify(old_password, Some(user.password_hash.clone()))
+            .await?
+        {
+            self.record_login_failure(
+                &login_stream,
+                Some(user.id),
+                LoginFailure::BadCredentials,
+                ctx,
+                now,
+            )
+            .await?;
+            return Err(IssuerError::WrongPassword);
+        }
+        self.throttle
+            .succeeded(&username, ctx.client_address.as_deref())
+            .await?;
+        let changed = user.change_password(self.hasher.hash(new_password).await?, now);
+        let actor = Some(user.id.to_string());
+        let mut batches = vec![(
+            stream(user.id.stream())?,
+            // A concurrent change of the same password loses (409), so the
+            // hash a user was told is theirs is the one that stays.
+            ExpectedVersion::Exact(version),
+            vec![event(parts!(changed), ctx, actor.clone())],
+        )];
+        // The user's sessions are the ones their successful logins started.
+        let (logins, _) = self.load(login_stream.as_str(), LoginEvent::decode).await?;
+        let mut seen = std::collections::HashSet::new();
+        for login in &logins {
+            let LoginEvent::Succeeded(started) = login else {
+                continue;
+            };
+            if started.user_id != user.id
+                || started.session_id == own_session
+                || !seen.insert(started.session_id)
+            {
+                continue;
+            }
+            let (events, _) = self
+                .load(&started.session_id.stream(), SessionEvent::decode)
+                .await?;
+            if let Some(ended) = Session::fold(&events).and_then(|s| s.end_for_password_change(now))
+            {
+                batches.push((
+                    stream(started.session_id.stream())?,
+                    // Ending a session only ever tightens (like reuse).
+                    ExpectedVersion::Any,
+                    vec![event(parts!(ended), ctx, actor.clone())],
+                ));
+            }
+        }
+        self.store.append_all(batches).await?;
+        Ok(())
     }
 
     async fn load_session(&self, token: &str) -> Result<(Session, u64), IssuerError> {

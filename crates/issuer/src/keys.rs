@@ -111,6 +111,7 @@ impl Issuer {
             account_id: key.account_id,
             subject: key.id.to_string(),
             grants: key.scopes,
+            session: None,
         })
     }
 

@@ -287,7 +287,11 @@ async fn build_verifier(
         gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
             .map_err(|e| StartupError::Config(e.to_string()))?;
     let routes = Route::parse_table(routes).map_err(StartupError::Config)?;
-    let index = Arc::new(RwLock::new(Index::new(&args.issuer_url(), &args.audience, 30)));
+    let index = Arc::new(RwLock::new(Index::new(
+        &args.issuer_url(),
+        &args.audience,
+        30,
+    )));
     let follower =
         Follower::start(store.clone(), index.clone(), stop.clone().cancelled_owned()).await?;
     let usage = Arc::new(UsageRecorder::default());

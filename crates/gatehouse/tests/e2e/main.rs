@@ -6,6 +6,7 @@ mod cli;
 mod http;
 mod issuer;
 mod keys;
+mod password;
 mod readme;
 mod scopes;
 mod serve;

@@ -96,6 +96,21 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let ctx = context(&request);
+        let principal = authenticate(&self.issuer, &request).await?;
+        let r = request.into_inner();
+        self.issuer
+            .change_password(&principal, r.old_password, r.new_password, &ctx)
+            .await
+            .grpc()?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, err(level = "debug"))]
     async fn logout(
         &self,
         request: Request<pb::LogoutRequest>,

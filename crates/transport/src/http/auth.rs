@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{Body, Context, bearer};
+use super::extract::{Authed, Body, Context, bearer};
 use super::state::AppState;
 use super::views::PrincipalJson;
 
@@ -74,6 +74,25 @@ pub async fn logout(
     Body(body): Body<RefreshBody>,
 ) -> Result<StatusCode, ApiError> {
     state.issuer()?.logout(&body.refresh_token, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    old_password: String,
+    new_password: String,
+}
+
+/// `POST /api/auth/password`: 204; the user's other sessions end.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Authed { principal, ctx }: Authed,
+    Body(body): Body<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .issuer()?
+        .change_password(&principal, body.old_password, body.new_password, &ctx)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

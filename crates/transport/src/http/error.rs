@@ -85,12 +85,17 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => {
                 Some(r#"Bearer realm="gatehouse", error="invalid_token""#.into())
             }
-            StatusCode::FORBIDDEN => Some(match &self.scope {
-                Some(scope) => format!(
+            // Only a missing scope is RFC 6750's `insufficient_scope`; a 403
+            // for another cause (a wrong old password) has no challenge.
+            StatusCode::FORBIDDEN => match &self.scope {
+                Some(scope) => Some(format!(
                     r#"Bearer realm="gatehouse", error="insufficient_scope", scope="{scope}""#
-                ),
-                None => r#"Bearer realm="gatehouse", error="insufficient_scope""#.into(),
-            }),
+                )),
+                None if self.reason == Some("INSUFFICIENT_SCOPE") => {
+                    Some(r#"Bearer realm="gatehouse", error="insufficient_scope""#.into())
+                }
+                None => None,
+            },
             _ => None,
         }
     }

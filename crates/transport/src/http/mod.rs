@@ -45,6 +45,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
             .route("/api/auth/login", post(auth::login))
             .route("/api/token/refresh", post(auth::refresh))
             .route("/api/auth/logout", post(auth::logout))
+            .route("/api/auth/password", post(auth::change_password))
             .route("/v1/auth/sdk-token", post(auth::sdk_token))
             .route("/api/v1/auth/sdk-token", post(auth::sdk_token))
             .route("/.well-known/jwks.json", get(auth::jwks))
