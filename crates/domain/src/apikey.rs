@@ -259,6 +259,9 @@ impl ApiKey {
         if expires_at.is_some_and(|at| at <= now) {
             return Err(DomainError::invalid("expires_at", "must be in the future"));
         }
+        let expires_at = expires_at
+            .map(|at| crate::check_time("expires_at", at))
+            .transpose()?;
         Ok(ApiKeyEvent::Created(ApiKeyCreated {
             key_id: id,
             account_id,

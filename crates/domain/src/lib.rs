@@ -44,3 +44,31 @@ impl DomainError {
         }
     }
 }
+
+/// Checks that a time given by a caller lies in years 1 to 9999: what RFC 3339
+/// can write and every backend can store (Postgres refuses earlier years with
+/// an error that is no fault of ours).
+pub fn check_time(
+    what: &'static str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, DomainError> {
+    use chrono::Datelike as _;
+    if (1..=9999).contains(&at.year()) {
+        Ok(at)
+    } else {
+        Err(DomainError::invalid(what, "must be in years 1 to 9999"))
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn times_outside_four_digit_years_are_refused() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert!(super::check_time("since", at("2026-01-01T00:00:00Z")).is_ok());
+        assert!(super::check_time("since", at("9999-12-31T23:59:59Z")).is_ok());
+        let ancient = chrono::DateTime::from_timestamp(-300_000_000_000, 0).unwrap();
+        let err = super::check_time("since", ancient).unwrap_err();
+        assert!(err.to_string().contains("since"), "{err}");
+    }
+}

@@ -123,6 +123,17 @@ impl KeyFormat {
 
     /// Whether `secret` is shaped like one of this deployment's API keys and
     /// its checksum holds — no lookup needed to reject typos and noise.
+    /// Whether `credential` starts as this deployment's keys do
+    /// (`wc_live_`): such a string is judged as a key (a bad checksum is
+    /// `BAD_CHECKSUM`), never as a JWT.
+    pub fn looks_like_api_key(&self, credential: &str) -> bool {
+        credential
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('_'))
+            .and_then(|rest| rest.strip_prefix(self.environment.as_str()))
+            .is_some_and(|rest| rest.starts_with('_'))
+    }
+
     pub fn is_api_key_secret(&self, secret: &str) -> bool {
         let expected_len =
             self.prefix.len() + self.environment.len() + 2 + KEY_BODY_LEN + CHECKSUM_LEN;

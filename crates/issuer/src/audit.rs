@@ -26,6 +26,39 @@ pub struct ActivityQuery {
 }
 
 impl ActivityQuery {
+    /// A query with its times checked (a time no backend can store is the
+    /// caller's mistake, 400, not a database error).
+    pub fn new(
+        account_id: AccountId,
+        key_id: Option<KeyId>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        kinds: Vec<ActivityKind>,
+    ) -> Result<Self, IssuerError> {
+        let check = |what, at: Option<DateTime<Utc>>| {
+            at.map(|at| gatehouse_domain::check_time(what, at))
+                .transpose()
+        };
+        Ok(Self {
+            account_id,
+            key_id,
+            since: check("since", since)?,
+            until: check("until", until)?,
+            kinds,
+        })
+    }
+
+    /// A deployment-wide entry (a catalogue change) is shown to every
+    /// account, but who made it and from where belongs to the operator's
+    /// account alone.
+    fn redact(&self, mut row: ActivityRow) -> ActivityRow {
+        if row.account_id != self.account_id.to_string() {
+            row.actor = None;
+            row.client_address = None;
+        }
+        row
+    }
+
     fn filter(&self, after: i64) -> ActivityFilter {
         ActivityFilter {
             account_id: self.account_id.to_string(),
@@ -60,7 +93,12 @@ impl Issuer {
         };
         // Read your writes: whatever the log holds is in the answer.
         self.key_activity_runner().run_until_caught_up().await?;
-        let mut rows = key_activity::list(self.store(), &query.filter(after), size + 1).await?;
+        let mut rows: Vec<ActivityRow> =
+            key_activity::list(self.store(), &query.filter(after), size + 1)
+                .await?
+                .into_iter()
+                .map(|row| query.redact(row))
+                .collect();
         let next = if rows.len() as i64 > size {
             rows.truncate(usize::try_from(size).unwrap_or(0));
             rows.last()
@@ -72,6 +110,54 @@ impl Issuer {
         Ok((rows, next))
     }
 
+    /// The live tail of `query` after log position `after`, as a channel: a
+    /// task re-authenticates `bearer` and re-checks `activity:read` before
+    /// every read, so a revoked key, an ended session or an expired token
+    /// ends the tail with its error (the last item) within one `poll`. The
+    /// task stops when the receiver is dropped.
+    pub fn tail_activity(
+        &self,
+        bearer: Option<String>,
+        query: ActivityQuery,
+        mut after: i64,
+        poll: std::time::Duration,
+    ) -> tokio::sync::mpsc::Receiver<Result<ActivityRow, IssuerError>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let issuer = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let still_allowed = match issuer.authenticate(bearer.as_deref()).await {
+                    Ok(p) => p.require(scope::ACTIVITY_READ, query.account_id),
+                    Err(e) => Err(e),
+                };
+                if let Err(error) = still_allowed {
+                    let _ = tx.send(Err(error)).await;
+                    return;
+                }
+                match issuer.activity_after(&query, after).await {
+                    Ok(rows) => {
+                        let caught_up = rows.is_empty();
+                        for row in rows {
+                            after = row.position;
+                            if tx.send(Ok(row)).await.is_err() {
+                                return;
+                            }
+                        }
+                        if !caught_up {
+                            continue;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "activity tail read failed; retrying"),
+                }
+                tokio::select! {
+                    () = tx.closed() => return,
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+        rx
+    }
+
     /// Entries after `after` (for the live tail), caught up first.
     pub async fn activity_after(
         &self,
@@ -79,6 +165,12 @@ impl Issuer {
         after: i64,
     ) -> Result<Vec<ActivityRow>, IssuerError> {
         self.key_activity_runner().run_until_caught_up().await?;
-        Ok(key_activity::list(self.store(), &query.filter(after), MAX_PAGE_SIZE).await?)
+        Ok(
+            key_activity::list(self.store(), &query.filter(after), MAX_PAGE_SIZE)
+                .await?
+                .into_iter()
+                .map(|row| query.redact(row))
+                .collect(),
+        )
     }
 }

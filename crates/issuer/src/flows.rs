@@ -85,13 +85,22 @@ impl Principal {
     }
 }
 
-/// Tokens handed out by login and refresh.
-#[derive(Debug, Clone)]
+/// Tokens handed out by login and refresh (`Debug` shows no token).
+#[derive(Clone)]
 pub struct TokenPair {
     pub access_token: String,
     pub expires_in: i64,
     pub refresh_token: String,
     pub refresh_expires_in: i64,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("expires_in", &self.expires_in)
+            .field("refresh_expires_in", &self.refresh_expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What login returns.
@@ -105,13 +114,23 @@ pub struct LoginResult {
     pub scopes: Scopes,
 }
 
-/// What bootstrap prints, once.
-#[derive(Debug, Clone, serde::Serialize)]
+/// What bootstrap prints, once (`Debug` shows no secret).
+#[derive(Clone, serde::Serialize)]
 pub struct Bootstrapped {
     pub account_id: String,
     pub user_id: String,
     pub key_id: String,
     pub secret: String,
+}
+
+impl std::fmt::Debug for Bootstrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bootstrapped")
+            .field("account_id", &self.account_id)
+            .field("user_id", &self.user_id)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The issuer.
@@ -312,7 +331,13 @@ impl Issuer {
         let token = bearer.ok_or(IssuerError::Unauthenticated {
             reason: "CREDENTIAL_MISSING",
         })?;
-        if self.settings.key_format.is_api_key_secret(token) {
+        // Judged as `Verify` judges it: a mistyped key is BAD_CHECKSUM.
+        if self.settings.key_format.looks_like_api_key(token) {
+            if !self.settings.key_format.is_api_key_secret(token) {
+                return Err(IssuerError::Unauthenticated {
+                    reason: "BAD_CHECKSUM",
+                });
+            }
             return self.authenticate_key(token).await;
         }
         let claims = self
@@ -369,15 +394,26 @@ impl Issuer {
         })
     }
 
-    /// Creates an account, and its owner if one is given. Needs `platform:admin`.
+    /// Creates an account, and its owner if one is given (username and
+    /// password together, or neither). Needs `platform:admin`.
     pub async fn create_account(
         &self,
         principal: &Principal,
         name: &str,
-        owner: Option<(&str, String)>,
+        owner_username: Option<&str>,
+        owner_password: Option<String>,
         ctx: &CallContext,
     ) -> Result<(Account, Option<User>), IssuerError> {
         principal.require_anywhere(scope::PLATFORM_ADMIN)?;
+        let owner = match (owner_username, owner_password) {
+            (Some(username), Some(password)) => Some((username, password)),
+            (None, None) => None,
+            _ => {
+                return Err(IssuerError::InvalidArgument(
+                    "owner_username and owner_password go together".into(),
+                ));
+            }
+        };
         let now = Utc::now();
         let account_id = AccountId::from_uuid(Uuid::now_v7());
         let created = Account::create(account_id, name, now)?;
@@ -543,11 +579,23 @@ impl Issuer {
                 return Err(IssuerError::BadCredentials);
             }
         };
-        self.throttle
-            .succeeded(username, ctx.client_address.as_deref())
-            .await?;
-
+        // Everything that can fail comes before the append: a login the
+        // caller never receives must not leave a session in the log.
         let session_id = SessionId::from_uuid(Uuid::now_v7());
+        let ttl = self.settings.access_token_ttl;
+        let scopes = self.resolve(&user.scopes).await?;
+        let account = self
+            .load_account(user.account_id)
+            .await?
+            .ok_or_else(|| IssuerError::Internal("the user's account is missing".into()))?;
+        let access_token = self.sign(&self.claims(
+            user.id.to_string(),
+            user.account_id,
+            &scopes,
+            Some(session_id),
+            ttl,
+            now,
+        ))?;
         let refresh_token = self
             .settings
             .key_format
@@ -584,16 +632,9 @@ impl Issuer {
                 ),
             ])
             .await?;
-        let ttl = self.settings.access_token_ttl;
-        let scopes = self.resolve(&user.scopes).await?;
-        let access_token = self.sign(&self.claims(
-            user.id.to_string(),
-            user.account_id,
-            &scopes,
-            Some(session_id),
-            ttl,
-            now,
-        ))?;
+        self.throttle
+            .succeeded(username, ctx.client_address.as_deref())
+            .await?;
         Ok(LoginResult {
             tokens: TokenPair {
                 access_token,
@@ -601,10 +642,7 @@ impl Issuer {
                 refresh_token,
                 refresh_expires_in: secs(self.settings.refresh_token_ttl),
             },
-            account: self
-                .load_account(user.account_id)
-                .await?
-                .ok_or_else(|| IssuerError::Internal("the user's account is missing".into()))?,
+            account,
             user,
             scopes,
         })

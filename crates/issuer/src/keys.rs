@@ -291,8 +291,13 @@ impl Issuer {
             ])
             .await
             .map_err(conflict)?;
-        let (all, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
-        let key = ApiKey::fold(&all).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+        // Applied in memory, not re-read: once committed, the new secret must
+        // reach the caller even if the database then stops answering.
+        let mut key = Some(key);
+        for event in &events {
+            ApiKey::apply(&mut key, event);
+        }
+        let key = key.ok_or_else(|| IssuerError::Internal("key fold".into()))?;
         Ok(IssuedKey {
             retired_scopes: catalogue.retired_among(&key.scopes),
             key,
@@ -348,8 +353,9 @@ impl Issuer {
             )
             .await
             .map_err(conflict)?;
-        let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
-        let key = ApiKey::fold(&events).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+        let mut key = Some(key);
+        ApiKey::apply(&mut key, &revoked);
+        let key = key.ok_or_else(|| IssuerError::Internal("key fold".into()))?;
         Ok(KeyView {
             retired_scopes: catalogue.retired_among(&key.scopes),
             key,

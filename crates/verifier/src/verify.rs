@@ -122,11 +122,7 @@ impl Verifier {
         if credential.len() > MAX_TOKEN_LEN {
             return Outcome::Decided(Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")));
         }
-        let looks_like_key = credential
-            .strip_prefix(self.key_format.prefix.as_str())
-            .and_then(|rest| rest.strip_prefix('_'))
-            .and_then(|rest| rest.strip_prefix(self.key_format.environment.as_str()))
-            .is_some_and(|rest| rest.starts_with('_'));
+        let looks_like_key = self.key_format.looks_like_api_key(credential);
         let Ok(index) = self.index.read() else {
             return Outcome::Decided(Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")));
         };

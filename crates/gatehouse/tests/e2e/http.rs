@@ -325,6 +325,17 @@ async fn both_transports(env: Env) {
             Code::Unauthenticated,
             "KEY_REVOKED",
         ),
+        // A mistyped key is judged as a key by admin calls and Verify alike.
+        (
+            Call::CreateKey(Some("wc_live_typo".into()), vec!["keys:read"]),
+            Code::Unauthenticated,
+            "BAD_CHECKSUM",
+        ),
+        (
+            Call::Verify(Some("wc_live_typo".into()), vec![]),
+            Code::Unauthenticated,
+            "BAD_CHECKSUM",
+        ),
         (
             Call::CreateKey(Some(admin.clone()), vec!["nope:read"]),
             Code::InvalidArgument,
@@ -508,6 +519,69 @@ async fn both_transports(env: Env) {
     let wrong_method = send(world.http.get(&login)).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.body["statusCode"], 405);
+    // A value of the wrong type is named by its field, never echoed back
+    // (it may be a password).
+    let echoed = world
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "username": OWNER, "password": 98765432123456789u64 }),
+        )
+        .await;
+    assert_eq!(echoed.status, StatusCode::BAD_REQUEST);
+    let message = echoed.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("password") && !message.contains("98765432123456789"),
+        "{message}"
+    );
+    assert_eq!(echoed.body["reason"], "INVALID_ARGUMENT");
+    // Query strings and path segments speak the error format too, and a time
+    // no backend can store is the caller's 400, not a database's 500.
+    let keys_path = format!("/api/v1/accounts/{account_id}/keys");
+    for (path, named) in [
+        (format!("{keys_path}?page_size=abc"), "page_size"),
+        (
+            format!("{keys_path}?include_deleted=yes"),
+            "include_deleted",
+        ),
+        (
+            format!("/api/v1/accounts/{account_id}/activity?since=yesterday"),
+            "since",
+        ),
+        (
+            format!("/api/v1/accounts/{account_id}/activity?since=-9999-01-01T00:00:00Z"),
+            "since",
+        ),
+    ] {
+        let answer = world.get(&path, &admin).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.body["code"], "invalid_request", "{path}");
+        assert!(
+            answer.body["message"].as_str().unwrap().contains(named),
+            "{path}: {:?}",
+            answer.body
+        );
+    }
+    // All-optional bodies may be left out: a bare POST is read as `{}`, so
+    // its credential is judged first.
+    let bare = send(world.http.post(world.url("/api/v1/verify"))).await;
+    assert_eq!(
+        (bare.status, bare.body["reason"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("CREDENTIAL_MISSING"))
+    );
+    let bare = send(
+        world
+            .http
+            .post(world.url("/api/v1/verify"))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(bare.status, StatusCode::OK, "{:?}", bare.body);
 
     // Throttled logins: 429 with Retry-After, and RESOURCE_EXHAUSTED over gRPC.
     let mut throttled = None;
@@ -804,6 +878,25 @@ async fn browser_and_tail(env: Env) {
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let mut seen = String::new();
     read_until(&mut stream, &mut seen, "event: activity").await;
+    // The gRPC watch with the same key re-checks it just as the SSE tail does.
+    let mut audit =
+        gatehouse_api::v1::audit_service_client::AuditServiceClient::new(server.channel().await);
+    let mut watch = audit
+        .watch_key_activity(authed(
+            pb::WatchKeyActivityRequest {
+                account_id: account_id.clone(),
+                ..Default::default()
+            },
+            &auditor_secret,
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    watch
+        .message()
+        .await
+        .expect("history arrives")
+        .expect("an entry");
     let revoked = http
         .post(format!("{keys}/{auditor_id}/revoke"))
         .bearer_auth(&admin)
@@ -818,6 +911,21 @@ async fn browser_and_tail(env: Env) {
         .await
         .expect("the stream ends");
     assert!(matches!(rest, Ok(None)), "{rest:?}");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the gRPC watch ends once its key is revoked")
+    .expect_err("it ends with an error");
+    assert_eq!(
+        (ended.code(), reason(&ended).as_str()),
+        (Code::Unauthenticated, "KEY_REVOKED")
+    );
     let unauthenticated = http
         .get(format!(
             "{base}/api/v1/accounts/{account_id}/activity/stream"

@@ -630,6 +630,22 @@ async fn tenancy_scopes_and_hostile_input_get_their_status_and_write_nothing() {
             },
             Code::InvalidArgument,
         ),
+        (
+            "grace at the edge of chrono's range (once a panic)",
+            prost_types::Duration {
+                seconds: 9_223_372_036_854_775,
+                nanos: 999_999_999,
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            "nanos of a whole second or more",
+            prost_types::Duration {
+                seconds: 1,
+                nanos: 1_000_000_000,
+            },
+            Code::InvalidArgument,
+        ),
     ] {
         let status = keys
             .rotate_api_key(authed(

@@ -161,11 +161,12 @@ impl pb::account_service_server::AccountService for AccountsGrpc {
         let ctx = context(&request);
         let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
-        let owner =
-            (!r.owner_username.is_empty()).then_some((r.owner_username.as_str(), r.owner_password));
+        // proto3 strings: empty means not given.
+        let owner_username = (!r.owner_username.is_empty()).then_some(r.owner_username.as_str());
+        let owner_password = (!r.owner_password.is_empty()).then_some(r.owner_password);
         let (account, owner) = self
             .issuer
-            .create_account(&principal, &r.name, owner, &ctx)
+            .create_account(&principal, &r.name, owner_username, owner_password, &ctx)
             .await
             .grpc()?;
         Ok(Response::new(pb::CreateAccountResponse {
@@ -485,15 +486,15 @@ fn activity_query(
     until: Option<Timestamp>,
     kinds: &[i32],
 ) -> Result<gatehouse_issuer::audit::ActivityQuery, IssuerError> {
-    Ok(gatehouse_issuer::audit::ActivityQuery {
-        account_id: parse_account(account_id)?,
-        key_id: (!key_id.is_empty())
+    gatehouse_issuer::audit::ActivityQuery::new(
+        parse_account(account_id)?,
+        (!key_id.is_empty())
             .then(|| parse_key(key_id))
             .transpose()?,
-        since: datetime(since, "since")?,
-        until: datetime(until, "until")?,
-        kinds: self::kinds(kinds)?,
-    })
+        datetime(since, "since")?,
+        datetime(until, "until")?,
+        self::kinds(kinds)?,
+    )
 }
 
 /// `gatehouse.v1.AuditService`.
@@ -532,42 +533,21 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
         &self,
         request: Request<pb::WatchKeyActivityRequest>,
     ) -> Result<Response<Self::WatchKeyActivityStream>, Status> {
+        let bearer = super::bearer(&request);
         let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         let query = activity_query(&r.account_id, &r.key_id, r.since, None, &r.kinds).grpc()?;
         principal
             .require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)
             .grpc()?;
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let issuer = self.issuer.clone();
-        let poll = self.poll;
-        tokio::spawn(async move {
-            let mut after = 0;
-            loop {
-                match issuer.activity_after(&query, after).await {
-                    Ok(rows) => {
-                        let caught_up = rows.is_empty();
-                        for row in rows {
-                            after = row.position;
-                            if tx.send(Ok(activity_pb(&row))).await.is_err() {
-                                return;
-                            }
-                        }
-                        if !caught_up {
-                            continue;
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "activity watch read failed; retrying"),
-                }
-                tokio::select! {
-                    () = tx.closed() => return,
-                    () = tokio::time::sleep(poll) => {}
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        // The tail re-checks the credential: it ends with UNAUTHENTICATED
+        // (or PERMISSION_DENIED) once the key is revoked or the session ends.
+        let rx = self.issuer.tail_activity(bearer, query, 0, self.poll);
+        let stream =
+            futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
+                item.map(|row| activity_pb(&row)).map_err(super::status)
+            });
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

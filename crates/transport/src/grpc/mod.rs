@@ -110,8 +110,13 @@ pub fn duration(
                 "{what} must not be negative"
             )));
         }
+        if d.nanos >= 1_000_000_000 {
+            return Err(IssuerError::InvalidArgument(format!(
+                "{what}: nanos must be below 1e9"
+            )));
+        }
         chrono::Duration::try_seconds(d.seconds)
-            .map(|s| s + chrono::Duration::nanoseconds(i64::from(d.nanos)))
+            .and_then(|s| s.checked_add(&chrono::Duration::nanoseconds(i64::from(d.nanos))))
             .ok_or_else(|| IssuerError::InvalidArgument(format!("{what} too large")))
     })
     .transpose()

@@ -2,7 +2,7 @@
 //! log — each a few lines over the application layer.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::activity::ActivityKind;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{Authed, Body};
+use super::extract::{Authed, Body, OptionalBody, Path, Query};
 use super::state::AppState;
 use super::views::{ActivityJson, KeyJson, ScopeJson, rfc3339};
 
@@ -128,7 +128,7 @@ pub async fn rotate_key(
     State(state): State<AppState>,
     auth: Authed,
     Path((account_id, key_id)): Path<(String, String)>,
-    Body(body): Body<RotateBody>,
+    OptionalBody(body): OptionalBody<RotateBody>,
 ) -> Result<Json<Value>, ApiError> {
     let (account_id, key_id) = ids(&account_id, &key_id)?;
     let grace = match body.grace_period_seconds {
@@ -167,7 +167,7 @@ pub async fn revoke_key(
     State(state): State<AppState>,
     auth: Authed,
     Path((account_id, key_id)): Path<(String, String)>,
-    Body(body): Body<ReasonBody>,
+    OptionalBody(body): OptionalBody<ReasonBody>,
 ) -> Result<Json<Value>, ApiError> {
     let (account_id, key_id) = ids(&account_id, &key_id)?;
     let view = state
@@ -221,16 +221,16 @@ impl ActivityParams {
             .map(ActivityKind::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(IssuerError::from)?;
-        Ok(ActivityQuery {
-            account_id: account(account_id)?,
-            key_id: (!self.key_id.is_empty())
+        Ok(ActivityQuery::new(
+            account(account_id)?,
+            (!self.key_id.is_empty())
                 .then(|| KeyId::parse(&self.key_id))
                 .transpose()
                 .map_err(IssuerError::from)?,
-            since: self.since,
-            until: self.until,
+            self.since,
+            self.until,
             kinds,
-        })
+        )?)
     }
 }
 
@@ -351,18 +351,15 @@ pub async fn create_account(
     auth: Authed,
     Body(body): Body<AccountBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let owner = match (body.owner_username.as_deref(), body.owner_password) {
-        (Some(username), Some(password)) => Some((username, password)),
-        (None, None) => None,
-        _ => {
-            return Err(ApiError::bad_request(
-                "owner_username and owner_password go together",
-            ));
-        }
-    };
     let (account, owner) = state
         .issuer()?
-        .create_account(&auth.principal, &body.name, owner, &auth.ctx)
+        .create_account(
+            &auth.principal,
+            &body.name,
+            body.owner_username.as_deref(),
+            body.owner_password,
+            &auth.ctx,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -432,47 +429,27 @@ pub async fn activity_stream(
     let principal = issuer.authenticate(bearer.as_deref()).await?;
     let query = q.query(&account_id)?;
     principal.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)?;
-    let mut after = parts
+    let after = parts
         .headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0);
-    let poll = state.poll;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
-    tokio::spawn(async move {
-        loop {
-            let still_valid = match issuer.authenticate(bearer.as_deref()).await {
-                Ok(p) => p.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id),
-                Err(e) => Err(e),
-            };
-            if let Err(error) = still_valid {
-                let body = ApiError::from(error).body().to_string();
-                let _ = tx.send(Event::default().event("error").data(body)).await;
-                return;
-            }
-            match issuer.activity_after(&query, after).await {
-                Ok(rows) => {
-                    for row in &rows {
-                        after = row.position;
-                        let event = Event::default()
-                            .event("activity")
-                            .id(row.position.to_string())
-                            .json_data(ActivityJson::from(row))
-                            .unwrap_or_default();
-                        if tx.send(event).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "activity stream read failed; retrying"),
-            }
-            tokio::select! {
-                () = tx.closed() => return,
-                () = tokio::time::sleep(poll) => {}
-            }
-        }
+    // Each entry is an `activity` event (its id the log position, for
+    // `Last-Event-ID`); the tail ends with an `error` event carrying the §7
+    // body once the credential is no longer good.
+    let rx = issuer.tail_activity(bearer, query, after, state.poll);
+    let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
+        Ok::<_, std::convert::Infallible>(match item {
+            Ok(row) => Event::default()
+                .event("activity")
+                .id(row.position.to_string())
+                .json_data(ActivityJson::from(&row))
+                .unwrap_or_default(),
+            Err(error) => Event::default()
+                .event("error")
+                .data(ApiError::from(error).body().to_string()),
+        })
     });
-    let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

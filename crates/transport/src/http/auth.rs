@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{Authed, Body, Context, bearer};
+use super::extract::{Authed, Body, Context, OptionalBody, bearer};
 use super::state::AppState;
 use super::views::PrincipalJson;
 
@@ -130,7 +130,7 @@ pub struct VerifyBody {
 pub async fn verify(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
-    Body(body): Body<VerifyBody>,
+    OptionalBody(body): OptionalBody<VerifyBody>,
 ) -> Result<Json<PrincipalJson>, ApiError> {
     let decider = state.decider()?;
     let credential = bearer(&parts).unwrap_or_default();

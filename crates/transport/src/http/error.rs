@@ -37,8 +37,9 @@ impl ApiError {
         self
     }
 
+    /// 400 with the same reason gRPC gives for `INVALID_ARGUMENT`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
+        Self::new(StatusCode::BAD_REQUEST, message).with_reason("INVALID_ARGUMENT")
     }
 
     pub fn not_found() -> Self {

@@ -26,6 +26,79 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// A JSON body whose fields are all optional: no body at all (a bare
+/// `curl -X POST`) is `T::default()`; a body is read as [`Body`] reads it.
+pub struct OptionalBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::body::HttpBody as _;
+        if req.body().size_hint().exact() == Some(0) {
+            return Ok(Self(T::default()));
+        }
+        Body::from_request(req, state).await.map(|Body(v)| Self(v))
+    }
+}
+
+/// Query parameters whose rejections speak the error format (400 naming the
+/// parameter, not axum's plain text).
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Self(v))
+            .map_err(|rejection| {
+                ApiError::bad_request(rejection.body_text().replace(
+                    "Failed to deserialize query string: ",
+                    "invalid query parameter ",
+                ))
+            })
+    }
+}
+
+/// Path segments whose rejections speak the error format.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Self(v))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// serde's message without the offending value: a misplaced password or
+/// secret must not come back in an error. `field: invalid type: string
+/// "hunter2", expected a sequence` becomes `field: invalid type, expected a
+/// sequence`.
+fn without_value(message: &str) -> String {
+    let message = message.split(" at line ").next().unwrap_or(message);
+    let (path, detail) = match message.split_once(": ") {
+        Some((path, detail)) if !path.contains(' ') => (Some(path), detail),
+        _ => (None, message),
+    };
+    let detail = match detail.split_once(": ") {
+        Some((kind, rest)) if kind.starts_with("invalid") => match rest.split_once(", expected ") {
+            Some((_, expected)) => format!("{kind}, expected {expected}"),
+            None => kind.to_string(),
+        },
+        _ => detail.to_string(),
+    };
+    match path {
+        Some(path) if path != "." => format!("{path}: {detail}"),
+        _ => detail,
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
@@ -36,10 +109,12 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ApiError::bad_request(format!("malformed JSON: {}", e.body_text()))
         }
         // serde's path names the field: `username: invalid type …`, `missing field …`.
-        JsonRejection::JsonDataError(e) => ApiError::bad_request(e.body_text().replace(
-            "Failed to deserialize the JSON body into the target type: ",
-            "",
-        )),
+        JsonRejection::JsonDataError(e) => {
+            ApiError::bad_request(without_value(&e.body_text().replace(
+                "Failed to deserialize the JSON body into the target type: ",
+                "",
+            )))
+        }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "the body is larger than the server accepts",
@@ -104,5 +179,30 @@ impl FromRequestParts<AppState> for Authed {
             principal,
             ctx: context(parts),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_value;
+
+    #[test]
+    fn data_errors_name_the_field_but_not_the_value() {
+        assert_eq!(
+            without_value(
+                r#"password: invalid type: string "hunter2 secret", expected u32 at line 1 column 30"#
+            ),
+            "password: invalid type, expected u32"
+        );
+        assert_eq!(
+            without_value(
+                "password: invalid type: integer `12345678`, expected a string at line 1 column 22"
+            ),
+            "password: invalid type, expected a string"
+        );
+        assert_eq!(
+            without_value("missing field `new_password` at line 1 column 2"),
+            "missing field `new_password`"
+        );
     }
 }
