@@ -36,7 +36,14 @@ fn the_six_services_expose_their_rpcs() {
         ),
         (
             "gatehouse.v1.AuthService",
-            &["Login", "Refresh", "ExchangeSdkToken", "Logout", "GetJwks"],
+            &[
+                "Login",
+                "Refresh",
+                "ExchangeSdkToken",
+                "Logout",
+                "GetJwks",
+                "ChangePassword",
+            ],
         ),
         (
             "gatehouse.v1.KeyService",

@@ -1,12 +1,16 @@
-//! Access tokens: JWTs with `typ: at+jwt`, `alg: EdDSA` and a `kid`, verified
-//! strictly (RFC 8725): EdDSA only, `typ` checked, `iss`/`aud`/`exp`/`nbf`
-//! required, unknown `kid` refused; `jku`, `x5u` and `jwk` headers are never used.
+//! Access tokens: JWTs with `typ: at+jwt`, the signing key's `alg` (EdDSA,
+//! ES256 or RS256) and its `kid`, verified strictly (RFC 8725): a token is
+//! checked only with the algorithm of the key its `kid` names (never `none`,
+//! never HMAC), `typ` checked, `iss`/`aud`/`exp`/`nbf` required, unknown `kid`
+//! refused; `jku`, `x5u` and `jwk` headers are never used.
 
 use std::collections::HashMap;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+use gatehouse_domain::signing::SigningAlg;
 
 use crate::CryptoError;
 use crate::keys::Signer;
@@ -38,7 +42,7 @@ pub struct AccessClaims {
 
 /// Signs `claims` with `signer`.
 pub fn sign(claims: &AccessClaims, signer: &Signer) -> Result<String, CryptoError> {
-    let mut header = Header::new(Algorithm::EdDSA);
+    let mut header = Header::new(signer.alg);
     header.typ = Some(ACCESS_TOKEN_TYPE.to_string());
     header.kid = Some(signer.kid.clone());
     jsonwebtoken::encode(&header, claims, &signer.key)
@@ -86,7 +90,8 @@ impl TokenError {
 /// Verifies access tokens against a set of published keys.
 #[derive(Clone)]
 pub struct TokenVerifier {
-    keys: HashMap<String, DecodingKey>,
+    /// Each published key with the one algorithm it verifies.
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
     /// Unix time from which a retired key verifies nothing: every token it
     /// genuinely signed has expired by then, so anything later is forged.
     retired: HashMap<String, i64>,
@@ -106,10 +111,20 @@ impl TokenVerifier {
         }
     }
 
-    /// Adds (or replaces) a published key.
-    pub fn insert_key(&mut self, kid: &str, public_key: &str) -> Result<(), CryptoError> {
-        self.keys
-            .insert(kid.to_string(), crate::keys::decoding_key(public_key)?);
+    /// Adds (or replaces) a published key of `alg`.
+    pub fn insert_key(
+        &mut self,
+        kid: &str,
+        alg: SigningAlg,
+        public_key: &str,
+    ) -> Result<(), CryptoError> {
+        self.keys.insert(
+            kid.to_string(),
+            (
+                crate::keys::algorithm(alg),
+                crate::keys::decoding_key(alg, public_key)?,
+            ),
+        );
         Ok(())
     }
 
@@ -129,7 +144,10 @@ impl TokenVerifier {
             return Err(TokenError::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::EdDSA {
+        if !matches!(
+            header.alg,
+            Algorithm::EdDSA | Algorithm::ES256 | Algorithm::RS256
+        ) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -140,14 +158,18 @@ impl TokenVerifier {
             return Err(TokenError::WrongType);
         }
         let now = chrono::Utc::now().timestamp();
-        let key = header
+        let (alg, key) = header
             .kid
             .as_deref()
             .filter(|kid| self.is_published(kid, now))
             .and_then(|kid| self.keys.get(kid))
             .ok_or(TokenError::UnknownSigningKey)?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.algorithms = vec![Algorithm::EdDSA];
+        // The key decides the algorithm, never the token (RFC 8725 §3.1).
+        if header.alg != *alg {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        let mut validation = Validation::new(*alg);
+        validation.algorithms = vec![*alg];
         validation.leeway = self.leeway_secs;
         validation.validate_exp = true;
         validation.validate_nbf = true;
@@ -179,11 +201,15 @@ mod tests {
     use crate::master::MasterKey;
 
     fn setup() -> (Signer, TokenVerifier, MasterKey) {
+        setup_with(SigningAlg::EdDSA)
+    }
+
+    fn setup_with(alg: SigningAlg) -> (Signer, TokenVerifier, MasterKey) {
         let master = MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap();
-        let key = generate(&master).unwrap();
-        let signer = Signer::unseal(&master, &key.kid, &key.sealed_private_key).unwrap();
+        let key = generate(&master, alg).unwrap();
+        let signer = Signer::unseal(&master, &key.kid, alg, &key.sealed_private_key).unwrap();
         let mut verifier = TokenVerifier::new("https://gatehouse.test", "api", 5);
-        verifier.insert_key(&key.kid, &key.public_key).unwrap();
+        verifier.insert_key(&key.kid, alg, &key.public_key).unwrap();
         (signer, verifier, master)
     }
 
@@ -321,5 +347,48 @@ mod tests {
             Err(TokenError::UnknownSigningKey)
         );
         assert!(!verifier.is_published(&signer.kid, now()));
+    }
+
+    #[test]
+    fn each_algorithm_verifies_its_own_tokens_and_no_other_algorithm_passes_for_it() {
+        for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256] {
+            let (signer, mut verifier, master) = setup_with(alg);
+            let token = sign(&claims(now()), &signer).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.alg, crate::keys::algorithm(alg));
+            assert_eq!(
+                verifier.verify(&token, None).unwrap().sub,
+                "user-1",
+                "{alg}"
+            );
+            // A key of another algorithm published under the same kid is not
+            // fooled by a token whose header names that other algorithm.
+            let other = match alg {
+                SigningAlg::RS256 => SigningAlg::ES256,
+                _ => SigningAlg::RS256,
+            };
+            let stranger = generate(&master, other).unwrap();
+            let forged_signer =
+                Signer::unseal(&master, &stranger.kid, other, &stranger.sealed_private_key)
+                    .unwrap();
+            let forged = sign(
+                &claims(now()),
+                &Signer {
+                    kid: signer.kid.clone(),
+                    ..forged_signer
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                verifier.verify(&forged, None),
+                Err(TokenError::AlgorithmNotAllowed),
+                "{alg}"
+            );
+            // Across a switch, both keys verify their own tokens.
+            verifier
+                .insert_key(&stranger.kid, other, &stranger.public_key)
+                .unwrap();
+            assert!(verifier.verify(&token, None).is_ok());
+        }
     }
 }

@@ -9,10 +9,45 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain_events;
 
+/// The JWS algorithm of a signing key. A deployment picks one
+/// (`--signing-alg`); each key keeps its own, so a token is checked only with
+/// the algorithm of the key its `kid` names, across a switch too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    /// Ed25519.
+    #[default]
+    EdDSA,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
+    RS256,
+}
+
+impl SigningAlg {
+    /// The JWS `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDSA => "EdDSA",
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+        }
+    }
+}
+
+impl std::fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct SigningKeyCreated {
     pub kid: String,
-    /// base64url Ed25519 public key (the JWK `x`).
+    /// Absent in keys recorded before algorithms were selectable: EdDSA.
+    #[serde(default)]
+    pub alg: SigningAlg,
+    /// The public key as its JWK members, base64url, joined by `.`: `x`
+    /// (EdDSA), `x.y` (ES256) or `n.e` (RS256).
     pub public_key: String,
     /// The PKCS#8 private key sealed with the master key (AES-256-GCM), base64.
     pub sealed_private_key: String,
@@ -25,6 +60,7 @@ impl std::fmt::Debug for SigningKeyCreated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningKeyCreated")
             .field("kid", &self.kid)
+            .field("alg", &self.alg)
             .field("activates_at", &self.activates_at)
             .finish_non_exhaustive()
     }
@@ -147,6 +183,7 @@ mod tests {
     fn key(kid: &str, at: DateTime<Utc>) -> SigningKeyCreated {
         SigningKeyCreated {
             kid: kid.into(),
+            alg: SigningAlg::EdDSA,
             public_key: "x".into(),
             sealed_private_key: "sealed".into(),
             created_at: at,
@@ -182,5 +219,20 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["k2"]
         );
+    }
+
+    #[test]
+    fn keys_recorded_before_algorithms_were_selectable_are_eddsa() {
+        let old = serde_json::json!({
+            "kid": "k1",
+            "public_key": "x",
+            "sealed_private_key": "s",
+            "created_at": "2026-01-01T00:00:00Z",
+            "activates_at": "2026-01-01T00:00:00Z",
+        });
+        let created: SigningKeyCreated = serde_json::from_value(old).unwrap();
+        assert_eq!(created.alg, SigningAlg::EdDSA);
+        let es: SigningAlg = serde_json::from_value(serde_json::json!("ES256")).unwrap();
+        assert_eq!(es.as_str(), "ES256");
     }
 }

@@ -96,7 +96,7 @@ pub async fn rotate_signing_key(database: &DatabaseArgs, args: &IssuerArgs) -> a
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "{}",
-        serde_json::json!({ "kid": created.kid, "signs_from": created.activates_at })
+        serde_json::json!({ "kid": created.kid, "alg": created.alg.as_str(), "signs_from": created.activates_at })
     );
     Ok(())
 }

@@ -8,9 +8,9 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use gatehouse_crypto::jwt::TokenVerifier;
-use gatehouse_crypto::keys::{Signer, generate};
+use gatehouse_crypto::keys::{PublicJwk, Signer, generate};
 use gatehouse_crypto::master::MasterKey;
-use gatehouse_domain::signing::{Keyring, SigningKeyCreated, SigningKeyEvent};
+use gatehouse_domain::signing::{Keyring, SigningAlg, SigningKeyCreated, SigningKeyEvent};
 use gatehouse_eventstore::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 
 use crate::error::IssuerError;
@@ -25,19 +25,38 @@ struct State {
 pub struct LiveKeyring {
     state: Arc<RwLock<State>>,
     master: Arc<MasterKey>,
+    /// The algorithm of keys made from now on (the first, and rotations):
+    /// switching it takes effect at the next rotation.
+    alg: SigningAlg,
     issuer: String,
     audience: String,
     leeway_secs: u64,
 }
 
+/// One key of the JWKS.
+#[derive(Debug, Clone)]
+pub struct PublishedKey {
+    pub kid: String,
+    pub alg: SigningAlg,
+    /// JWK members joined by `.` (see `SigningKeyCreated::public_key`).
+    pub public_key: String,
+}
+
 impl LiveKeyring {
-    pub fn new(master: Arc<MasterKey>, issuer: &str, audience: &str, leeway_secs: u64) -> Self {
+    pub fn new(
+        master: Arc<MasterKey>,
+        alg: SigningAlg,
+        issuer: &str,
+        audience: &str,
+        leeway_secs: u64,
+    ) -> Self {
         Self {
             state: Arc::new(RwLock::new(State {
                 ring: Keyring::default(),
                 signers: HashMap::new(),
             })),
             master,
+            alg,
             issuer: issuer.to_string(),
             audience: audience.to_string(),
             leeway_secs,
@@ -53,7 +72,12 @@ impl LiveKeyring {
             return;
         };
         if let SigningKeyEvent::Created(created) = &event {
-            match Signer::unseal(&self.master, &created.kid, &created.sealed_private_key) {
+            match Signer::unseal(
+                &self.master,
+                &created.kid,
+                created.alg,
+                &created.sealed_private_key,
+            ) {
                 Ok(signer) => {
                     state.signers.insert(created.kid.clone(), signer);
                 }
@@ -76,25 +100,54 @@ impl LiveKeyring {
         state.signers.get(&kid).cloned()
     }
 
-    /// `(kid, x)` of every key published at `now`.
-    pub fn published(&self, now: DateTime<Utc>) -> Vec<(String, String)> {
+    /// The algorithm of the key that signs at `now`.
+    pub fn signing_alg(&self, now: DateTime<Utc>) -> Option<SigningAlg> {
+        let state = self.state.read().ok()?;
+        state.ring.signer(now).map(|k| k.created.alg)
+    }
+
+    /// The algorithm new keys are made with.
+    pub fn configured_alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    /// Every key published at `now`.
+    pub fn published(&self, now: DateTime<Utc>) -> Vec<PublishedKey> {
         self.state
             .read()
             .map(|s| {
                 s.ring
                     .published(now)
-                    .map(|k| (k.kid().to_string(), k.created.public_key.clone()))
+                    .map(|k| PublishedKey {
+                        kid: k.kid().to_string(),
+                        alg: k.created.alg,
+                        public_key: k.created.public_key.clone(),
+                    })
                     .collect()
             })
             .unwrap_or_default()
     }
 
+    /// The JWKS at `now` (RFC 7517): each key with its own `alg`.
+    pub fn jwks(&self, now: DateTime<Utc>) -> Vec<PublicJwk> {
+        self.published(now)
+            .into_iter()
+            .filter_map(|k| match PublicJwk::new(&k.kid, k.alg, &k.public_key) {
+                Ok(jwk) => Some(jwk),
+                Err(error) => {
+                    tracing::error!(kid = %k.kid, %error, "unpublishable signing key");
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// A token verifier over the keys published at `now`.
     pub fn verifier(&self, now: DateTime<Utc>) -> TokenVerifier {
         let mut verifier = TokenVerifier::new(&self.issuer, &self.audience, self.leeway_secs);
-        for (kid, x) in self.published(now) {
-            if let Err(error) = verifier.insert_key(&kid, &x) {
-                tracing::error!(%kid, %error, "unusable published key");
+        for key in self.published(now) {
+            if let Err(error) = verifier.insert_key(&key.kid, key.alg, &key.public_key) {
+                tracing::error!(kid = %key.kid, %error, "unusable published key");
             }
         }
         verifier
@@ -119,9 +172,10 @@ impl LiveKeyring {
         if !self.is_empty() {
             return Ok(());
         }
-        let generated = generate(&self.master)?;
+        let generated = generate(&self.master, self.alg)?;
         let created = SigningKeyCreated {
             kid: generated.kid.clone(),
+            alg: generated.alg,
             public_key: generated.public_key,
             sealed_private_key: generated.sealed_private_key,
             created_at: now,
@@ -143,9 +197,10 @@ impl LiveKeyring {
         publish_lead: chrono::Duration,
         max_token_ttl: chrono::Duration,
     ) -> Result<SigningKeyCreated, IssuerError> {
-        let generated = generate(&self.master)?;
+        let generated = generate(&self.master, self.alg)?;
         let next = SigningKeyCreated {
             kid: generated.kid.clone(),
+            alg: generated.alg,
             public_key: generated.public_key,
             sealed_private_key: generated.sealed_private_key,
             created_at: now,

@@ -50,6 +50,12 @@ pub async fn build(
         |what: &str, e: &dyn std::fmt::Display| StartupError::Config(format!("{what}: {e}"));
     let key_format = KeyFormat::new(&args.key_prefix, &args.key_environment)
         .map_err(|e| config("key format", &e))?;
+    let issuer_url = args.issuer_url();
+    if !(issuer_url.starts_with("https://") || issuer_url.starts_with("http://")) {
+        return Err(StartupError::Config(format!(
+            "--issuer-url must be the deployment's http(s) URL, got {issuer_url:?}"
+        )));
+    }
     let master = Arc::new(master_key(database, args)?);
     let parallel = args
         .max_parallel_hashes
@@ -75,6 +81,7 @@ pub async fn build(
     };
     let keyring = LiveKeyring::new(
         master,
+        args.signing_alg.into(),
         &settings.issuer,
         &settings.audience,
         settings.leeway.as_secs(),
@@ -87,6 +94,17 @@ pub async fn build(
         .ensure_key(store, chrono::Utc::now())
         .await
         .map_err(|e| config("creating the first signing key", &e))?;
+    let now = chrono::Utc::now();
+    if let Some(current) = keyring.signing_alg(now)
+        && current != keyring.configured_alg()
+    {
+        tracing::warn!(
+            %current,
+            configured = %keyring.configured_alg(),
+            "the signing key is not of --signing-alg: it takes effect at the next rotation \
+             (`gatehouse signing-keys rotate`)"
+        );
+    }
     if let Some(stop) = follow {
         let mut subscription = store.subscribe(next).await?;
         let keyring = keyring.clone();

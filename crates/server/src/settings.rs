@@ -128,6 +128,27 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: u64,
 }
 
+/// `--signing-alg` values, as JWS names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SigningAlgArg {
+    #[value(name = "EdDSA")]
+    EdDsa,
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+impl From<SigningAlgArg> for gatehouse_domain::signing::SigningAlg {
+    fn from(arg: SigningAlgArg) -> Self {
+        match arg {
+            SigningAlgArg::EdDsa => Self::EdDSA,
+            SigningAlgArg::Es256 => Self::ES256,
+            SigningAlgArg::Rs256 => Self::RS256,
+        }
+    }
+}
+
 /// The issuer URL of commands that serve nothing (bootstrap, key rotation).
 pub const DEFAULT_ISSUER_URL: &str = "http://127.0.0.1:50051";
 
@@ -139,6 +160,19 @@ pub struct IssuerArgs {
     /// Every issuer and verifier of one deployment needs the same value.
     #[arg(long = "issuer-url", env = "GATEHOUSE_ISSUER_URL")]
     pub issuer: Option<String>,
+
+    /// Algorithm of new signing keys: EdDSA (Ed25519), ES256 (P-256) or
+    /// RS256 (RSA-2048) for consumers that accept nothing else. A change takes
+    /// effect at the next signing-key rotation; older keys stay published
+    /// (with their own `alg`) until their tokens expire.
+    #[arg(
+        long,
+        env = "GATEHOUSE_SIGNING_ALG",
+        value_enum,
+        ignore_case = true,
+        default_value = "EdDSA"
+    )]
+    pub signing_alg: SigningAlgArg,
 
     /// `aud` of every token (and the audience `Verify` checks by default).
     #[arg(long, env = "GATEHOUSE_AUDIENCE", default_value = "gatehouse")]

@@ -60,7 +60,7 @@ impl Index {
             }
             "signingkey" => match SigningKeyEvent::decode(&event.event_type, &event.payload) {
                 Ok(Some(SigningKeyEvent::Created(c))) => {
-                    if let Err(error) = self.tokens.insert_key(&c.kid, &c.public_key) {
+                    if let Err(error) = self.tokens.insert_key(&c.kid, c.alg, &c.public_key) {
                         tracing::error!(kid = %c.kid, %error, "unusable signing key in the log");
                     }
                 }

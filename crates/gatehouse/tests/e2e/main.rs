@@ -4,6 +4,7 @@
 mod audit;
 mod cli;
 mod http;
+mod interop;
 mod issuer;
 mod keys;
 mod password;

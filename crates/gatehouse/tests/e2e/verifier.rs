@@ -167,6 +167,7 @@ impl World {
         gatehouse_crypto::keys::Signer::unseal(
             &master,
             event.payload["kid"].as_str().unwrap(),
+            gatehouse_domain::signing::SigningAlg::EdDSA,
             event.payload["sealed_private_key"].as_str().unwrap(),
         )
         .unwrap()
@@ -334,10 +335,15 @@ async fn every_credential_kind_is_verified_and_every_bad_one_refused_with_its_re
     let now = chrono::Utc::now().timestamp();
 
     let stranger_master = gatehouse_crypto::master::MasterKey::from_base64(MASTER_KEY).unwrap();
-    let stranger_key = gatehouse_crypto::keys::generate(&stranger_master).unwrap();
+    let stranger_key = gatehouse_crypto::keys::generate(
+        &stranger_master,
+        gatehouse_domain::signing::SigningAlg::EdDSA,
+    )
+    .unwrap();
     let stranger = gatehouse_crypto::keys::Signer::unseal(
         &stranger_master,
         &stranger_key.kid,
+        gatehouse_domain::signing::SigningAlg::EdDSA,
         &stranger_key.sealed_private_key,
     )
     .unwrap();

@@ -130,15 +130,18 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
         let keys = self
             .issuer
             .keyring()
-            .published(chrono::Utc::now())
+            .jwks(chrono::Utc::now())
             .into_iter()
-            .map(|(kid, x)| pb::Jwk {
-                kty: "OKP".into(),
-                crv: "Ed25519".into(),
-                x,
-                kid,
-                alg: "EdDSA".into(),
-                r#use: "sig".into(),
+            .map(|jwk| pb::Jwk {
+                kty: jwk.kty.into(),
+                crv: jwk.crv.unwrap_or_default().into(),
+                x: jwk.x.unwrap_or_default(),
+                y: jwk.y.unwrap_or_default(),
+                n: jwk.n.unwrap_or_default(),
+                e: jwk.e.unwrap_or_default(),
+                kid: jwk.kid,
+                alg: jwk.alg.into(),
+                r#use: jwk.use_.into(),
             })
             .collect();
         Ok(Response::new(pb::GetJwksResponse { keys }))

@@ -149,15 +149,7 @@ pub async fn verify(
 /// `GET /.well-known/jwks.json`: the published keys (RFC 7517), cacheable
 /// for less than a signing key's publish lead.
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let keys: Vec<Value> = state
-        .issuer()?
-        .keyring()
-        .published(chrono::Utc::now())
-        .into_iter()
-        .map(|(kid, x)| {
-            json!({ "kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig" })
-        })
-        .collect();
+    let keys = state.issuer()?.keyring().jwks(chrono::Utc::now());
     Ok((
         [(header::CACHE_CONTROL, "public, max-age=60")],
         Json(json!({ "keys": keys })),
@@ -188,22 +180,23 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 /// `GET /.well-known/openid-configuration`: where the keys and token
-/// endpoints are. `issuer` is exactly the `iss` of every token; when that is
-/// not a URL, endpoints are given relative to the host the caller used.
-pub async fn discovery(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let issuer = state.issuer()?.settings().issuer.clone();
-    let base = if issuer.starts_with("https://") || issuer.starts_with("http://") {
-        issuer.trim_end_matches('/').to_string()
-    } else {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost");
-        format!("http://{host}")
-    };
+/// endpoints are. `issuer` is exactly the `iss` of every token (an http(s)
+/// URL, checked at start-up), and the endpoints hang off it.
+pub async fn discovery(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let issuer = state.issuer()?;
+    // The algorithms of the published keys: during a switch, both.
+    let mut algorithms: Vec<&str> = issuer
+        .keyring()
+        .jwks(chrono::Utc::now())
+        .iter()
+        .map(|k| k.alg)
+        .collect();
+    algorithms.sort_unstable();
+    algorithms.dedup();
+    let issuer = issuer.settings().issuer.clone();
+    // Always the configured URL, never the request's Host: a cache in front
+    // must not be able to serve a discovery document naming another host.
+    let base = issuer.trim_end_matches('/').to_string();
     Ok(Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
@@ -212,7 +205,7 @@ pub async fn discovery(
         "sdk_token_endpoint": format!("{base}/v1/auth/sdk-token"),
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "id_token_signing_alg_values_supported": algorithms,
         "token_endpoint_auth_methods_supported": ["none"],
     })))
 }
