@@ -582,6 +582,19 @@ async fn both_transports(env: Env) {
     )
     .await;
     assert_eq!(bare.status, StatusCode::OK, "{:?}", bare.body);
+    // A JSON array is not an object, though serde would fill a struct from it.
+    let array = world
+        .post("/api/v1/verify", Some(&admin), json!(["platform:admin"]))
+        .await;
+    assert_eq!(array.status, StatusCode::BAD_REQUEST, "{:?}", array.body);
+    let null = world
+        .post("/api/v1/verify", Some(&admin), Value::Null)
+        .await;
+    assert_eq!(
+        null.status,
+        StatusCode::OK,
+        "null is an absent optional body"
+    );
 
     // Throttled logins: 429 with Retry-After, and RESOURCE_EXHAUSTED over gRPC.
     let mut throttled = None;
@@ -848,6 +861,19 @@ async fn browser_and_tail(env: Env) {
     assert_eq!(discovery["issuer"], claims["iss"]);
     // The embedded default: `http://` + the address actually bound.
     assert_eq!(discovery["issuer"], base.as_str());
+    // The OpenAPI description of exactly the routes served.
+    let description: Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(description["openapi"], "3.1.0");
+    for path in ["/api/auth/login", "/api/v1/verify", "/v1/auth/sdk-token"] {
+        assert!(description["paths"][path].is_object(), "{path}");
+    }
     let jwks_uri = discovery["jwks_uri"].as_str().unwrap();
     let jwks: Value = http
         .get(jwks_uri)

@@ -1,5 +1,6 @@
 //! Key administration, the scope catalogue, accounts, users and the activity
-//! log — each a few lines over the application layer.
+//! log — each a few lines over the application layer, each described for
+//! `/openapi.json` by its `#[utoipa::path]`.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,12 +13,16 @@ use gatehouse_domain::scope::Scopes;
 use gatehouse_issuer::IssuerError;
 use gatehouse_issuer::audit::ActivityQuery;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{Authed, Body, OptionalBody, Path, Query};
 use super::state::AppState;
-use super::views::{ActivityJson, KeyJson, ScopeJson, rfc3339};
+use super::views::{
+    AccountCreated, AccountJson, ActivityJson, ActivityPage, ErrorBody, ImportedJson,
+    IssuedKeyJson, KeyEnvelope, KeyJson, KeyList, ScopeDefined, ScopeEnvelope, ScopeJson,
+    ScopeList, UserEnvelope, UserJson, rfc3339,
+};
 
 fn ids(account_id: &str, key_id: &str) -> Result<(AccountId, KeyId), ApiError> {
     Ok((
@@ -30,21 +35,34 @@ fn account(account_id: &str) -> Result<AccountId, ApiError> {
     Ok(AccountId::parse(account_id).map_err(IssuerError::from)?)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// From the previous page's `next_page_token`.
     page_token: String,
+    /// 1 to 500; 0 or absent: 50.
     page_size: i32,
+    /// List deleted keys too.
     include_deleted: bool,
 }
 
-/// `GET /api/v1/accounts/{account_id}/keys`.
+/// One account's keys, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account_id}/keys", tag = "keys",
+    params(("account_id" = uuid::Uuid, Path), ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = KeyList),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn list_keys(
     State(state): State<AppState>,
     auth: Authed,
     Path(account_id): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     let page = state
         .issuer()?
         .list_keys(
@@ -55,31 +73,44 @@ pub async fn list_keys(
             q.include_deleted,
         )
         .await?;
-    let keys: Vec<KeyJson> = page
-        .keys
-        .iter()
-        .map(|(row, retired)| KeyJson::of_row(row, retired.clone()))
-        .collect();
-    Ok(Json(
-        json!({ "keys": keys, "next_page_token": page.next_page_token }),
-    ))
+    Ok(Json(KeyList {
+        keys: page
+            .keys
+            .iter()
+            .map(|(row, retired)| KeyJson::of_row(row, retired.clone()))
+            .collect(),
+        next_page_token: page.next_page_token,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateKeyBody {
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// Catalogue scopes, `resource:*` or `*`, within the caller's own grants.
     scopes: Vec<String>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// `POST /api/v1/accounts/{account_id}/keys`: 201 `{key, secret}`.
+/// Creates a key; its secret is in this answer and nowhere else, ever.
+#[utoipa::path(
+    post, path = "/api/v1/accounts/{account_id}/keys", tag = "keys",
+    params(("account_id" = uuid::Uuid, Path)),
+    request_body = CreateKeyBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = IssuedKeyJson),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn create_key(
     State(state): State<AppState>,
     auth: Authed,
     Path(account_id): Path<String>,
     Body(body): Body<CreateKeyBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedKeyJson>), ApiError> {
     let scopes = Scopes::parse(&body.scopes).map_err(IssuerError::from)?;
     let issued = state
         .issuer()?
@@ -92,14 +123,26 @@ pub async fn create_key(
             &auth.ctx,
         )
         .await?;
-    let key = KeyJson::of_key(&issued.key, issued.retired_scopes, None);
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "key": key, "secret": issued.secret })),
+        Json(IssuedKeyJson {
+            key: KeyJson::of_key(&issued.key, issued.retired_scopes, None),
+            secret: issued.secret,
+            previous_secret_valid_until: None,
+        }),
     ))
 }
 
-/// `GET /api/v1/accounts/{account_id}/keys/{key_id}`.
+/// One key's metadata (never its secret).
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account_id}/keys/{key_id}", tag = "keys",
+    params(("account_id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = KeyJson),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn get_key(
     State(state): State<AppState>,
     auth: Authed,
@@ -117,19 +160,31 @@ pub async fn get_key(
     )))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
 pub struct RotateBody {
+    /// How long the old secret keeps working: 0 to 30 days; absent: 24 h.
     grace_period_seconds: Option<i64>,
 }
 
-/// `POST /api/v1/accounts/{account_id}/keys/{key_id}/rotate`: `{key, secret}`.
+/// A new secret; the old one works until the grace period ends. The body
+/// may be left out.
+#[utoipa::path(
+    post, path = "/api/v1/accounts/{account_id}/keys/{key_id}/rotate", tag = "keys",
+    params(("account_id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)),
+    request_body(content = Option<RotateBody>, description = "May be left out"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = IssuedKeyJson),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn rotate_key(
     State(state): State<AppState>,
     auth: Authed,
     Path((account_id, key_id)): Path<(String, String)>,
     OptionalBody(body): OptionalBody<RotateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IssuedKeyJson>, ApiError> {
     let (account_id, key_id) = ids(&account_id, &key_id)?;
     let grace = match body.grace_period_seconds {
         Some(seconds) if seconds < 0 => {
@@ -148,43 +203,65 @@ pub async fn rotate_key(
         .rotate_key(&auth.principal, account_id, key_id, grace, &auth.ctx)
         .await?;
     let valid_until = issued.key.previous.as_ref().map(|p| rfc3339(p.valid_until));
-    let key = KeyJson::of_key(&issued.key, issued.retired_scopes, None);
-    Ok(Json(json!({
-        "key": key,
-        "secret": issued.secret,
-        "previous_secret_valid_until": valid_until,
-    })))
+    Ok(Json(IssuedKeyJson {
+        key: KeyJson::of_key(&issued.key, issued.retired_scopes, None),
+        secret: issued.secret,
+        previous_secret_valid_until: valid_until,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
 pub struct ReasonBody {
+    /// Recorded in the activity log.
     reason: String,
 }
 
-/// `POST /api/v1/accounts/{account_id}/keys/{key_id}/revoke`: `{key}`.
+/// Revokes a key at once. The body may be left out.
+#[utoipa::path(
+    post, path = "/api/v1/accounts/{account_id}/keys/{key_id}/revoke", tag = "keys",
+    params(("account_id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path)),
+    request_body(content = Option<ReasonBody>, description = "May be left out"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = KeyEnvelope),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn revoke_key(
     State(state): State<AppState>,
     auth: Authed,
     Path((account_id, key_id)): Path<(String, String)>,
     OptionalBody(body): OptionalBody<ReasonBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeyEnvelope>, ApiError> {
     let (account_id, key_id) = ids(&account_id, &key_id)?;
     let view = state
         .issuer()?
         .revoke_key(&auth.principal, account_id, key_id, &body.reason, &auth.ctx)
         .await?;
-    let key = KeyJson::of_key(&view.key, view.retired_scopes, None);
-    Ok(Json(json!({ "key": key })))
+    Ok(Json(KeyEnvelope {
+        key: KeyJson::of_key(&view.key, view.retired_scopes, None),
+    }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    /// Recorded in the activity log.
     reason: String,
 }
 
-/// `DELETE /api/v1/accounts/{account_id}/keys/{key_id}`: 204.
+/// Deletes a key: revoked if still live, gone from the list, its history kept.
+#[utoipa::path(
+    delete, path = "/api/v1/accounts/{account_id}/keys/{key_id}", tag = "keys",
+    params(("account_id" = uuid::Uuid, Path), ("key_id" = uuid::Uuid, Path), DeleteQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn delete_key(
     State(state): State<AppState>,
     auth: Authed,
@@ -199,9 +276,12 @@ pub async fn delete_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(default)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityParams {
+    /// Only this key's entries.
+    #[param(format = Uuid)]
     key_id: String,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
@@ -234,123 +314,194 @@ impl ActivityParams {
     }
 }
 
-/// `GET /api/v1/accounts/{account_id}/activity`: `{events, next_page_token}`.
+/// The key activity log, in log order.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account_id}/activity", tag = "activity",
+    params(("account_id" = uuid::Uuid, Path), ActivityParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ActivityPage),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn activity(
     State(state): State<AppState>,
     auth: Authed,
     Path(account_id): Path<String>,
     Query(q): Query<ActivityParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActivityPage>, ApiError> {
     let query = q.query(&account_id)?;
     let (rows, next_page_token) = state
         .issuer()?
         .list_activity(&auth.principal, &query, q.page_size, &q.page_token)
         .await?;
-    let events: Vec<ActivityJson> = rows.iter().map(ActivityJson::from).collect();
-    Ok(Json(
-        json!({ "events": events, "next_page_token": next_page_token }),
-    ))
+    Ok(Json(ActivityPage {
+        events: rows.iter().map(ActivityJson::from).collect(),
+        next_page_token,
+    }))
 }
 
-/// `GET /api/v1/scopes`: the built-in scopes and the catalogue.
+/// The built-in scopes and the catalogue.
+#[utoipa::path(
+    get, path = "/api/v1/scopes", tag = "scopes",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ScopeList),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn list_scopes(
     State(state): State<AppState>,
     auth: Authed,
-) -> Result<Json<Value>, ApiError> {
-    let scopes: Vec<ScopeJson> = state
+) -> Result<Json<ScopeList>, ApiError> {
+    let scopes = state
         .issuer()?
         .list_scopes(&auth.principal)
         .await?
         .into_iter()
         .map(ScopeJson::from)
         .collect();
-    Ok(Json(json!({ "scopes": scopes })))
+    Ok(Json(ScopeList { scopes }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct DefineBody {
+    /// `resource:action`, lower case.
+    #[schema(min_length = 3)]
     name: String,
+    /// 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     description: String,
 }
 
-/// `POST /api/v1/scopes`: 201 `{scope, changed}`.
+/// Defines a scope (or redescribes it): `platform:admin`.
+#[utoipa::path(
+    post, path = "/api/v1/scopes", tag = "scopes",
+    request_body = DefineBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = ScopeDefined),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn define_scope(
     State(state): State<AppState>,
     auth: Authed,
     Body(body): Body<DefineBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ScopeDefined>), ApiError> {
     let (scope, changed) = state
         .issuer()?
         .define_scope(&auth.principal, &body.name, &body.description, &auth.ctx)
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "scope": ScopeJson::from(scope), "changed": changed })),
+        Json(ScopeDefined {
+            scope: ScopeJson::from(scope),
+            changed,
+        }),
     ))
 }
 
-/// `POST /api/v1/scopes/{name}/retire`: `{scope}`.
+/// Retires a scope: it grants nothing from now on (`platform:admin`).
+#[utoipa::path(
+    post, path = "/api/v1/scopes/{name}/retire", tag = "scopes",
+    params(("name" = String, Path)),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ScopeEnvelope),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn retire_scope(
     State(state): State<AppState>,
     auth: Authed,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ScopeEnvelope>, ApiError> {
     let scope = state
         .issuer()?
         .retire_scope(&auth.principal, &name, &auth.ctx)
         .await?;
-    Ok(Json(json!({ "scope": ScopeJson::from(scope) })))
+    Ok(Json(ScopeEnvelope {
+        scope: ScopeJson::from(scope),
+    }))
 }
 
-#[derive(Deserialize)]
+/// One scope of an import.
+#[derive(Deserialize, ToSchema)]
+pub struct DefinitionBody {
+    name: String,
+    description: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct ImportBody {
-    scopes: Vec<Definition>,
+    scopes: Vec<DefinitionBody>,
+    /// Retire catalogue scopes the file does not name.
     #[serde(default)]
     prune: bool,
 }
 
-/// `POST /api/v1/scopes/import`: `{defined, described, retired}`.
+/// Imports a scope file in one transaction (`platform:admin`).
+#[utoipa::path(
+    post, path = "/api/v1/scopes/import", tag = "scopes",
+    request_body = ImportBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = ImportedJson),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn import_scopes(
     State(state): State<AppState>,
     auth: Authed,
     Body(body): Body<ImportBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ImportedJson>, ApiError> {
+    let definitions: Vec<Definition> = body
+        .scopes
+        .into_iter()
+        .map(|d| Definition {
+            name: d.name,
+            description: d.description,
+        })
+        .collect();
     let imported = state
         .issuer()?
-        .import_scopes(&auth.principal, &body.scopes, body.prune, &auth.ctx)
+        .import_scopes(&auth.principal, &definitions, body.prune, &auth.ctx)
         .await?;
-    Ok(Json(json!({
-        "defined": imported.defined,
-        "described": imported.described,
-        "retired": imported.retired,
-    })))
+    Ok(Json(ImportedJson {
+        defined: imported.defined,
+        described: imported.described,
+        retired: imported.retired,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AccountBody {
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// With `owner_password`: the account's first user, holding `*`.
     #[serde(default)]
     owner_username: Option<String>,
     #[serde(default)]
     owner_password: Option<String>,
 }
 
-fn user_json(user: &gatehouse_domain::user::User) -> Value {
-    json!({
-        "id": user.id.to_string(),
-        "account_id": user.account_id.to_string(),
-        "username": user.username.to_string(),
-        "scopes": user.scopes.to_vec(),
-        "created_at": rfc3339(user.created_at),
-    })
-}
-
-/// `POST /api/v1/accounts`: 201 `{account, owner}` (`platform:admin`).
+/// Creates an account and, optionally, its owner (`platform:admin`).
+#[utoipa::path(
+    post, path = "/api/v1/accounts", tag = "accounts",
+    request_body = AccountBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = AccountCreated),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn create_account(
     State(state): State<AppState>,
     auth: Authed,
     Body(body): Body<AccountBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<AccountCreated>), ApiError> {
     let (account, owner) = state
         .issuer()?
         .create_account(
@@ -363,32 +514,46 @@ pub async fn create_account(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "account": {
-                "id": account.id.to_string(),
-                "name": account.name,
-                "created_at": rfc3339(account.created_at),
+        Json(AccountCreated {
+            account: AccountJson {
+                id: account.id.to_string(),
+                name: account.name,
+                created_at: rfc3339(account.created_at),
             },
-            "owner": owner.as_ref().map(user_json),
-        })),
+            owner: owner.as_ref().map(UserJson::from),
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct UserBody {
+    /// An email address.
+    #[schema(format = Email)]
     username: String,
+    /// 12 to 256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     password: String,
     #[serde(default)]
     scopes: Vec<String>,
 }
 
-/// `POST /api/v1/accounts/{account_id}/users`: 201 `{user}` (`users:write`).
+/// Creates a user with scopes in the account (`users:write`).
+#[utoipa::path(
+    post, path = "/api/v1/accounts/{account_id}/users", tag = "accounts",
+    params(("account_id" = uuid::Uuid, Path)),
+    request_body = UserBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, body = UserEnvelope),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn create_user(
     State(state): State<AppState>,
     auth: Authed,
     Path(account_id): Path<String>,
     Body(body): Body<UserBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<UserEnvelope>), ApiError> {
     let scopes = Scopes::parse(&body.scopes).map_err(IssuerError::from)?;
     let user = state
         .issuer()?
@@ -403,15 +568,26 @@ pub async fn create_user(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "user": user_json(&user) })),
+        Json(UserEnvelope {
+            user: UserJson::from(&user),
+        }),
     ))
 }
 
-/// `GET /api/v1/accounts/{account_id}/activity/stream`: the live tail as
-/// Server-Sent Events (`event: activity`, `id:` the log position, so a
-/// reconnecting client sends `Last-Event-ID` and misses nothing). The
-/// credential is checked again on every poll: the stream ends with an
-/// `event: error` carrying the error body once it is revoked or logged out.
+/// The live tail as Server-Sent Events (`event: activity`, `id:` the log
+/// position, so a reconnecting client sends `Last-Event-ID` and misses
+/// nothing). The credential is checked again on every poll: the stream ends
+/// with an `event: error` carrying the error body once it is revoked or
+/// logged out.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account_id}/activity/stream", tag = "activity",
+    params(("account_id" = uuid::Uuid, Path), ActivityParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`event: activity` entries (each an ActivityJson), then `event: error` when the credential ends", content_type = "text/event-stream", body = String),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn activity_stream(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
@@ -435,9 +611,6 @@ pub async fn activity_stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0);
-    // Each entry is an `activity` event (its id the log position, for
-    // `Last-Event-ID`); the tail ends with an `error` event carrying the §7
-    // body once the credential is no longer good.
     let rx = issuer.tail_activity(bearer, query, after, state.poll);
     let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
         Ok::<_, std::convert::Infallible>(match item {

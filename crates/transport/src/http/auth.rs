@@ -1,73 +1,108 @@
 //! The seeds' sign-in routes, SDK-token exchange, verification, JWKS and
-//! probes — each a few lines over the application layer.
+//! probes — each a few lines over the application layer, each described for
+//! `/openapi.json` by its `#[utoipa::path]`.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Authed, Body, Context, OptionalBody, bearer};
 use super::state::AppState;
-use super::views::PrincipalJson;
+use super::views::{
+    AccountRef, Discovery, ErrorBody, JwkJson, Jwks, LoginResponse, LoginUser, PrincipalJson,
+    Probe, SdkTokenResponse, TokenResponse,
+};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
+    /// The account email.
+    #[schema(min_length = 1)]
     username: String,
+    #[schema(min_length = 1)]
     password: String,
 }
 
-/// `POST /api/auth/login`.
+/// Password login: an access token, a refresh token and the account.
+#[utoipa::path(
+    post, path = "/api/auth/login", tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = "default", description = "An error (unknown user and wrong password alike: 401)", body = ErrorBody),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     Context(ctx): Context,
     Body(body): Body<LoginBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LoginResponse>, ApiError> {
     let result = state
         .issuer()?
         .login(&body.username, body.password, &ctx)
         .await;
     crate::count_login(&result);
     let result = result?;
-    Ok(Json(json!({
-        "access_token": result.tokens.access_token,
-        "refresh_token": result.tokens.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": result.tokens.expires_in,
-        "refresh_expires_in": result.tokens.refresh_expires_in,
-        "account": { "id": result.account.id.to_string(), "name": result.account.name },
-        "user": {
-            "id": result.user.id.to_string(),
-            "username": result.user.username.to_string(),
-            "scopes": result.scopes.to_vec(),
+    Ok(Json(LoginResponse {
+        access_token: result.tokens.access_token,
+        refresh_token: result.tokens.refresh_token,
+        token_type: "Bearer",
+        expires_in: result.tokens.expires_in,
+        refresh_expires_in: result.tokens.refresh_expires_in,
+        account: AccountRef {
+            id: result.account.id.to_string(),
+            name: result.account.name,
         },
-    })))
+        user: LoginUser {
+            id: result.user.id.to_string(),
+            username: result.user.username.to_string(),
+            scopes: result.scopes.to_vec(),
+        },
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RefreshBody {
+    #[schema(min_length = 1)]
     refresh_token: String,
 }
 
-/// `POST /api/token/refresh`.
+/// Spends a refresh token for a new pair; a spent one revokes its family.
+#[utoipa::path(
+    post, path = "/api/token/refresh", tag = "auth",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     Context(ctx): Context,
     Body(body): Body<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenResponse>, ApiError> {
     let tokens = state.issuer()?.refresh(&body.refresh_token, &ctx).await?;
-    Ok(Json(json!({
-        "access_token": tokens.access_token,
-        "refresh_token": tokens.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": tokens.expires_in,
-        "refresh_expires_in": tokens.refresh_expires_in,
-    })))
+    Ok(Json(TokenResponse {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        token_type: "Bearer",
+        expires_in: tokens.expires_in,
+        refresh_expires_in: tokens.refresh_expires_in,
+    }))
 }
 
-/// `POST /api/auth/logout`: 204.
+/// Ends the session the refresh token belongs to.
+#[utoipa::path(
+    post, path = "/api/auth/logout", tag = "auth",
+    request_body = RefreshBody,
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn logout(
     State(state): State<AppState>,
     Context(ctx): Context,
@@ -77,13 +112,26 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PasswordBody {
+    #[schema(min_length = 1)]
     old_password: String,
+    /// 12 to 256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     new_password: String,
 }
 
-/// `POST /api/auth/password`: 204; the user's other sessions end.
+/// Changes the caller's password (a user's access token); the user's other
+/// sessions end.
+#[utoipa::path(
+    post, path = "/api/auth/password", tag = "auth",
+    request_body = PasswordBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; the other sessions ended"),
+        (status = "default", description = "An error (a wrong old password: 403 WRONG_PASSWORD)", body = ErrorBody),
+    ),
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     Authed { principal, ctx }: Authed,
@@ -96,37 +144,80 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SdkTokenBody {
+    #[schema(format = Uuid)]
     account_id: String,
+    #[schema(format = Uuid)]
     key_id: String,
+    #[schema(min_length = 1)]
     key_secret: String,
 }
 
-/// `POST /v1/auth/sdk-token` and `POST /api/v1/auth/sdk-token`.
-pub async fn sdk_token(
-    State(state): State<AppState>,
-    Body(body): Body<SdkTokenBody>,
-) -> Result<Json<Value>, ApiError> {
+async fn exchange(state: AppState, body: SdkTokenBody) -> Result<Json<SdkTokenResponse>, ApiError> {
     let (access_token, expires_in) = state
         .issuer()?
         .exchange_sdk_token(&body.account_id, &body.key_id, &body.key_secret)
         .await?;
-    Ok(Json(json!({
-        "access_token": access_token,
-        "expires_in": expires_in,
-        "token_type": "Bearer",
-    })))
+    Ok(Json(SdkTokenResponse {
+        access_token,
+        expires_in,
+        token_type: "Bearer",
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// Exchanges an API key for a one-hour access token (the Scope seed's path).
+#[utoipa::path(
+    post, path = "/v1/auth/sdk-token", tag = "auth",
+    request_body = SdkTokenBody,
+    responses(
+        (status = 200, body = SdkTokenResponse),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
+pub async fn sdk_token(
+    State(state): State<AppState>,
+    Body(body): Body<SdkTokenBody>,
+) -> Result<Json<SdkTokenResponse>, ApiError> {
+    exchange(state, body).await
+}
+
+/// The SDK-token exchange under `/api/v1`.
+#[utoipa::path(
+    post, path = "/api/v1/auth/sdk-token", tag = "auth",
+    request_body = SdkTokenBody,
+    responses(
+        (status = 200, body = SdkTokenResponse),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
+pub async fn sdk_token_v1(
+    State(state): State<AppState>,
+    Body(body): Body<SdkTokenBody>,
+) -> Result<Json<SdkTokenResponse>, ApiError> {
+    exchange(state, body).await
+}
+
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
 pub struct VerifyBody {
+    /// Concrete `resource:action` scopes the credential must hold.
     required_scopes: Vec<String>,
+    /// The `aud` to check instead of the deployment's.
     audience: Option<String>,
 }
 
-/// `POST /api/v1/verify`: the bearer credential, checked for `required_scopes`.
+/// Verifies the bearer credential (JWT or API key) for `required_scopes`.
+/// The body may be left out.
+#[utoipa::path(
+    post, path = "/api/v1/verify", tag = "verify",
+    request_body(content = Option<VerifyBody>, description = "May be left out"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = PrincipalJson),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
@@ -146,23 +237,47 @@ pub async fn verify(
     Ok(Json(verified.into()))
 }
 
-/// `GET /.well-known/jwks.json`: the published keys (RFC 7517), cacheable
-/// for less than a signing key's publish lead.
+/// The published signing keys (RFC 7517), cacheable for less than a signing
+/// key's publish lead.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "auth",
+    responses(
+        (status = 200, body = Jwks, headers(("cache-control" = String))),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let keys = state.issuer()?.keyring().jwks(chrono::Utc::now());
+    let keys = state
+        .issuer()?
+        .keyring()
+        .jwks(chrono::Utc::now())
+        .into_iter()
+        .map(JwkJson::from)
+        .collect();
     Ok((
         [(header::CACHE_CONTROL, "public, max-age=60")],
-        Json(json!({ "keys": keys })),
+        Json(Jwks { keys }),
     ))
 }
 
-/// `GET /healthz`: the process answers.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "probes",
+    responses((status = 200, body = Probe)),
+)]
+pub async fn healthz() -> Json<Probe> {
+    Json(Probe { status: "ok" })
 }
 
-/// `GET /readyz`: the event log answers and, on a verifier, the index is fresh.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Readiness: the event log answers and, on a verifier, the index is fresh.
+#[utoipa::path(
+    get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, body = Probe),
+        (status = "default", description = "Not ready (503 NOT_READY)", body = ErrorBody),
+    ),
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Probe>, ApiError> {
     let unavailable =
         |why: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why).with_reason("NOT_READY");
     if let Some(issuer) = &state.issuer {
@@ -176,16 +291,24 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     {
         return Err(unavailable("the verifier has not read the log recently"));
     }
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Probe { status: "ready" }))
 }
 
-/// `GET /.well-known/openid-configuration`: where the keys and token
-/// endpoints are. `issuer` is exactly the `iss` of every token (an http(s)
-/// URL, checked at start-up), and the endpoints hang off it.
-pub async fn discovery(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Where the keys and token endpoints are. `issuer` is exactly the `iss` of
+/// every token (an http(s) URL, checked at start-up), and the endpoints hang
+/// off it — never off the request's Host, so a cache in front cannot serve a
+/// document naming another host.
+#[utoipa::path(
+    get, path = "/.well-known/openid-configuration", tag = "auth",
+    responses(
+        (status = 200, body = Discovery),
+        (status = "default", description = "An error", body = ErrorBody),
+    ),
+)]
+pub async fn discovery(State(state): State<AppState>) -> Result<Json<Discovery>, ApiError> {
     let issuer = state.issuer()?;
     // The algorithms of the published keys: during a switch, both.
-    let mut algorithms: Vec<&str> = issuer
+    let mut algorithms: Vec<&'static str> = issuer
         .keyring()
         .jwks(chrono::Utc::now())
         .iter()
@@ -194,18 +317,16 @@ pub async fn discovery(State(state): State<AppState>) -> Result<Json<Value>, Api
     algorithms.sort_unstable();
     algorithms.dedup();
     let issuer = issuer.settings().issuer.clone();
-    // Always the configured URL, never the request's Host: a cache in front
-    // must not be able to serve a discovery document naming another host.
     let base = issuer.trim_end_matches('/').to_string();
-    Ok(Json(json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
-        "token_endpoint": format!("{base}/api/auth/login"),
-        "refresh_endpoint": format!("{base}/api/token/refresh"),
-        "sdk_token_endpoint": format!("{base}/v1/auth/sdk-token"),
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algorithms,
-        "token_endpoint_auth_methods_supported": ["none"],
-    })))
+    Ok(Json(Discovery {
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        token_endpoint: format!("{base}/api/auth/login"),
+        refresh_endpoint: format!("{base}/api/token/refresh"),
+        sdk_token_endpoint: format!("{base}/v1/auth/sdk-token"),
+        issuer,
+        response_types_supported: vec!["token"],
+        subject_types_supported: vec!["public"],
+        id_token_signing_alg_values_supported: algorithms,
+        token_endpoint_auth_methods_supported: vec!["none"],
+    }))
 }

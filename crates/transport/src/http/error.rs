@@ -65,15 +65,17 @@ impl ApiError {
 
     /// The body, also used by Envoy `ext_authz` denials.
     pub fn body(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({
-            "code": self.code(),
-            "message": self.message,
-            "statusCode": self.status.as_u16(),
-        });
-        if let Some(reason) = self.reason {
-            body["reason"] = reason.into();
+        serde_json::to_value(self.error_body()).unwrap_or_default()
+    }
+
+    /// The body as its documented type.
+    pub fn error_body(&self) -> super::views::ErrorBody {
+        super::views::ErrorBody {
+            code: self.code(),
+            message: self.message.clone(),
+            status_code: self.status.as_u16(),
+            reason: self.reason,
         }
-        body
     }
 
     /// The RFC 6750 challenge of a 401 or 403: no `error` when no credential
@@ -104,7 +106,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(self.body())).into_response();
+        let mut response = (self.status, axum::Json(self.error_body())).into_response();
         let headers = response.headers_mut();
         if let Some(value) = self
             .challenge()

@@ -19,6 +19,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // serde reads a struct from a JSON array too (`["x"]` fills fields
+        // by position): every body here is an object, so refuse arrays first.
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|rejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "the body is larger than the server accepts",
+                        )
+                    } else {
+                        ApiError::bad_request(rejection.body_text())
+                    }
+                })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
@@ -27,7 +47,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 /// A JSON body whose fields are all optional: no body at all (a bare
-/// `curl -X POST`) is `T::default()`; a body is read as [`Body`] reads it.
+/// `curl -X POST`) and `null` are `T::default()`; a body is otherwise read
+/// as [`Body`] reads it.
 pub struct OptionalBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
@@ -38,7 +59,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalB
         if req.body().size_hint().exact() == Some(0) {
             return Ok(Self(T::default()));
         }
-        Body::from_request(req, state).await.map(|Body(v)| Self(v))
+        Body::<Option<T>>::from_request(req, state)
+            .await
+            .map(|Body(v)| Self(v.unwrap_or_default()))
     }
 }
 

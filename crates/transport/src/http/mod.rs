@@ -7,7 +7,8 @@
 //! - [`extract`]: JSON bodies, the caller's context, the bearer credential;
 //! - [`layers`]: request ids and CORS;
 //! - [`error`]: the one mapping of failures to statuses, bodies and challenges;
-//! - [`views`]: the JSON shapes.
+//! - [`views`]: the JSON shapes, which `/openapi.json` (OpenAPI 3.1, utoipa)
+//!   describes from the same types.
 
 pub mod admin;
 pub mod auth;
@@ -20,8 +21,10 @@ pub mod views;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::get;
 use tower::ServiceExt as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -35,61 +38,101 @@ pub struct HttpSettings {
     pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
-/// The HTTP routes of the roles in `state`.
-pub fn router(state: AppState, settings: &HttpSettings) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(auth::healthz))
-        .route("/readyz", get(auth::readyz));
-    if state.issuer.is_some() {
-        router = router
-            .route("/api/auth/login", post(auth::login))
-            .route("/api/token/refresh", post(auth::refresh))
-            .route("/api/auth/logout", post(auth::logout))
-            .route("/api/auth/password", post(auth::change_password))
-            .route("/v1/auth/sdk-token", post(auth::sdk_token))
-            .route("/api/v1/auth/sdk-token", post(auth::sdk_token))
-            .route("/.well-known/jwks.json", get(auth::jwks))
-            .route("/.well-known/openid-configuration", get(auth::discovery))
-            .route(
-                "/api/v1/scopes",
-                get(admin::list_scopes).post(admin::define_scope),
-            )
-            .route("/api/v1/scopes/import", post(admin::import_scopes))
-            .route("/api/v1/scopes/{name}/retire", post(admin::retire_scope))
-            .route("/api/v1/accounts", post(admin::create_account))
-            .route(
-                "/api/v1/accounts/{account_id}/users",
-                post(admin::create_user),
-            )
-            .route(
-                "/api/v1/accounts/{account_id}/keys",
-                get(admin::list_keys).post(admin::create_key),
-            )
-            .route(
-                "/api/v1/accounts/{account_id}/keys/{key_id}",
-                get(admin::get_key).delete(admin::delete_key),
-            )
-            .route(
-                "/api/v1/accounts/{account_id}/keys/{key_id}/rotate",
-                post(admin::rotate_key),
-            )
-            .route(
-                "/api/v1/accounts/{account_id}/keys/{key_id}/revoke",
-                post(admin::revoke_key),
-            )
-            .route(
-                "/api/v1/accounts/{account_id}/activity",
-                get(admin::activity),
-            )
-            .route(
-                "/api/v1/accounts/{account_id}/activity/stream",
-                get(admin::activity_stream),
+/// The description of the HTTP API; paths come from the handlers'
+/// `#[utoipa::path]` attributes as [`api`] registers them.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Gatehouse",
+        description = "Authentication: password login, refresh rotation, SDK-token exchange, scoped API keys, verification and the key activity log. Every error is `{code, message, statusCode, reason?}`."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign-in, tokens, signing keys"),
+        (name = "verify", description = "Checking a credential"),
+        (name = "keys", description = "API keys of an account"),
+        (name = "activity", description = "The key activity log"),
+        (name = "scopes", description = "The scope catalogue"),
+        (name = "accounts", description = "Accounts and users"),
+        (name = "probes", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// `Authorization: Bearer` with an access token or an API key secret.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some("An access token (user or SDK) or an API key secret"))
+                        .build(),
+                ),
             );
     }
-    if state.decider.is_some() {
-        router = router.route("/api/v1/verify", post(auth::verify));
+}
+
+/// The routes of the roles asked for, each registered with its description.
+fn api(issuer: bool, verifier: bool) -> OpenApiRouter<AppState> {
+    use utoipa::OpenApi as _;
+    let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::healthz))
+        .routes(routes!(auth::readyz));
+    if issuer {
+        api = api
+            .routes(routes!(auth::login))
+            .routes(routes!(auth::refresh))
+            .routes(routes!(auth::logout))
+            .routes(routes!(auth::change_password))
+            .routes(routes!(auth::sdk_token))
+            .routes(routes!(auth::sdk_token_v1))
+            .routes(routes!(auth::jwks))
+            .routes(routes!(auth::discovery))
+            .routes(routes!(admin::list_scopes, admin::define_scope))
+            .routes(routes!(admin::import_scopes))
+            .routes(routes!(admin::retire_scope))
+            .routes(routes!(admin::create_account))
+            .routes(routes!(admin::create_user))
+            .routes(routes!(admin::list_keys, admin::create_key))
+            .routes(routes!(admin::get_key, admin::delete_key))
+            .routes(routes!(admin::rotate_key))
+            .routes(routes!(admin::revoke_key))
+            .routes(routes!(admin::activity))
+            .routes(routes!(admin::activity_stream));
     }
+    if verifier {
+        api = api.routes(routes!(auth::verify));
+    }
+    api
+}
+
+/// The OpenAPI 3.1 description of every route (both roles).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api(true, true).split_for_parts().1
+}
+
+/// The HTTP routes of the roles in `state`, and `/openapi.json` describing
+/// exactly them.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let (router, description) =
+        api(state.issuer.is_some(), state.decider.is_some()).split_for_parts();
+    let description = std::sync::Arc::new(description);
     let router = router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let description = description.clone();
+                async move { axum::Json(description.as_ref().clone()) }
+            }),
+        )
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -117,4 +160,60 @@ pub fn multiplex(grpc: Router, http: Router) -> Router {
             target.oneshot(request)
         },
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_description_is_openapi_3_1_and_names_every_route_of_design_7() {
+        let description = serde_json::to_value(super::openapi()).unwrap();
+        assert_eq!(description["openapi"], "3.1.0");
+        let paths = description["paths"].as_object().unwrap();
+        for (path, method) in [
+            ("/api/auth/login", "post"),
+            ("/api/token/refresh", "post"),
+            ("/api/auth/logout", "post"),
+            ("/api/auth/password", "post"),
+            ("/v1/auth/sdk-token", "post"),
+            ("/api/v1/auth/sdk-token", "post"),
+            ("/api/v1/verify", "post"),
+            ("/api/v1/accounts/{account_id}/keys", "get"),
+            ("/api/v1/accounts/{account_id}/keys", "post"),
+            ("/api/v1/accounts/{account_id}/keys/{key_id}", "get"),
+            ("/api/v1/accounts/{account_id}/keys/{key_id}", "delete"),
+            ("/api/v1/accounts/{account_id}/keys/{key_id}/rotate", "post"),
+            ("/api/v1/accounts/{account_id}/keys/{key_id}/revoke", "post"),
+            ("/api/v1/accounts/{account_id}/activity", "get"),
+            ("/api/v1/accounts/{account_id}/activity/stream", "get"),
+            ("/api/v1/scopes", "get"),
+            ("/api/v1/scopes", "post"),
+            ("/api/v1/scopes/{name}/retire", "post"),
+            ("/api/v1/accounts", "post"),
+            ("/api/v1/accounts/{account_id}/users", "post"),
+            ("/.well-known/jwks.json", "get"),
+            ("/.well-known/openid-configuration", "get"),
+            ("/healthz", "get"),
+            ("/readyz", "get"),
+        ] {
+            let operation = &paths
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} is not described"))[method];
+            assert!(operation.is_object(), "{method} {path} is not described");
+            assert!(
+                path == "/healthz"
+                    || operation["responses"]["default"]["content"]["application/json"]["schema"]
+                        .is_object(),
+                "{method} {path} describes its error body"
+            );
+        }
+        let schemas = &description["components"]["schemas"];
+        assert_eq!(
+            schemas["ErrorBody"]["required"],
+            serde_json::json!(["code", "message", "statusCode"])
+        );
+        assert!(
+            description["components"]["securitySchemes"]["bearer"].is_object(),
+            "{description}"
+        );
+    }
 }
