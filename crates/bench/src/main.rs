@@ -5,6 +5,10 @@
 //! - the throughput of an empty unary RPC (`grpc.health.v1.Health/Check`), the
 //!   baseline;
 //! - `Verify` of an API key, and of a repeated EdDSA access token;
+//! - over HTTP/1.1 JSON: `POST /api/v1/verify` with an API key against an
+//!   empty JSON handler of the same server (`GET /healthz`), and the SDK-token
+//!   exchange (`POST /v1/auth/sdk-token`) against the in-process signing rate
+//!   of this machine's cores;
 //! - how long a revocation made through the issuer takes to be seen by both
 //!   verifiers (p50, p99).
 //!
@@ -40,6 +44,9 @@ struct Args {
     /// Calls in flight during throughput measurements.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Rounds of the HTTP measurements (each: 1 s of every kind of call).
+    #[arg(long, default_value_t = 5)]
+    http_seconds: u64,
     /// Revocations to time.
     #[arg(long, default_value_t = 200)]
     revocations: usize,
@@ -91,6 +98,65 @@ where
         "calls failed during the measurement"
     );
     done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Access tokens signed per second in this process, on every core: the
+/// ceiling of any token-issuing endpoint on this machine.
+async fn signing_rate(seconds: u64) -> anyhow::Result<f64> {
+    use gatehouse_crypto::jwt::{AccessClaims, sign};
+    use gatehouse_crypto::keys::{Signer, generate};
+    use gatehouse_crypto::master::MasterKey;
+    let master = MasterKey::from_base64(MASTER_KEY)?;
+    let key = generate(&master, gatehouse_domain::signing::SigningAlg::EdDSA)?;
+    let signer = Signer::unseal(
+        &master,
+        &key.kid,
+        gatehouse_domain::signing::SigningAlg::EdDSA,
+        &key.sealed_private_key,
+    )?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let signer = signer.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut signed = 0u64;
+                while Instant::now() < deadline {
+                    let now = chrono_now();
+                    // The claims of an SDK token (new ids each time, as the
+                    // exchange makes them).
+                    let claims = AccessClaims {
+                        iss: "http://gatehouse.test".into(),
+                        sub: format!("{:032x}", u128::from(signed) << 7),
+                        aud: "gatehouse".into(),
+                        exp: now + 3600,
+                        iat: now,
+                        nbf: now,
+                        jti: format!("{:032x}", u128::from(signed)),
+                        acc: "01a2203e-52bd-7b8e-a3b5-b0a1b5f0a5c1".into(),
+                        scope: "keys:read".into(),
+                        sid: None,
+                    };
+                    if sign(&claims, &signer).is_ok() {
+                        signed += 1;
+                    }
+                }
+                signed
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for thread in threads {
+        total += thread.await?;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -247,6 +313,60 @@ async fn main() -> anyhow::Result<()> {
     let api_key_ratio = median(rounds.iter().map(|r| r.1 / r.0).collect());
     let jwt_ratio = median(rounds.iter().map(|r| r.2 / r.0).collect());
 
+    // Over HTTP/1.1 JSON: Verify (API key) on the first verifier against the
+    // cheapest JSON handler of the same server, and the SDK exchange on the
+    // issuer against in-process signing. Alternating rounds, medians.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let verifier_base = format!("http://{}", verifiers[0].addr);
+    let issuer_base = format!("http://{}", issuer.addr);
+    let http_empty = {
+        let (http, url) = (http.clone(), format!("{verifier_base}/healthz"));
+        Arc::new(move || {
+            let request = http.get(&url);
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+    };
+    let http_verify = {
+        let (http, url) = (http.clone(), format!("{verifier_base}/api/v1/verify"));
+        let body = serde_json::json!({ "required_scopes": ["keys:read"] });
+        let secret = secret.clone();
+        Arc::new(move || {
+            let request = http.post(&url).bearer_auth(&secret).json(&body);
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+    };
+    let http_exchange = {
+        let (http, url) = (http.clone(), format!("{issuer_base}/v1/auth/sdk-token"));
+        let body = serde_json::json!({
+            "account_id": boot["account_id"],
+            "key_id": boot["key_id"],
+            "key_secret": boot["secret"],
+        });
+        Arc::new(move || {
+            let request = http.post(&url).json(&body);
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+    };
+    let mut http_rounds = Vec::new();
+    for _ in 0..args.http_seconds {
+        let e = http_empty.clone();
+        let empty = throughput(1, args.concurrency, move || e()).await;
+        let v = http_verify.clone();
+        let verify = throughput(1, args.concurrency, move || v()).await;
+        let x = http_exchange.clone();
+        let exchange = throughput(1, args.concurrency, move || x()).await;
+        let signing = signing_rate(1).await?;
+        http_rounds.push((empty, verify, exchange, signing));
+    }
+    let http_empty = median(http_rounds.iter().map(|r| r.0).collect());
+    let http_verify = median(http_rounds.iter().map(|r| r.1).collect());
+    let http_exchange = median(http_rounds.iter().map(|r| r.2).collect());
+    let signing = median(http_rounds.iter().map(|r| r.3).collect());
+    let http_verify_ratio = median(http_rounds.iter().map(|r| r.1 / r.0).collect());
+    let exchange_ratio = median(http_rounds.iter().map(|r| r.2 / r.3).collect());
+
     // Revocation propagation to both verifiers.
     let mut clients = Vec::new();
     for verifier in &verifiers {
@@ -308,6 +428,16 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "| Verify, repeated EdDSA JWT | {jwt:.0} calls/s; **{jwt_ratio:.2} ×** baseline (median of {} rounds) | ≥ 0.85 × |",
         rounds.len()
+    );
+    println!("| empty JSON handler over HTTP/1.1 (`GET /healthz`), baseline | {http_empty:.0} calls/s | — |");
+    println!(
+        "| Verify over HTTP (`POST /api/v1/verify`, API key) | {http_verify:.0} calls/s; **{http_verify_ratio:.2} ×** baseline (median of {} rounds) | ≥ 0.8 × |",
+        http_rounds.len()
+    );
+    println!("| in-process EdDSA signing, every core, baseline | {signing:.0} tokens/s | — |");
+    println!(
+        "| SDK-token exchange over HTTP (`POST /v1/auth/sdk-token`) | {http_exchange:.0} calls/s; **{exchange_ratio:.2} ×** signing (median of {} rounds) | ≥ 0.6 × |",
+        http_rounds.len()
     );
     println!(
         "| revocation seen by both verifiers ({} revocations) | p50 {:.1} ms, **p99 {:.1} ms**, max {:.1} ms | p99 ≤ 250 ms |",
