@@ -429,7 +429,9 @@ async fn main() -> anyhow::Result<()> {
         "| Verify, repeated EdDSA JWT | {jwt:.0} calls/s; **{jwt_ratio:.2} ×** baseline (median of {} rounds) | ≥ 0.85 × |",
         rounds.len()
     );
-    println!("| empty JSON handler over HTTP/1.1 (`GET /healthz`), baseline | {http_empty:.0} calls/s | — |");
+    println!(
+        "| empty JSON handler over HTTP/1.1 (`GET /healthz`), baseline | {http_empty:.0} calls/s | — |"
+    );
     println!(
         "| Verify over HTTP (`POST /api/v1/verify`, API key) | {http_verify:.0} calls/s; **{http_verify_ratio:.2} ×** baseline (median of {} rounds) | ≥ 0.8 × |",
         http_rounds.len()

@@ -9,6 +9,17 @@
 pub mod grpc;
 pub mod http;
 
+/// The credential of an `Authorization` header, read alike by every transport
+/// (and as `Verify` and Envoy's `Check` read theirs): `Bearer <token>`, or a
+/// bare token. No header (or an empty one) is no credential; any other
+/// scheme (`Basic …`) is a credential that will not verify — 401
+/// `invalid_token`, never "missing".
+pub fn credential_of(header: Option<&[u8]>) -> Option<String> {
+    let raw = String::from_utf8_lossy(header?);
+    let token = gatehouse_verifier::verify::strip_bearer(&raw);
+    (!token.is_empty()).then(|| token.to_string())
+}
+
 /// Counts a login by outcome, whichever transport it came by.
 pub fn count_login<T>(result: &Result<T, gatehouse_issuer::IssuerError>) {
     use gatehouse_issuer::IssuerError;

@@ -582,6 +582,38 @@ async fn both_transports(env: Env) {
     )
     .await;
     assert_eq!(bare.status, StatusCode::OK, "{:?}", bare.body);
+    // Another scheme is a credential presented, not a missing one: 401
+    // invalid_token, over HTTP and gRPC alike.
+    let basic = send(
+        world
+            .http
+            .get(world.url(&keys_path))
+            .header("authorization", "Basic Zm9vOmJhcg=="),
+    )
+    .await;
+    assert_eq!(
+        (basic.status, basic.body["reason"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("CREDENTIAL_MALFORMED"))
+    );
+    assert_eq!(
+        basic.challenge.as_deref(),
+        Some(r#"Bearer realm="gatehouse", error="invalid_token""#)
+    );
+    let mut request = tonic::Request::new(pb::ListApiKeysRequest {
+        account_id: account_id.clone(),
+        ..Default::default()
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", "Basic Zm9vOmJhcg==".parse().unwrap());
+    let status = KeyServiceClient::new(world.channel.clone())
+        .list_api_keys(request)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (status.code(), reason(&status).as_str()),
+        (Code::Unauthenticated, "CREDENTIAL_MALFORMED")
+    );
     // A JSON array is not an object, though serde would fill a struct from it.
     let array = world
         .post("/api/v1/verify", Some(&admin), json!(["platform:admin"]))
@@ -776,6 +808,15 @@ async fn browser_and_tail(env: Env) {
         .unwrap()
         .to_string();
     assert!(uuid::Uuid::parse_str(&minted_id).is_ok(), "{minted_id}");
+    // An id that is not token-like is replaced, not recorded as given.
+    let hostile = http
+        .get(format!("{base}/healthz"))
+        .header("x-request-id", "admin logged in <ok>")
+        .send()
+        .await
+        .unwrap();
+    let replaced = hostile.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(replaced).is_ok(), "{replaced}");
     let mut grpc_keys = KeyServiceClient::new(server.channel().await);
     let response = grpc_keys
         .create_api_key(authed(

@@ -13,12 +13,12 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// The bearer token of the `authorization` metadata, if any.
 pub fn bearer<T>(request: &Request<T>) -> Option<String> {
-    let value = request.metadata().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-        .filter(|t| !t.is_empty())
+    crate::credential_of(
+        request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes()),
+    )
 }
 
 /// Client address and request id of a call.

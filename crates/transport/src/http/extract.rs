@@ -174,12 +174,7 @@ pub fn context(parts: &Parts) -> CallContext {
 
 /// The `Authorization: Bearer …` credential, if any.
 pub fn bearer(parts: &Parts) -> Option<String> {
-    let value = parts.headers.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-        .filter(|t| !t.is_empty())
+    crate::credential_of(parts.headers.get("authorization").map(|v| v.as_bytes()))
 }
 
 /// The authenticated caller of an admin route: the one place HTTP calls are

@@ -25,6 +25,18 @@ impl MakeRequestId for MintUuid {
     }
 }
 
+/// Whether a caller's request id may be recorded as given: 1 to 128
+/// characters of a token-like alphabet (UUIDs, W3C trace ids, ULIDs …).
+/// Anything else is replaced by a minted id, so a caller cannot write spaces,
+/// markup or look-alike text into log spans and the audit trail.
+fn usable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
+}
+
 /// Request ids and a log span around `app`.
 pub fn with_request_ids(app: Router) -> Router {
     app.layer(PropagateRequestIdLayer::new(X_REQUEST_ID))
@@ -44,6 +56,18 @@ pub fn with_request_ids(app: Router) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(X_REQUEST_ID, MintUuid))
+        .layer(tower::util::MapRequestLayer::new(
+            |mut request: Request<axum::body::Body>| {
+                if request
+                    .headers()
+                    .get(X_REQUEST_ID)
+                    .is_some_and(|v| !usable_request_id(v))
+                {
+                    request.headers_mut().remove(X_REQUEST_ID);
+                }
+                request
+            },
+        ))
 }
 
 /// CORS for `origins` (none: no CORS headers at all, so browsers on other
@@ -60,4 +84,27 @@ pub fn with_cors(app: Router, origins: &[HeaderValue]) -> Router {
             .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER, X_REQUEST_ID])
             .max_age(std::time::Duration::from_secs(600)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_token_like_request_ids_are_kept() {
+        for ok in [
+            "trace-me-42",
+            "01a2203e-52bd-7b8e-a3b5-b0a1b5f0a5c1",
+            "00-4bf9-01",
+        ] {
+            assert!(usable_request_id(&HeaderValue::from_static(ok)), "{ok}");
+        }
+        let long = "a".repeat(129);
+        for bad in ["", "two words", "<script>", long.as_str()] {
+            assert!(
+                !usable_request_id(&HeaderValue::from_str(bad).unwrap()),
+                "{bad}"
+            );
+        }
+    }
 }
