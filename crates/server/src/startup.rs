@@ -26,7 +26,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use gatehouse_transport::grpc::issuer::{AccountsGrpc, AuditGrpc, AuthGrpc, KeysGrpc, ScopesGrpc};
+use gatehouse_transport::grpc::admin::{AccountsGrpc, AuditGrpc, KeysGrpc, ScopesGrpc};
+use gatehouse_transport::grpc::auth::AuthGrpc;
 
 use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};

@@ -2,7 +2,8 @@
 //! application's errors to `tonic::Status` (one [`status`]), and time
 //! conversions — then a few lines per RPC over the application layer.
 
-pub mod issuer;
+pub mod admin;
+pub mod auth;
 pub mod verifier;
 
 use gatehouse_issuer::error::ERROR_DOMAIN;
