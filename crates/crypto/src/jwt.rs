@@ -384,6 +384,21 @@ mod tests {
                 Err(TokenError::AlgorithmNotAllowed),
                 "{alg}"
             );
+            // HS256 keyed with the public key's text, under the real kid.
+            let mut hs_header = Header::new(Algorithm::HS256);
+            hs_header.typ = Some("at+jwt".into());
+            hs_header.kid = Some(signer.kid.clone());
+            let hs = jsonwebtoken::encode(
+                &hs_header,
+                &claims(now()),
+                &jsonwebtoken::EncodingKey::from_secret(stranger.public_key.as_bytes()),
+            )
+            .unwrap();
+            assert_eq!(
+                verifier.verify(&hs, None),
+                Err(TokenError::AlgorithmNotAllowed),
+                "{alg}"
+            );
             // Across a switch, both keys verify their own tokens.
             verifier
                 .insert_key(&stranger.kid, other, &stranger.public_key)

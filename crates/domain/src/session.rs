@@ -199,10 +199,12 @@ impl Session {
     }
 
     /// Decides the end of this session because its user changed their
-    /// password elsewhere; `None` if it has already ended (revoked, or its
-    /// refresh token expired), so only live sessions get an event.
+    /// password elsewhere; `None` if it was already revoked. A session whose
+    /// refresh token expired still ends: its last access token may outlive
+    /// the refresh token (the two lifetimes are separate settings).
     pub fn end_for_password_change(&self, now: DateTime<Utc>) -> Option<SessionEvent> {
-        (self.revoked.is_none() && now < self.refresh_expires_at)
+        self.revoked
+            .is_none()
             .then(|| self.revoke(RevocationReason::PasswordChanged, now))
     }
 
@@ -331,10 +333,9 @@ mod tests {
     fn a_password_change_ends_live_sessions_only() {
         let (mut events, now) = given();
         let session = Session::fold(&events).unwrap();
-        assert_eq!(
-            session.end_for_password_change(now + ttl()),
-            None,
-            "a session whose refresh token expired has nothing to end"
+        assert!(
+            session.end_for_password_change(now + ttl()).is_some(),
+            "a session whose refresh token expired may still have a live access token"
         );
         let Some(SessionEvent::Revoked(ended)) = session.end_for_password_change(now) else {
             panic!("a live session ends")

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain_events;
 use crate::email::Email;
-use crate::ids::{AccountId, UserId};
+use crate::ids::{AccountId, SessionId, UserId};
 use crate::scope::Scopes;
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -57,11 +57,23 @@ impl std::fmt::Debug for PasswordChanged {
     }
 }
 
+/// A login session of the user began. Appended to the user's stream with
+/// its expected version, in the login's transaction, so a login checked
+/// against a password that a concurrent change replaced cannot commit, and a
+/// password change finds every session to end in the stream it already holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSessionStarted {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub started_at: DateTime<Utc>,
+}
+
 domain_events!(
     /// Events of the `user-<id>` stream.
     UserEvent {
         Created(UserCreated) = "UserCreated.v1",
         PasswordChanged(PasswordChanged) = "UserPasswordChanged.v1",
+        SessionStarted(UserSessionStarted) = "UserSessionStarted.v1",
     }
 );
 
@@ -141,6 +153,8 @@ pub struct User {
     pub password_hash: String,
     pub scopes: Scopes,
     pub created_at: DateTime<Utc>,
+    /// Every login session the user began, oldest first.
+    pub sessions: Vec<SessionId>,
 }
 
 impl std::fmt::Debug for User {
@@ -155,6 +169,16 @@ impl std::fmt::Debug for User {
 }
 
 impl User {
+    /// Records a new login session (the caller has verified the password
+    /// against this fold's hash).
+    pub fn start_session(&self, session_id: SessionId, now: DateTime<Utc>) -> UserEvent {
+        UserEvent::SessionStarted(UserSessionStarted {
+            user_id: self.id,
+            session_id,
+            started_at: now,
+        })
+    }
+
     /// Decides a password change; the caller has verified the old password
     /// and hashed the new one.
     pub fn change_password(&self, password_hash: String, now: DateTime<Utc>) -> UserEvent {
@@ -178,7 +202,13 @@ impl User {
                         password_hash: e.password_hash.clone(),
                         scopes: e.scopes.clone(),
                         created_at: e.created_at,
+                        sessions: Vec::new(),
                     })
+                }
+                UserEvent::SessionStarted(e) => {
+                    if let Some(user) = user.as_mut() {
+                        user.sessions.push(e.session_id);
+                    }
                 }
                 UserEvent::PasswordChanged(e) => {
                     if let Some(user) = user.as_mut() {

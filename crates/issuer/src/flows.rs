@@ -254,17 +254,20 @@ impl Issuer {
         Ok((events, version))
     }
 
-    async fn load_user_by_email(&self, email: &Email) -> Result<Option<User>, IssuerError> {
+    /// The user of `email` and their stream's version.
+    async fn load_user_by_email(&self, email: &Email) -> Result<Option<(User, u64)>, IssuerError> {
         let (claims, _) = self
             .load(&username_stream(email), UsernameEvent::decode)
             .await?;
         let Some(UsernameEvent::Claimed(claim)) = claims.first() else {
             return Ok(None);
         };
-        let (events, _) = self
-            .load(&claim.user_id.stream(), UserEvent::decode)
-            .await?;
-        Ok(User::fold(&events))
+        self.load_user(claim.user_id).await
+    }
+
+    async fn load_user(&self, id: UserId) -> Result<Option<(User, u64)>, IssuerError> {
+        let (events, version) = self.load(&id.stream(), UserEvent::decode).await?;
+        Ok(User::fold(&events).map(|user| (user, version)))
     }
 
     /// The scope catalogue and the `scopes` stream's version, read from the
@@ -562,12 +565,15 @@ impl Issuer {
         };
         let matched = self
             .hasher
-            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            .verify(
+                password,
+                user.as_ref().map(|(u, _)| u.password_hash.clone()),
+            )
             .await?;
-        let user = match (user, matched) {
-            (Some(user), true) => user,
+        let (user, mut user_version) = match (user, matched) {
+            (Some(found), true) => found,
             (user, _) => {
-                let user_id = user.map(|u| u.id);
+                let user_id = user.map(|(u, _)| u.id);
                 self.record_login_failure(
                     &login_stream,
                     user_id,
@@ -618,23 +624,65 @@ impl Issuer {
             at: now,
         });
         let actor = Some(user.id.to_string());
-        self.store
-            .append_all(vec![
-                (
-                    stream(session_id.stream())?,
-                    ExpectedVersion::NoStream,
-                    vec![event(parts!(started), ctx, actor.clone())],
-                ),
-                (
-                    login_stream,
-                    ExpectedVersion::Any,
-                    vec![event(parts!(succeeded), ctx, actor)],
-                ),
-            ])
-            .await?;
-        self.throttle
+        let user_session = user.start_session(session_id, now);
+        // The user stream's expected version ties the session to the hash the
+        // password was checked against: a concurrent password change makes
+        // this append fail instead of leaving a session it never ended.
+        loop {
+            let appended = self
+                .store
+                .append_all(vec![
+                    (
+                        stream(user.id.stream())?,
+                        ExpectedVersion::Exact(user_version),
+                        vec![event(parts!(user_session), ctx, actor.clone())],
+                    ),
+                    (
+                        stream(session_id.stream())?,
+                        ExpectedVersion::NoStream,
+                        vec![event(parts!(started), ctx, actor.clone())],
+                    ),
+                    (
+                        login_stream.clone(),
+                        ExpectedVersion::Any,
+                        vec![event(parts!(succeeded), ctx, actor.clone())],
+                    ),
+                ])
+                .await;
+            match appended {
+                Ok(_) => break,
+                Err(StoreError::WrongExpectedVersion { .. }) => {
+                    // Another login of the same user (retry), or a password
+                    // change (then the checked password is no longer it).
+                    let (current, version) = self
+                        .load_user(user.id)
+                        .await?
+                        .ok_or_else(|| IssuerError::Internal("the user vanished".into()))?;
+                    if current.password_hash != user.password_hash {
+                        self.record_login_failure(
+                            &login_stream,
+                            Some(user.id),
+                            LoginFailure::BadCredentials,
+                            ctx,
+                            now,
+                        )
+                        .await?;
+                        return Err(IssuerError::BadCredentials);
+                    }
+                    user_version = version;
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        // The session is committed: clearing the counter is best effort, so
+        // the caller is never told "failed" about a login that happened.
+        if let Err(error) = self
+            .throttle
             .succeeded(username, ctx.client_address.as_deref())
-            .await?;
+            .await
+        {
+            tracing::warn!(%error, "could not clear the login throttle after a success");
+        }
         Ok(LoginResult {
             tokens: TokenPair {
                 access_token,
@@ -743,43 +791,51 @@ impl Issuer {
         self.throttle
             .succeeded(&username, ctx.client_address.as_deref())
             .await?;
-        let changed = user.change_password(self.hasher.hash(new_password).await?, now);
+        let new_hash = self.hasher.hash(new_password).await?;
         let actor = Some(user.id.to_string());
-        let mut batches = vec![(
-            stream(user.id.stream())?,
-            // A concurrent change of the same password loses (409), so the
-            // hash a user was told is theirs is the one that stays.
-            ExpectedVersion::Exact(version),
-            vec![event(parts!(changed), ctx, actor.clone())],
-        )];
-        // The user's sessions are the ones their successful logins started.
-        let (logins, _) = self.load(login_stream.as_str(), LoginEvent::decode).await?;
-        let mut seen = std::collections::HashSet::new();
-        for login in &logins {
-            let LoginEvent::Succeeded(started) = login else {
-                continue;
-            };
-            if started.user_id != user.id
-                || started.session_id == own_session
-                || !seen.insert(started.session_id)
-            {
-                continue;
+        let (mut user, mut version) = (user, version);
+        for _ in 0..8 {
+            let changed = user.change_password(new_hash.clone(), now);
+            let mut batches = vec![(
+                stream(user.id.stream())?,
+                // Logins append their session here with the version they
+                // read: whichever commits second sees the other.
+                ExpectedVersion::Exact(version),
+                vec![event(parts!(changed), ctx, actor.clone())],
+            )];
+            for &session_id in user.sessions.iter().filter(|s| **s != own_session) {
+                let (events, _) = self
+                    .load(&session_id.stream(), SessionEvent::decode)
+                    .await?;
+                if let Some(ended) =
+                    Session::fold(&events).and_then(|s| s.end_for_password_change(now))
+                {
+                    batches.push((
+                        stream(session_id.stream())?,
+                        // Ending a session only ever tightens (like reuse).
+                        ExpectedVersion::Any,
+                        vec![event(parts!(ended), ctx, actor.clone())],
+                    ));
+                }
             }
-            let (events, _) = self
-                .load(&started.session_id.stream(), SessionEvent::decode)
-                .await?;
-            if let Some(ended) = Session::fold(&events).and_then(|s| s.end_for_password_change(now))
-            {
-                batches.push((
-                    stream(started.session_id.stream())?,
-                    // Ending a session only ever tightens (like reuse).
-                    ExpectedVersion::Any,
-                    vec![event(parts!(ended), ctx, actor.clone())],
-                ));
+            match self.store.append_all(batches).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::WrongExpectedVersion { .. }) => {
+                    // A login began a session meanwhile: end it too. A
+                    // concurrent change of the password itself wins instead.
+                    let (current, current_version) = self
+                        .load_user(user.id)
+                        .await?
+                        .ok_or_else(|| IssuerError::Internal("the user vanished".into()))?;
+                    if current.password_hash != user.password_hash {
+                        return Err(IssuerError::Conflict);
+                    }
+                    (user, version) = (current, current_version);
+                }
+                Err(other) => return Err(other.into()),
             }
         }
-        self.store.append_all(batches).await?;
-        Ok(())
+        Err(IssuerError::Conflict)
     }
 
     async fn load_session(&self, token: &str) -> Result<(Session, u64), IssuerError> {

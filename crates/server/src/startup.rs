@@ -80,6 +80,19 @@ impl Application {
                 .map_err(|e| StartupError::Metrics(e.to_string()))?;
             tracing::info!(%addr, "serving Prometheus metrics at /metrics");
         }
+        if std::env::var_os("GATEHOUSE_ISSUER").is_some() {
+            return Err(StartupError::Config(
+                "GATEHOUSE_ISSUER was renamed GATEHOUSE_ISSUER_URL (an http(s) URL)".into(),
+            ));
+        }
+        if !matches!(role, Role::All) && args.issuer.issuer.is_none() {
+            return Err(StartupError::Config(
+                "a process serving one role is part of a larger deployment: give every process \
+                 the same --issuer-url (GATEHOUSE_ISSUER_URL); the default, http:// + this \
+                 process's own address, would differ between them"
+                    .into(),
+            ));
+        }
         let store =
             EventStore::connect(&args.database.url(), args.database.store_options()).await?;
         store.migrate().await?;

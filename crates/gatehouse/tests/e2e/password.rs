@@ -87,7 +87,16 @@ async fn change_password(env: Env) {
     let password_url = format!("{base}/api/auth/password");
     // Two sessions: this browser (A) and another device (B).
     let a = login(PASSWORD).await.body;
-    let b = login(PASSWORD).await.body;
+    // B signed in with the address typed differently: still the same user.
+    let b = post(
+        &http,
+        &format!("{base}/api/auth/login"),
+        None,
+        json!({ "username": format!("  {}  ", OWNER.to_uppercase()), "password": PASSWORD }),
+    )
+    .await
+    .body;
+    assert!(b["access_token"].is_string(), "{b}");
     let a_token = a["access_token"].as_str().unwrap().to_string();
     let b_token = b["access_token"].as_str().unwrap().to_string();
     let mut auth = AuthServiceClient::new(server.channel().await);
@@ -288,4 +297,84 @@ async fn change_password(env: Env) {
             .and_then(|s| s.parse::<u64>().ok())
             .is_some_and(|s| s >= 1)
     );
+}
+
+#[tokio::test]
+async fn logins_racing_a_password_change_keep_no_session_on_sqlite() {
+    race(sqlite()).await;
+}
+
+#[tokio::test]
+async fn logins_racing_a_password_change_keep_no_session_on_postgres() {
+    race(postgres().await).await;
+}
+
+/// Logins with the old password run while the password changes: each either
+/// commits before the change (and is ended by it) or fails — none keeps a
+/// session that outlives the old password.
+async fn race(env: Env) {
+    bootstrap(&env).await;
+    let server = gatehouse_testkit::Gatehouse::spawn(
+        crate::BIN,
+        &[
+            "serve",
+            "--database-url",
+            &env.url,
+            "--login-free-attempts",
+            "1000",
+        ],
+        &[("GATEHOUSE_MASTER_KEY", crate::issuer::MASTER_KEY)],
+    )
+    .await;
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let credentials = json!({ "username": OWNER, "password": PASSWORD });
+    let a = post(
+        &http,
+        &format!("{base}/api/auth/login"),
+        None,
+        credentials.clone(),
+    )
+    .await
+    .body;
+    let a_token = a["access_token"].as_str().unwrap().to_string();
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url, body) = (
+                http.clone(),
+                format!("{base}/api/auth/login"),
+                credentials.clone(),
+            );
+            tokio::spawn(async move { post(&http, &url, None, body).await })
+        })
+        .collect();
+    let change = post(
+        &http,
+        &format!("{base}/api/auth/password"),
+        Some(&a_token),
+        json!({ "old_password": PASSWORD, "new_password": NEW_PASSWORD }),
+    )
+    .await;
+    assert_eq!(change.status, StatusCode::NO_CONTENT, "{}", change.body);
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    for login in logins {
+        let reply = login.await.unwrap();
+        if reply.status != StatusCode::OK {
+            assert_eq!(
+                reply.body["reason"], "INVALID_CREDENTIALS",
+                "{}",
+                reply.body
+            );
+            continue;
+        }
+        let refreshed = auth
+            .refresh(pb::RefreshRequest {
+                refresh_token: reply.body["refresh_token"].as_str().unwrap().into(),
+            })
+            .await;
+        assert!(
+            refreshed.is_err(),
+            "a session begun with the old password outlived the change"
+        );
+    }
 }

@@ -128,7 +128,12 @@ async fn serve_with_no_configuration_is_healthy_and_lists_every_service() {
 #[tokio::test]
 async fn serve_on_postgres_migrates_and_serves_by_role() {
     let url = gatehouse_testkit::fresh_database().await;
-    let verifier = Gatehouse::spawn(BIN, &["serve", "verifier", "--database-url", &url], &[]).await;
+    let verifier = Gatehouse::spawn(
+        BIN,
+        &["serve", "verifier", "--database-url", &url],
+        &[("GATEHOUSE_ISSUER_URL", "http://gatehouse.test")],
+    )
+    .await;
     assert_eq!(
         health(&verifier, "gatehouse.v1.VerifierService").await,
         ServingStatus::Serving
@@ -192,4 +197,37 @@ async fn a_second_server_on_a_taken_port_fails_with_a_clear_error() {
         stderr.contains(&format!("cannot listen on {taken}")),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn one_role_without_an_issuer_url_refuses_to_start_and_says_why() {
+    for (role, env) in [
+        ("verifier", None),
+        ("issuer", None),
+        ("verifier", Some(("GATEHOUSE_ISSUER", "gatehouse"))),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = tokio::process::Command::new(BIN);
+        command
+            .args(["serve", role, "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("GATEHOUSE_ISSUER_URL")
+            .env_remove("GATEHOUSE_ISSUER");
+        if let Some((key, value)) = env {
+            command
+                .env(key, value)
+                .env("GATEHOUSE_ISSUER_URL", "http://x.test");
+        }
+        let output = tokio::time::timeout(std::time::Duration::from_secs(30), command.output())
+            .await
+            .expect("it exits at once")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{role}: {stderr}");
+        assert!(
+            stderr.contains("GATEHOUSE_ISSUER_URL"),
+            "{role} says what to set: {stderr}"
+        );
+    }
 }

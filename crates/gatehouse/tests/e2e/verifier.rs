@@ -777,7 +777,7 @@ async fn metrics_report_verifier_lag_and_outcomes() {
             "--metrics-listen",
             &metrics_addr,
         ],
-        &[],
+        &[("GATEHOUSE_ISSUER_URL", "http://gatehouse.test")],
     )
     .await;
     let mut client = VerifierServiceClient::new(verifier.channel().await);

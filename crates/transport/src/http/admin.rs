@@ -86,7 +86,7 @@ pub async fn list_keys(
 #[derive(Deserialize, ToSchema)]
 pub struct CreateKeyBody {
     /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: String,
     /// Catalogue scopes, `resource:*` or `*`, within the caller's own grants.
     scopes: Vec<String>,
@@ -370,7 +370,7 @@ pub struct DefineBody {
     #[schema(min_length = 3)]
     name: String,
     /// 1 to 500 characters.
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     description: String,
 }
 
@@ -478,7 +478,7 @@ pub async fn import_scopes(
 #[derive(Deserialize, ToSchema)]
 pub struct AccountBody {
     /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: String,
     /// With `owner_password`: the account's first user, holding `*`.
     #[serde(default)]
@@ -531,7 +531,7 @@ pub struct UserBody {
     #[schema(format = Email)]
     username: String,
     /// 12 to 256 characters.
-    #[schema(min_length = 12, max_length = 256)]
+    #[schema(min_length = 12, max_length = 256, pattern = r"\S")]
     password: String,
     #[serde(default)]
     scopes: Vec<String>,
@@ -592,7 +592,6 @@ pub async fn activity_stream(
     State(state): State<AppState>,
     parts: axum::http::request::Parts,
     Path(account_id): Path<String>,
-    Query(q): Query<ActivityParams>,
 ) -> Result<
     axum::response::Sse<
         impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
@@ -602,8 +601,18 @@ pub async fn activity_stream(
     use axum::response::sse::{Event, KeepAlive, Sse};
     let issuer = state.issuer()?.clone();
     let bearer = super::extract::bearer(&parts);
+    // Authenticated before the query is read, as every other admin route.
     let principal = issuer.authenticate(bearer.as_deref()).await?;
-    let query = q.query(&account_id)?;
+    let axum::extract::Query(q) = axum::extract::Query::<ActivityParams>::try_from_uri(&parts.uri)
+        .map_err(|rejection| {
+            ApiError::bad_request(rejection.body_text().replace(
+                "Failed to deserialize query string: ",
+                "invalid query parameter ",
+            ))
+        })?;
+    let mut query = q.query(&account_id)?;
+    // A tail has no end: `until` does not apply (as over gRPC).
+    query.until = None;
     principal.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)?;
     let after = parts
         .headers

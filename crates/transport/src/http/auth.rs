@@ -20,9 +20,9 @@ use super::views::{
 #[derive(Deserialize, ToSchema)]
 pub struct LoginBody {
     /// The account email.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"\S")]
     username: String,
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"\S")]
     password: String,
 }
 
@@ -66,7 +66,7 @@ pub async fn login(
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefreshBody {
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"\S")]
     refresh_token: String,
 }
 
@@ -114,10 +114,10 @@ pub async fn logout(
 
 #[derive(Deserialize, ToSchema)]
 pub struct PasswordBody {
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"\S")]
     old_password: String,
     /// 12 to 256 characters.
-    #[schema(min_length = 12, max_length = 256)]
+    #[schema(min_length = 12, max_length = 256, pattern = r"\S")]
     new_password: String,
 }
 
@@ -150,7 +150,7 @@ pub struct SdkTokenBody {
     account_id: String,
     #[schema(format = Uuid)]
     key_id: String,
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, pattern = r"\S")]
     key_secret: String,
 }
 

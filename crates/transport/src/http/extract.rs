@@ -110,10 +110,12 @@ fn without_value(message: &str) -> String {
         _ => (None, message),
     };
     let detail = match detail.split_once(": ") {
-        Some((kind, rest)) if kind.starts_with("invalid") => match rest.split_once(", expected ") {
-            Some((_, expected)) => format!("{kind}, expected {expected}"),
-            None => kind.to_string(),
-        },
+        Some((kind, rest)) if kind.starts_with("invalid") => {
+            match rest.rsplit_once(", expected ") {
+                Some((_, expected)) => format!("{kind}, expected {expected}"),
+                None => kind.to_string(),
+            }
+        }
         _ => detail.to_string(),
     };
     match path {
@@ -217,6 +219,10 @@ mod tests {
                 "password: invalid type: integer `12345678`, expected a string at line 1 column 22"
             ),
             "password: invalid type, expected a string"
+        );
+        assert_eq!(
+            without_value(r#"password: invalid type: string "a, expected b", expected u32"#),
+            "password: invalid type, expected u32"
         );
         assert_eq!(
             without_value("missing field `new_password` at line 1 column 2"),
