@@ -37,12 +37,19 @@ pub struct KeyJson {
     pub hint: String,
     /// `active`, `rotating`, `revoked`, `expired` or `deleted`.
     pub state: &'static str,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub rotated_at: Option<String>,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    #[schema(format = DateTime)]
     pub last_used_at: Option<String>,
+    #[schema(format = DateTime)]
     pub previous_secret_valid_until: Option<String>,
+    #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
 }
 
@@ -102,6 +109,7 @@ pub struct PrincipalJson {
     pub kind: &'static str,
     pub key_id: Option<String>,
     pub scopes: Vec<String>,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -147,6 +155,7 @@ pub struct ActivityJson {
     pub position: i64,
     pub kind: String,
     pub key_id: Option<String>,
+    #[schema(format = DateTime)]
     pub at: String,
     pub actor: Option<String>,
     /// `reason`, `scope`, `client_address`, `usage`, as the kind has them.
@@ -325,6 +334,7 @@ pub struct IssuedKeyJson {
     pub secret: String,
     /// Rotate: until when the previous secret still works.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub previous_secret_valid_until: Option<String>,
 }
 
@@ -368,6 +378,7 @@ pub struct ImportedJson {
 pub struct AccountJson {
     pub id: String,
     pub name: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -377,6 +388,7 @@ pub struct UserJson {
     pub account_id: String,
     pub username: String,
     pub scopes: Vec<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
