@@ -65,7 +65,7 @@ pub async fn build(
         issuer: args.issuer_url(),
         audience: args.audience.clone(),
         access_token_ttl: Duration::from_secs(args.access_token_ttl_secs.clamp(1, 24 * 3600)),
-        sdk_token_ttl: Duration::from_secs(3600),
+        sdk_token_ttl: Duration::from_secs(args.sdk_token_ttl_secs.clamp(1, 24 * 3600)),
         refresh_token_ttl: Duration::from_secs(
             args.refresh_token_ttl_secs.clamp(60, 365 * 24 * 3600),
         ),

@@ -3,6 +3,7 @@
 
 mod audit;
 mod cli;
+mod client;
 mod http;
 mod interop;
 mod issuer;

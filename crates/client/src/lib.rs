@@ -1,0 +1,31 @@
+//! The Rust client of Gatehouse (DESIGN §8).
+//!
+//! [`TokenSource`] does what the Scope seed's SDK does for its users: it
+//! exchanges an API key (`account_id`, `key_id`, `key_secret`) for a one-hour
+//! SDK token at `POST /v1/auth/sdk-token`, hands that token to every caller,
+//! and refreshes it `refresh_buffer` (default 60 s) before it expires — once
+//! for all concurrent callers. If a refresh fails while the current token is
+//! still valid, callers keep getting it and the refresh is retried with
+//! jittered backoff; a refused key (revoked, expired, rotated past its grace)
+//! is an [`Error::Unauthorized`] its callers see.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), gatehouse_client::Error> {
+//! use gatehouse_client::{Credentials, TokenSource};
+//!
+//! let tokens = TokenSource::new(
+//!     "https://auth.example.com",
+//!     Credentials::new("01a2…account", "01a2…key", "wc_live_…"),
+//! )?;
+//! let token = tokens.token().await?; // exchanged once, then cached
+//! let answer = reqwest::Client::new()
+//!     .get("https://api.example.com/claws")
+//!     .bearer_auth(&token)
+//!     .send()
+//!     .await;
+//! # Ok(()) }
+//! ```
+
+mod token;
+
+pub use token::{Credentials, Error, TokenSource, TokenSourceConfig};
