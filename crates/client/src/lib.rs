@@ -26,6 +26,15 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! [`GuardLayer`] guards a service's own routes: it reads the bearer
+//! credential, calls Gatehouse's `Verify` with the scopes its [`RouteScopes`]
+//! table names for the route, puts the [`Principal`] in the request's
+//! extensions, and denies with DESIGN §7's JSON body and `WWW-Authenticate`
+//! (HTTP) or the matching gRPC status — for axum and tonic services alike.
+
+mod guard;
 mod token;
 
+pub use guard::{GuardBody, GuardLayer, Guarded, Principal, RouteScopes, WhenUnavailable};
 pub use token::{Credentials, Error, TokenSource, TokenSourceConfig};

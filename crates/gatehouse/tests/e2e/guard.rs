@@ -1,0 +1,247 @@
+//! `gatehouse-client`'s `GuardLayer` in front of a real axum service and a
+//! real tonic service, asking a real Gatehouse: allow (the principal reaches
+//! the handler), missing scope (403 body and challenge), forged, missing and
+//! revoked credentials (401), and Gatehouse down (fail closed: 503).
+
+use std::time::Duration;
+
+use axum::Extension;
+use axum::routing::get;
+use gatehouse_client::{GuardLayer, Principal, RouteScopes, WhenUnavailable};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::issuer::{Env, MASTER_KEY, bootstrap, postgres, reason, sqlite};
+
+#[tokio::test]
+async fn the_guard_layer_protects_axum_and_tonic_services_on_sqlite() {
+    guard(sqlite()).await;
+}
+
+#[tokio::test]
+async fn the_guard_layer_protects_axum_and_tonic_services_on_postgres() {
+    guard(postgres().await).await;
+}
+
+fn routes() -> RouteScopes {
+    RouteScopes::new()
+        .route(None, "/keys", ["keys:read"])
+        .route(Some(axum::http::Method::POST), "/users", ["users:write"])
+        .route(None, "/grpc.health.v1.Health/", ["users:write"])
+}
+
+/// An axum service behind `layer` that answers with the principal it saw.
+async fn axum_service(layer: GuardLayer) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/keys",
+            get(|Extension(p): Extension<Principal>| async move {
+                axum::Json(json!({ "subject": p.subject, "kind": p.kind }))
+            }),
+        )
+        .route(
+            "/users",
+            axum::routing::post(|Extension(p): Extension<Principal>| async move {
+                axum::Json(json!({ "subject": p.subject }))
+            }),
+        )
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// A tonic service (gRPC health) behind `layer`.
+async fn tonic_service(layer: GuardLayer) -> Channel {
+    let (_, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(layer)
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy()
+}
+
+async fn call(request: reqwest::RequestBuilder) -> (StatusCode, Option<String>, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        status,
+        challenge,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn health(channel: &Channel, bearer: Option<&str>) -> Result<(), tonic::Status> {
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    if let Some(bearer) = bearer {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
+    }
+    HealthClient::new(channel.clone())
+        .check(request)
+        .await
+        .map(|_| ())
+}
+
+async fn guard(env: Env) {
+    let boot = bootstrap(&env).await;
+    let admin = boot["secret"].as_str().unwrap().to_string();
+    let account_id = boot["account_id"].as_str().unwrap().to_string();
+    let gatehouse = gatehouse_testkit::Gatehouse::spawn(
+        crate::BIN,
+        &["serve", "--database-url", &env.url],
+        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let keys_url = format!(
+        "http://{}/api/v1/accounts/{account_id}/keys",
+        gatehouse.addr
+    );
+    let narrow: Value = http
+        .post(&keys_url)
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "reader", "scopes": ["keys:read"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reader = narrow["secret"].as_str().unwrap().to_string();
+    let reader_id = narrow["key"]["key_id"].as_str().unwrap().to_string();
+
+    let layer = GuardLayer::new(gatehouse.channel().await)
+        .routes(routes())
+        .deadline(Duration::from_secs(2));
+    let service = axum_service(layer.clone()).await;
+    let grpc = tonic_service(layer).await;
+
+    // Allowed: the principal reaches the handler.
+    let (status, _, body) = call(http.get(format!("{service}/keys")).bearer_auth(&reader)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["subject"], reader_id.as_str());
+    assert_eq!(body["kind"], "api_key");
+    health(&grpc, Some(&admin))
+        .await
+        .expect("the admin holds users:write");
+
+    // Missing scope: 403, the §7 body, insufficient_scope naming the scope.
+    let (status, challenge, body) =
+        call(http.post(format!("{service}/users")).bearer_auth(&reader)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["code"], "forbidden");
+    assert_eq!(body["statusCode"], 403);
+    assert_eq!(body["reason"], "INSUFFICIENT_SCOPE");
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer realm="gatehouse", error="insufficient_scope", scope="users:write""#)
+    );
+    let denied = health(&grpc, Some(&reader)).await.unwrap_err();
+    assert_eq!(
+        (denied.code(), reason(&denied).as_str()),
+        (Code::PermissionDenied, "INSUFFICIENT_SCOPE")
+    );
+
+    // Missing and forged credentials: 401, with and without invalid_token.
+    let (status, challenge, body) = call(http.get(format!("{service}/keys"))).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("CREDENTIAL_MISSING"))
+    );
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="gatehouse""#));
+    let forged = "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.eyJzdWIiOiJ4In0.";
+    let (status, challenge, body) =
+        call(http.get(format!("{service}/keys")).bearer_auth(forged)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "unauthorized");
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer realm="gatehouse", error="invalid_token""#)
+    );
+    let denied = health(&grpc, None).await.unwrap_err();
+    assert_eq!(
+        (denied.code(), reason(&denied).as_str()),
+        (Code::Unauthenticated, "CREDENTIAL_MISSING")
+    );
+
+    // Revoked: refused within the propagation bound.
+    let revoked = http
+        .post(format!("{keys_url}/{reader_id}/revoke"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) =
+            call(http.get(format!("{service}/keys")).bearer_auth(&reader)).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(body["reason"], "KEY_REVOKED");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still allowed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Gatehouse down: fail closed by default (503), open when chosen.
+    let nowhere = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+    let closed = axum_service(GuardLayer::new(nowhere.clone()).routes(routes())).await;
+    let (status, _, body) = call(http.get(format!("{closed}/keys")).bearer_auth(&admin)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["reason"], "AUTH_UNAVAILABLE");
+    let grpc_closed = tonic_service(GuardLayer::new(nowhere.clone()).routes(routes())).await;
+    let denied = health(&grpc_closed, Some(&admin)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::Unavailable);
+    let open = axum::Router::new()
+        .route(
+            "/keys",
+            get(|principal: Option<Extension<Principal>>| async move {
+                if principal.is_some() {
+                    "verified"
+                } else {
+                    "unverified"
+                }
+            }),
+        )
+        .layer(
+            GuardLayer::new(nowhere)
+                .routes(routes())
+                .when_unavailable(WhenUnavailable::FailOpen),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, open).await });
+    let answer = http
+        .get(format!("http://{addr}/keys"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.text().await.unwrap(), "unverified");
+}
