@@ -385,8 +385,14 @@ mod tests {
             .route(Some(Method::POST), "/claws", ["claws:write"])
             .route(None, "/claws/admin", ["team:write"]);
         assert_eq!(routes.scopes_for(&Method::GET, "/claws/1"), ["claws:read"]);
-        assert_eq!(routes.scopes_for(&Method::POST, "/claws/1"), ["claws:write"]);
-        assert_eq!(routes.scopes_for(&Method::GET, "/claws/admin/x"), ["team:write"]);
+        assert_eq!(
+            routes.scopes_for(&Method::POST, "/claws/1"),
+            ["claws:write"]
+        );
+        assert_eq!(
+            routes.scopes_for(&Method::GET, "/claws/admin/x"),
+            ["team:write"]
+        );
         assert!(routes.scopes_for(&Method::GET, "/other").is_empty());
     }
 }

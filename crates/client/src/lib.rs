@@ -7,7 +7,9 @@
 //! for all concurrent callers. If a refresh fails while the current token is
 //! still valid, callers keep getting it and the refresh is retried with
 //! jittered backoff; a refused key (revoked, expired, rotated past its grace)
-//! is an [`Error::Unauthorized`] its callers see.
+//! is an [`Error::Unauthorized`] its callers see. [`BearerLayer`] attaches
+//! the token to a tonic channel's calls, [`TokenSource::authorize`] to a
+//! reqwest request.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), gatehouse_client::Error> {
@@ -18,11 +20,8 @@
 //!     Credentials::new("01a2…account", "01a2…key", "wc_live_…"),
 //! )?;
 //! let token = tokens.token().await?; // exchanged once, then cached
-//! let answer = reqwest::Client::new()
-//!     .get("https://api.example.com/claws")
-//!     .bearer_auth(&token)
-//!     .send()
-//!     .await;
+//! let request = reqwest::Client::new().get("https://api.example.com/claws");
+//! let answer = tokens.authorize(request).await?.send().await;
 //! # Ok(()) }
 //! ```
 
@@ -33,8 +32,10 @@
 //! extensions, and denies with DESIGN §7's JSON body and `WWW-Authenticate`
 //! (HTTP) or the matching gRPC status — for axum and tonic services alike.
 
+mod bearer;
 mod guard;
 mod token;
 
+pub use bearer::{Bearer, BearerLayer};
 pub use guard::{GuardBody, GuardLayer, Guarded, Principal, RouteScopes, WhenUnavailable};
 pub use token::{Credentials, Error, TokenSource, TokenSourceConfig};

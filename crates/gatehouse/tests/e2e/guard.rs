@@ -185,6 +185,39 @@ async fn guard(env: Env) {
         (Code::Unauthenticated, "CREDENTIAL_MISSING")
     );
 
+    // A caller holding only an API key: a TokenSource exchanges it, and the
+    // bearer layer (tonic) or `authorize` (reqwest) attaches the SDK token.
+    let tokens = gatehouse_client::TokenSource::new(
+        &format!("http://{}", gatehouse.addr),
+        gatehouse_client::Credentials::new(
+            account_id.clone(),
+            boot["key_id"].as_str().unwrap(),
+            admin.clone(),
+        ),
+    )
+    .unwrap();
+    let authed_channel = tower::ServiceBuilder::new()
+        .layer(gatehouse_client::BearerLayer::new(tokens.clone()))
+        .service(grpc.clone());
+    HealthClient::new(authed_channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("an SDK token from the bearer layer passes the guard");
+    let (status, _, body) = call(
+        tokens
+            .authorize(http.get(format!("{service}/keys")))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["kind"].as_str()),
+        (StatusCode::OK, Some("sdk"))
+    );
+    assert_eq!(tokens.exchanges(), 1, "one exchange for both calls");
+
     // Revoked: refused within the propagation bound.
     let revoked = http
         .post(format!("{keys_url}/{reader_id}/revoke"))
