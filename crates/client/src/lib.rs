@@ -31,11 +31,16 @@
 //! table names for the route, puts the [`Principal`] in the request's
 //! extensions, and denies with DESIGN §7's JSON body and `WWW-Authenticate`
 //! (HTTP) or the matching gRPC status — for axum and tonic services alike.
+//!
+//! [`AdminClient`] makes the typed admin calls (keys, activity, scopes,
+//! accounts, users) that the `gatehouse` command line is built on.
 
+mod admin;
 mod bearer;
 mod guard;
 mod token;
 
+pub use admin::{AdminClient, AdminError};
 pub use bearer::{Bearer, BearerLayer};
 pub use guard::{GuardBody, GuardLayer, Guarded, Principal, RouteScopes, WhenUnavailable};
 pub use token::{Credentials, Error, TokenSource, TokenSourceConfig};

@@ -1,4 +1,4 @@
-//! The admin and auditor command line: a gRPC client of a running Gatehouse
+//! The admin and auditor command line over `gatehouse_client::AdminClient`
 //! (`keys`, `scopes`, `activity`, `accounts`, `users`, `verify`).
 //!
 //! Reads `GATEHOUSE_ADDR` and `GATEHOUSE_TOKEN` (or `--token-file`); prints
@@ -10,19 +10,12 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use gatehouse_api::v1 as pb;
-use gatehouse_api::v1::account_service_client::AccountServiceClient;
-use gatehouse_api::v1::audit_service_client::AuditServiceClient;
-use gatehouse_api::v1::key_service_client::KeyServiceClient;
-use gatehouse_api::v1::scope_service_client::ScopeServiceClient;
-use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
+use gatehouse_client::{AdminClient, AdminError};
 use serde_json::{Value, json};
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
-use tonic_types::StatusExt as _;
+use tonic::{Code, Status};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone, Args)]
@@ -161,7 +154,19 @@ pub struct Failure {
 
 impl From<Status> for Failure {
     fn from(status: Status) -> Self {
-        let code = match status.code() {
+        AdminError::from(status).into()
+    }
+}
+
+impl From<AdminError> for Failure {
+    fn from(error: AdminError) -> Self {
+        let message = error.to_string();
+        let code = match error {
+            AdminError::Unreachable { .. } => return Self { code: 7, message },
+            AdminError::Config(_) => return Self { code: 2, message },
+            AdminError::Refused { code, .. } => code,
+        };
+        let code = match code {
             Code::Unauthenticated => 3,
             Code::PermissionDenied => 4,
             Code::NotFound => 5,
@@ -172,15 +177,6 @@ impl From<Status> for Failure {
             | Code::OutOfRange => 6,
             Code::Unavailable => 7,
             _ => 1,
-        };
-        let reason = status
-            .get_details_error_info()
-            .map(|i| i.reason)
-            .unwrap_or_default();
-        let message = if reason.is_empty() {
-            status.message().to_string()
-        } else {
-            format!("{} ({reason})", status.message())
         };
         Self { code, message }
     }
@@ -206,26 +202,10 @@ impl Connection {
             .ok_or_else(|| usage("no credential: set GATEHOUSE_TOKEN or --token-file"))
     }
 
-    async fn channel(&self) -> Result<Channel, Failure> {
-        let endpoint = Channel::from_shared(self.addr.clone())
-            .map_err(|e| usage(format!("invalid --addr: {e}")))?;
-        endpoint
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| Failure {
-                code: 7,
-                message: format!("cannot reach {}: {e}", self.addr),
-            })
-    }
-
-    fn request<T>(&self, message: T) -> Result<Request<T>, Failure> {
-        let mut request = Request::new(message);
-        let value = format!("Bearer {}", self.bearer()?)
-            .parse()
-            .map_err(|_| usage("the credential is not a valid header value"))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
+    /// The typed admin client, connected, acting with the credential.
+    async fn client(&self) -> Result<AdminClient, Failure> {
+        let bearer = self.bearer()?;
+        Ok(AdminClient::connect(&self.addr, &bearer).await?)
     }
 }
 
@@ -414,7 +394,7 @@ fn print_secret(json_out: bool, key: &pb::ApiKey, secret: &str, extra: Value) {
 
 /// `gatehouse keys …`.
 pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure> {
-    let mut client = KeyServiceClient::new(conn.channel().await?);
+    let client = conn.client().await?;
     match command {
         KeysCommand::Create {
             account,
@@ -426,52 +406,20 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure
                 .as_deref()
                 .map(|t| timestamp(t, "--expires-at"))
                 .transpose()?;
-            let created = client
-                .create_api_key(conn.request(pb::CreateApiKeyRequest {
-                    account_id: account,
-                    name,
-                    scopes,
-                    expires_at,
-                })?)
-                .await?
-                .into_inner();
-            let key = created.key.unwrap_or_default();
-            print_secret(conn.json, &key, &created.secret, json!({}));
+            let (key, secret) = client
+                .create_key(&account, &name, scopes, expires_at)
+                .await?;
+            print_secret(conn.json, &key, &secret, json!({}));
         }
         KeysCommand::List {
             account,
             include_deleted,
         } => {
-            let mut keys = Vec::new();
-            let mut page_token = String::new();
-            loop {
-                let page = client
-                    .list_api_keys(conn.request(pb::ListApiKeysRequest {
-                        account_id: account.clone(),
-                        page_size: 500,
-                        page_token: page_token.clone(),
-                        include_deleted,
-                    })?)
-                    .await?
-                    .into_inner();
-                keys.extend(page.keys);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+            let keys = client.list_keys(&account, include_deleted).await?;
             print_keys(conn.json, &keys);
         }
         KeysCommand::Get { account, key_id } => {
-            let key = client
-                .get_api_key(conn.request(pb::GetApiKeyRequest {
-                    account_id: account,
-                    key_id,
-                })?)
-                .await?
-                .into_inner()
-                .key
-                .unwrap_or_default();
+            let key = client.get_key(&account, &key_id).await?;
             if conn.json {
                 println!("{}", key_json(&key));
             } else {
@@ -484,14 +432,7 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure
             grace,
         } => {
             let grace_period = grace.as_deref().map(parse_duration).transpose()?;
-            let rotated = client
-                .rotate_api_key(conn.request(pb::RotateApiKeyRequest {
-                    account_id: account,
-                    key_id,
-                    grace_period,
-                })?)
-                .await?
-                .into_inner();
+            let rotated = client.rotate_key(&account, &key_id, grace_period).await?;
             let until = time_text(&rotated.previous_secret_valid_until);
             let key = rotated.key.unwrap_or_default();
             print_secret(
@@ -509,16 +450,7 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure
             key_id,
             reason,
         } => {
-            let key = client
-                .revoke_api_key(conn.request(pb::RevokeApiKeyRequest {
-                    account_id: account,
-                    key_id,
-                    reason,
-                })?)
-                .await?
-                .into_inner()
-                .key
-                .unwrap_or_default();
+            let key = client.revoke_key(&account, &key_id, &reason).await?;
             if conn.json {
                 println!("{}", key_json(&key));
             } else {
@@ -530,13 +462,7 @@ pub async fn keys(conn: &Connection, command: KeysCommand) -> Result<(), Failure
             key_id,
             reason,
         } => {
-            client
-                .delete_api_key(conn.request(pb::DeleteApiKeyRequest {
-                    account_id: account,
-                    key_id: key_id.clone(),
-                    reason,
-                })?)
-                .await?;
+            client.delete_key(&account, &key_id, &reason).await?;
             if conn.json {
                 println!("{}", json!({ "key_id": key_id, "deleted": true }));
             } else {
@@ -601,53 +527,34 @@ pub fn read_scope_file(
 
 /// `gatehouse scopes …`.
 pub async fn scopes(conn: &Connection, command: ScopesCommand) -> Result<(), Failure> {
-    let mut client = ScopeServiceClient::new(conn.channel().await?);
+    let client = conn.client().await?;
     match command {
         ScopesCommand::Define { name, description } => {
-            let defined = client
-                .define_scope(conn.request(pb::DefineScopeRequest { name, description })?)
-                .await?
-                .into_inner();
-            let scope = defined.scope.unwrap_or_default();
-            if !defined.changed {
+            let (scope, changed) = client.define_scope(&name, &description).await?;
+            if !changed {
                 eprintln!("{} already stands as asked; nothing written", scope.name);
             }
             print_scopes(conn.json, &[scope]);
         }
         ScopesCommand::List => {
-            let scopes = client
-                .list_scopes(conn.request(pb::ListScopesRequest {})?)
-                .await?
-                .into_inner()
-                .scopes;
+            let scopes = client.list_scopes().await?;
             print_scopes(conn.json, &scopes);
         }
         ScopesCommand::Retire { name } => {
-            let scope = client
-                .retire_scope(conn.request(pb::RetireScopeRequest { name })?)
-                .await?
-                .into_inner()
-                .scope
-                .unwrap_or_default();
+            let scope = client.retire_scope(&name).await?;
             print_scopes(conn.json, &[scope]);
         }
         ScopesCommand::Import { file, prune } => {
             let definitions = read_scope_file(&file).map_err(usage)?;
             let imported = client
                 .import_scopes(
-                    conn.request(pb::ImportScopesRequest {
-                        scopes: definitions
-                            .into_iter()
-                            .map(|d| pb::ScopeDefinition {
-                                name: d.name,
-                                description: d.description,
-                            })
-                            .collect(),
-                        prune,
-                    })?,
+                    definitions
+                        .into_iter()
+                        .map(|d| (d.name, d.description))
+                        .collect(),
+                    prune,
                 )
-                .await?
-                .into_inner();
+                .await?;
             if conn.json {
                 println!(
                     "{}",
@@ -682,17 +589,7 @@ pub async fn scopes(conn: &Connection, command: ScopesCommand) -> Result<(), Fai
 /// `gatehouse verify`: asks the verifier whether the credential in
 /// GATEHOUSE_TOKEN (or --token-file) holds the given scopes.
 pub async fn verify(conn: &Connection, args: VerifyArgs) -> Result<(), Failure> {
-    let mut client = VerifierServiceClient::new(conn.channel().await?);
-    let principal = client
-        .verify(pb::VerifyRequest {
-            credential: conn.bearer()?,
-            required_scopes: args.scopes,
-            audience: String::new(),
-        })
-        .await?
-        .into_inner()
-        .principal
-        .unwrap_or_default();
+    let principal = conn.client().await?.verify_self(args.scopes).await?;
     let kind = pb::PrincipalKind::try_from(principal.kind)
         .ok()
         .and_then(|k| {
@@ -754,7 +651,7 @@ const ACTIVITY_HEADERS: [&str; 7] = [
 
 /// `gatehouse activity`.
 pub async fn activity(conn: &Connection, args: ActivityArgs) -> Result<(), Failure> {
-    let mut client = AuditServiceClient::new(conn.channel().await?);
+    let client = conn.client().await?;
     let since = args
         .since
         .as_deref()
@@ -762,14 +659,8 @@ pub async fn activity(conn: &Connection, args: ActivityArgs) -> Result<(), Failu
         .transpose()?;
     if args.follow {
         let mut stream = client
-            .watch_key_activity(conn.request(pb::WatchKeyActivityRequest {
-                account_id: args.account,
-                key_id: args.key_id.unwrap_or_default(),
-                since,
-                kinds: vec![],
-            })?)
-            .await?
-            .into_inner();
+            .watch_activity(&args.account, args.key_id.as_deref(), since)
+            .await?;
         if !conn.json {
             println!("{}", ACTIVITY_HEADERS.join("  "));
         }
@@ -782,26 +673,9 @@ pub async fn activity(conn: &Connection, args: ActivityArgs) -> Result<(), Failu
         }
         return Ok(());
     }
-    let mut entries = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_key_activity(conn.request(pb::ListKeyActivityRequest {
-                account_id: args.account.clone(),
-                key_id: args.key_id.clone().unwrap_or_default(),
-                since,
-                page_size: 1000,
-                page_token: page_token.clone(),
-                ..Default::default()
-            })?)
-            .await?
-            .into_inner();
-        entries.extend(page.activity);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let entries = client
+        .list_activity(&args.account, args.key_id.as_deref(), since)
+        .await?;
     if conn.json {
         println!(
             "{}",
@@ -835,19 +709,11 @@ pub async fn create_account(
     name: String,
     owner: Option<String>,
 ) -> Result<(), Failure> {
-    let owner_password = match &owner {
-        Some(_) => password_from("GATEHOUSE_OWNER_PASSWORD")?,
-        None => String::new(),
+    let owner = match owner {
+        Some(username) => Some((username, password_from("GATEHOUSE_OWNER_PASSWORD")?)),
+        None => None,
     };
-    let mut client = AccountServiceClient::new(conn.channel().await?);
-    let created = client
-        .create_account(conn.request(pb::CreateAccountRequest {
-            name,
-            owner_username: owner.unwrap_or_default(),
-            owner_password,
-        })?)
-        .await?
-        .into_inner();
+    let created = conn.client().await?.create_account(&name, owner).await?;
     let account = created.account.unwrap_or_default();
     let owner = created
         .owner
@@ -874,18 +740,11 @@ pub async fn create_user(
     scopes: Vec<String>,
 ) -> Result<(), Failure> {
     let password = password_from("GATEHOUSE_USER_PASSWORD")?;
-    let mut client = AccountServiceClient::new(conn.channel().await?);
-    let user = client
-        .create_user(conn.request(pb::CreateUserRequest {
-            account_id: account,
-            username,
-            password,
-            scopes,
-        })?)
+    let user = conn
+        .client()
         .await?
-        .into_inner()
-        .user
-        .unwrap_or_default();
+        .create_user(&account, &username, password, scopes)
+        .await?;
     if conn.json {
         println!(
             "{}",
