@@ -239,6 +239,46 @@ impl TokenSource {
         result.map(|cached| cached.token)
     }
 
+    /// The cached token without waiting, for synchronous callers such as a
+    /// tonic interceptor: `None` until a first [`TokenSource::token`] has
+    /// fetched one, or once it expired. Starts the background refresh when
+    /// it is due (inside a tokio runtime).
+    pub fn current(&self) -> Option<String> {
+        let mut state = self.inner.state.try_lock().ok()?;
+        let now = Instant::now();
+        let current = state.current.clone().filter(|c| now < c.expires_at)?;
+        if now >= current.refresh_at
+            && !state.refreshing
+            && state.retry_at.is_none_or(|at| now >= at)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            state.refreshing = true;
+            let source = self.clone();
+            runtime.spawn(async move { source.refresh_in_background().await });
+        }
+        Some(current.token)
+    }
+
+    /// A tonic interceptor attaching the cached token; a call made while
+    /// there is none fails with `UNAUTHENTICATED` (prime the source with
+    /// `token().await`, or prefer the async [`crate::BearerLayer`]).
+    pub fn interceptor(
+        &self,
+    ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone + use<>
+    {
+        let source = self.clone();
+        move |mut request: tonic::Request<()>| {
+            let token = source.current().ok_or_else(|| {
+                tonic::Status::unauthenticated("no SDK token yet: call TokenSource::token first")
+            })?;
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| tonic::Status::internal("unusable token"))?;
+            request.metadata_mut().insert("authorization", value);
+            Ok(request)
+        }
+    }
+
     async fn refresh_in_background(&self) {
         let _exchanging = self.inner.exchange.lock().await;
         let result = self.exchange_now().await;

@@ -69,7 +69,7 @@ pub async fn build(
         refresh_token_ttl: Duration::from_secs(
             args.refresh_token_ttl_secs.clamp(60, 365 * 24 * 3600),
         ),
-        leeway: Duration::from_secs(30),
+        leeway: Duration::from_secs(args.clock_leeway_secs.min(300)),
         key_format,
         throttle: ThrottleSettings {
             free_per_username: args.login_free_attempts,

@@ -182,6 +182,11 @@ pub struct IssuerArgs {
     #[arg(long, env = "GATEHOUSE_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
     pub access_token_ttl_secs: u64,
 
+    /// Clock skew tolerated when checking a token's `exp` and `nbf`
+    /// (seconds, at most 300).
+    #[arg(long, env = "GATEHOUSE_CLOCK_LEEWAY_SECS", default_value_t = 30)]
+    pub clock_leeway_secs: u64,
+
     /// SDK token lifetime (seconds): the `expires_in` of the SDK-token
     /// exchange (the seeds' 3600).
     #[arg(long, env = "GATEHOUSE_SDK_TOKEN_TTL_SECS", default_value_t = 3600)]

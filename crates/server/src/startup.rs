@@ -304,7 +304,7 @@ async fn build_verifier(
     let index = Arc::new(RwLock::new(Index::new(
         &args.issuer_url(),
         &args.audience,
-        30,
+        args.clock_leeway_secs.min(300),
     )));
     let follower =
         Follower::start(store.clone(), index.clone(), stop.clone().cancelled_owned()).await?;

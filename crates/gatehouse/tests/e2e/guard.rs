@@ -110,7 +110,12 @@ async fn guard(env: Env) {
     let gatehouse = gatehouse_testkit::Gatehouse::spawn(
         crate::BIN,
         &["serve", "--database-url", &env.url],
-        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+        &[
+            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+            // Short SDK tokens and no leeway, so one can expire in the test.
+            ("GATEHOUSE_SDK_TOKEN_TTL_SECS", "2"),
+            ("GATEHOUSE_CLOCK_LEEWAY_SECS", "0"),
+        ],
     )
     .await;
     let http = reqwest::Client::new();
@@ -217,6 +222,55 @@ async fn guard(env: Env) {
         (StatusCode::OK, Some("sdk"))
     );
     assert_eq!(tokens.exchanges(), 1, "one exchange for both calls");
+    // The synchronous tonic interceptor uses the cached token; before any
+    // token was fetched it refuses to send the call.
+    HealthClient::with_interceptor(grpc.clone(), tokens.interceptor())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("the interceptor attaches the cached SDK token");
+    let unprimed = gatehouse_client::TokenSource::new(
+        &format!("http://{}", gatehouse.addr),
+        gatehouse_client::Credentials::new(account_id.clone(), "k", "s"),
+    )
+    .unwrap();
+    let refused = HealthClient::with_interceptor(grpc.clone(), unprimed.interceptor())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // An expired token: 401 TOKEN_EXPIRED.
+    let sdk: Value = http
+        .post(format!("http://{}/v1/auth/sdk-token", gatehouse.addr))
+        .json(&json!({
+            "account_id": account_id,
+            "key_id": boot["key_id"],
+            "key_secret": admin,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let short = sdk["access_token"].as_str().unwrap().to_string();
+    let (status, _, _) = call(http.get(format!("{service}/keys")).bearer_auth(&short)).await;
+    assert_eq!(status, StatusCode::OK, "valid while fresh");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, challenge, body) =
+        call(http.get(format!("{service}/keys")).bearer_auth(&short)).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("TOKEN_EXPIRED"))
+    );
+    assert_eq!(
+        challenge.as_deref(),
+        Some(r#"Bearer realm="gatehouse", error="invalid_token""#)
+    );
 
     // Revoked: refused within the propagation bound.
     let revoked = http
