@@ -91,3 +91,45 @@ impl TokenSource {
         Ok(request.bearer_auth(self.token().await?))
     }
 }
+
+/// A `reqwest-middleware` middleware attaching the current token to every
+/// request of a `ClientWithMiddleware`.
+///
+/// ```no_run
+/// # async fn demo(tokens: gatehouse_client::TokenSource) -> Result<(), reqwest_middleware::Error> {
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(gatehouse_client::BearerMiddleware::new(tokens))
+///     .build();
+/// let answer = client.get("https://api.example.com/claws").send().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct BearerMiddleware {
+    tokens: TokenSource,
+}
+
+impl BearerMiddleware {
+    pub fn new(tokens: TokenSource) -> Self {
+        Self { tokens }
+    }
+}
+
+#[tonic::async_trait]
+impl reqwest_middleware::Middleware for BearerMiddleware {
+    async fn handle(
+        &self,
+        mut request: reqwest::Request,
+        extensions: &mut axum::http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let token = self
+            .tokens
+            .token()
+            .await
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(reqwest_middleware::Error::middleware)?;
+        request.headers_mut().insert(header::AUTHORIZATION, value);
+        next.run(request, extensions).await
+    }
+}

@@ -8,7 +8,8 @@
 //! still valid, callers keep getting it and the refresh is retried with
 //! jittered backoff; a refused key (revoked, expired, rotated past its grace)
 //! is an [`Error::Unauthorized`] its callers see. [`BearerLayer`] attaches
-//! the token to a tonic channel's calls, [`TokenSource::authorize`] to a
+//! the token to a tonic channel's calls, [`BearerMiddleware`] to every request
+//! of a `reqwest-middleware` client, [`TokenSource::authorize`] to one
 //! reqwest request.
 //!
 //! ```no_run
@@ -41,6 +42,6 @@ mod guard;
 mod token;
 
 pub use admin::{AdminClient, AdminError};
-pub use bearer::{Bearer, BearerLayer};
+pub use bearer::{Bearer, BearerLayer, BearerMiddleware};
 pub use guard::{GuardBody, GuardLayer, Guarded, Principal, RouteScopes, WhenUnavailable};
 pub use token::{Credentials, Error, TokenSource, TokenSourceConfig};

@@ -221,7 +221,16 @@ async fn guard(env: Env) {
         (status, body["kind"].as_str()),
         (StatusCode::OK, Some("sdk"))
     );
-    assert_eq!(tokens.exchanges(), 1, "one exchange for both calls");
+    let client = reqwest_middleware::ClientBuilder::new(http.clone())
+        .with(gatehouse_client::BearerMiddleware::new(tokens.clone()))
+        .build();
+    let through = client.get(format!("{service}/keys")).send().await.unwrap();
+    assert_eq!(
+        through.status(),
+        StatusCode::OK,
+        "the middleware attaches the token"
+    );
+    assert_eq!(tokens.exchanges(), 1, "one exchange for every call");
     // The synchronous tonic interceptor uses the cached token; before any
     // token was fetched it refuses to send the call.
     HealthClient::with_interceptor(grpc.clone(), tokens.interceptor())
