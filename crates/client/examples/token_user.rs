@@ -7,6 +7,9 @@
 //!   GATEHOUSE_KEY_SECRET=wc_live_… SERVICE_URL=http://127.0.0.1:8080/claws \
 //!   cargo run -p gatehouse-client --example token_user
 //! ```
+//! To watch it refresh across several lifetimes, run the server with
+//! `--sdk-token-ttl-secs 5` and set `CALLS=20`: the exchange count grows by
+//! one every few seconds, not once per call.
 
 use std::time::Duration;
 

@@ -72,9 +72,14 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let tokens = self.tokens.clone();
         Box::pin(async move {
-            let token = tokens.token().await?;
+            // As gRPC statuses, so a tonic client sees UNAUTHENTICATED for a
+            // refused key and UNAVAILABLE for an outage, not UNKNOWN.
+            let token = tokens.token().await.map_err(|error| match error {
+                Error::Unauthorized { .. } => tonic::Status::unauthenticated(error.to_string()),
+                other => tonic::Status::unavailable(other.to_string()),
+            })?;
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| Error::Unavailable("unusable token".into()))?;
+                .map_err(|_| tonic::Status::internal("unusable token"))?;
             request.headers_mut().insert(header::AUTHORIZATION, value);
             inner.call(request).await.map_err(Into::into)
         })

@@ -53,11 +53,19 @@ impl RouteScopes {
     }
 
     fn scopes_for(&self, method: &Method, path: &str) -> &[String] {
+        // HEAD is served by GET handlers (axum), so it needs GET's scopes.
+        let method_matches =
+            |m: &Method| m == method || (*m == Method::GET && *method == Method::HEAD);
+        // A prefix covers whole path segments: `/api/public` is not a
+        // prefix of `/api/publicx`.
+        let covers = |prefix: &str| {
+            path.strip_prefix(prefix).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/')
+            })
+        };
         self.rules
             .iter()
-            .filter(|(m, prefix, _)| {
-                m.as_ref().is_none_or(|m| m == method) && path.starts_with(prefix.as_str())
-            })
+            .filter(|(m, prefix, _)| m.as_ref().is_none_or(method_matches) && covers(prefix))
             .max_by_key(|(m, prefix, _)| (prefix.len(), m.is_some()))
             .map_or(&[], |(_, _, scopes)| scopes.as_slice())
     }
@@ -181,6 +189,16 @@ struct Denial {
 }
 
 impl Denial {
+    fn internal(message: &str) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            reason: "INTERNAL".into(),
+            message: message.into(),
+            presented: true,
+            scope: None,
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self.status {
             StatusCode::UNAUTHORIZED => "unauthorized",
@@ -268,7 +286,9 @@ impl Guard {
         let answer = tokio::time::timeout(self.deadline, verifier.verify(request)).await;
         let status = match answer {
             Ok(Ok(response)) => {
-                let p = response.into_inner().principal.unwrap_or_default();
+                let Some(p) = response.into_inner().principal else {
+                    return Err(Denial::internal("Verify answered without a principal"));
+                };
                 return Ok(Some(Principal {
                     kind: match p.kind() {
                         pb::PrincipalKind::User => "user",
@@ -297,26 +317,38 @@ impl Guard {
         };
         match status.code() {
             tonic::Code::Unauthenticated => Err(denial(StatusCode::UNAUTHORIZED, None)),
-            tonic::Code::PermissionDenied => {
-                Err(denial(StatusCode::FORBIDDEN, Some(scopes.join(" "))))
+            tonic::Code::PermissionDenied => Err(denial(
+                StatusCode::FORBIDDEN,
+                (!scopes.is_empty()).then(|| scopes.join(" ")),
+            )),
+            // The only argument the caller does not control is this guard's
+            // own route table (a wildcard scope, say): a server fault.
+            tonic::Code::InvalidArgument => Err(Denial::internal(
+                "the guard's route table names a scope Verify refuses",
+            )),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                match self.when_unavailable {
+                    WhenUnavailable::FailOpen => {
+                        tracing::warn!(%status, "Gatehouse unavailable: failing open");
+                        Ok(None)
+                    }
+                    WhenUnavailable::FailClosed => {
+                        tracing::warn!(%status, "Gatehouse unavailable: failing closed");
+                        Err(Denial {
+                            status: StatusCode::SERVICE_UNAVAILABLE,
+                            reason: "AUTH_UNAVAILABLE".into(),
+                            message: "the credential cannot be checked right now".into(),
+                            presented: true,
+                            scope: None,
+                        })
+                    }
+                }
             }
-            tonic::Code::InvalidArgument => Err(denial(StatusCode::BAD_REQUEST, None)),
-            _ => match self.when_unavailable {
-                WhenUnavailable::FailOpen => {
-                    tracing::warn!(%status, "Gatehouse unavailable: failing open");
-                    Ok(None)
-                }
-                WhenUnavailable::FailClosed => {
-                    tracing::warn!(%status, "Gatehouse unavailable: failing closed");
-                    Err(Denial {
-                        status: StatusCode::SERVICE_UNAVAILABLE,
-                        reason: "AUTH_UNAVAILABLE".into(),
-                        message: "the credential cannot be checked right now".into(),
-                        presented: true,
-                        scope: None,
-                    })
-                }
-            },
+            // Anything else is not an outage: never let it through.
+            _ => {
+                tracing::error!(%status, "Verify failed");
+                Err(Denial::internal("the credential could not be checked"))
+            }
         }
     }
 }
@@ -394,5 +426,24 @@ mod tests {
             ["team:write"]
         );
         assert!(routes.scopes_for(&Method::GET, "/other").is_empty());
+        assert_eq!(
+            routes.scopes_for(&Method::HEAD, "/claws/1"),
+            ["claws:read"],
+            "HEAD is a GET"
+        );
+        assert!(
+            routes.scopes_for(&Method::GET, "/clawsx").is_empty(),
+            "prefixes cover whole segments"
+        );
+        let open = RouteScopes::new().route(None, "/api", ["api:read"]).route(
+            None,
+            "/api/public",
+            Vec::<String>::new(),
+        );
+        assert_eq!(
+            open.scopes_for(&Method::GET, "/api/publicx/secret"),
+            ["api:read"]
+        );
+        assert!(open.scopes_for(&Method::GET, "/api/public/doc").is_empty());
     }
 }

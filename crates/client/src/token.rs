@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
 
 /// An API key's credentials. `Debug` shows no secret.
@@ -136,9 +136,11 @@ struct Inner {
     url: String,
     credentials: Credentials,
     config: TokenSourceConfig,
+    /// Never held across an await, so a plain mutex: a synchronous caller
+    /// (the interceptor) always gets in.
     state: Mutex<State>,
     /// Held by whoever is exchanging, so there is one exchange at a time.
-    exchange: Mutex<()>,
+    exchange: tokio::sync::Mutex<()>,
     exchanges: AtomicU64,
 }
 
@@ -186,7 +188,7 @@ impl TokenSource {
                 credentials,
                 config,
                 state: Mutex::new(State::default()),
-                exchange: Mutex::new(()),
+                exchange: tokio::sync::Mutex::new(()),
                 exchanges: AtomicU64::new(0),
             }),
         })
@@ -202,18 +204,13 @@ impl TokenSource {
     /// while one background refresh replaces it.
     pub async fn token(&self) -> Result<String, Error> {
         {
-            let mut state = self.inner.state.lock().await;
+            let mut state = self.state();
             let now = Instant::now();
             if let Some(current) = state.current.clone()
                 && now < current.expires_at
             {
-                if now >= current.refresh_at
-                    && !state.refreshing
-                    && state.retry_at.is_none_or(|at| now >= at)
-                {
-                    state.refreshing = true;
-                    let source = self.clone();
-                    tokio::spawn(async move { source.refresh_in_background().await });
+                if now >= current.refresh_at {
+                    self.start_background_refresh(&mut state, now);
                 }
                 return Ok(current.token);
             }
@@ -221,7 +218,7 @@ impl TokenSource {
         // No usable token: wait for the one exchange in flight, or make it.
         let _exchanging = self.inner.exchange.lock().await;
         {
-            let state = self.inner.state.lock().await;
+            let state = self.state();
             let now = Instant::now();
             if let Some(current) = &state.current
                 && now < current.expires_at
@@ -235,7 +232,7 @@ impl TokenSource {
             }
         }
         let result = self.exchange_now().await;
-        self.record(&result).await;
+        self.record(&result);
         result.map(|cached| cached.token)
     }
 
@@ -244,19 +241,44 @@ impl TokenSource {
     /// fetched one, or once it expired. Starts the background refresh when
     /// it is due (inside a tokio runtime).
     pub fn current(&self) -> Option<String> {
-        let mut state = self.inner.state.try_lock().ok()?;
+        let mut state = self.state();
         let now = Instant::now();
-        let current = state.current.clone().filter(|c| now < c.expires_at)?;
-        if now >= current.refresh_at
-            && !state.refreshing
-            && state.retry_at.is_none_or(|at| now >= at)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            state.refreshing = true;
-            let source = self.clone();
-            runtime.spawn(async move { source.refresh_in_background().await });
+        match state.current.clone().filter(|c| now < c.expires_at) {
+            Some(current) => {
+                if now >= current.refresh_at {
+                    self.start_background_refresh(&mut state, now);
+                }
+                Some(current.token)
+            }
+            None => {
+                // Nothing to hand out: fetch one for the next call.
+                self.start_background_refresh(&mut state, now);
+                None
+            }
         }
-        Some(current.token)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding it cannot leave the state inconsistent (each
+        // change is one assignment), so a poisoned lock is still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts the one background refresh, unless one runs or backoff holds
+    /// it back (or there is no runtime to run it on).
+    fn start_background_refresh(&self, state: &mut State, now: Instant) {
+        if state.refreshing || state.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        state.refreshing = true;
+        let source = self.clone();
+        runtime.spawn(async move { source.refresh_in_background().await });
     }
 
     /// A tonic interceptor attaching the cached token; a call made while
@@ -280,16 +302,24 @@ impl TokenSource {
     }
 
     async fn refresh_in_background(&self) {
+        /// Clears `refreshing` however the task ends (a panic, a runtime
+        /// shutting down), so refreshes never stop for good.
+        struct Done<'a>(&'a TokenSource);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.state().refreshing = false;
+            }
+        }
+        let _done = Done(self);
         let _exchanging = self.inner.exchange.lock().await;
         let result = self.exchange_now().await;
-        self.record(&result).await;
-        self.inner.state.lock().await.refreshing = false;
+        self.record(&result);
     }
 
     /// Stores the outcome of an exchange: the new token, or the failure and
     /// when to try again (a refused key drops the cached token at once).
-    async fn record(&self, result: &Result<Cached, Error>) {
-        let mut state = self.inner.state.lock().await;
+    fn record(&self, result: &Result<Cached, Error>) {
+        let mut state = self.state();
         match result {
             Ok(cached) => {
                 state.current = Some(cached.clone());
@@ -298,7 +328,9 @@ impl TokenSource {
                 state.last_error = None;
             }
             Err(error) => {
-                if !error.is_transient() {
+                // Only a refused key ends the cached token; anything else (a
+                // proxy's 404, a 5xx) leaves it in use until it expires.
+                if matches!(error, Error::Unauthorized { .. }) {
                     state.current = None;
                 }
                 state.failures = state.failures.saturating_add(1);
@@ -334,7 +366,8 @@ impl TokenSource {
                 .map_err(|e| Error::Unavailable(format!("unreadable answer: {e}")))?;
             // Counted from when the request was sent: the token cannot have
             // been issued earlier than that.
-            let lifetime = Duration::from_secs(body.expires_in);
+            // At most a day, whatever the server says (no overflow).
+            let lifetime = Duration::from_secs(body.expires_in.min(24 * 3600));
             let buffer = self.inner.config.refresh_buffer.min(lifetime / 2);
             return Ok(Cached {
                 token: body.access_token,

@@ -92,6 +92,8 @@ async fn token_source(env: Env) {
         &[
             ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
             ("GATEHOUSE_SDK_TOKEN_TTL_SECS", "3"),
+            // No leeway: a token handed out after its expiry would be refused.
+            ("GATEHOUSE_CLOCK_LEEWAY_SECS", "0"),
         ],
     )
     .await;
@@ -151,9 +153,16 @@ async fn token_source(env: Env) {
     // A refresh happens BUFFER before expiry: the next token arrives while
     // the first is still valid.
     let tokens = TokenSource::with_config(&base, credentials.clone(), config.clone()).unwrap();
-    let first = tokens.token().await.unwrap();
     let issued = Instant::now();
-    tokio::time::sleep(LIFETIME - BUFFER + Duration::from_millis(100)).await;
+    let first = tokens.token().await.unwrap();
+    // Not before the buffer: no early refresh.
+    tokio::time::sleep((LIFETIME - BUFFER).saturating_sub(Duration::from_millis(300))).await;
+    assert_eq!(tokens.token().await.unwrap(), first);
+    assert_eq!(tokens.exchanges(), 1, "no refresh before the buffer");
+    tokio::time::sleep(
+        (LIFETIME - BUFFER + Duration::from_millis(50)).saturating_sub(issued.elapsed()),
+    )
+    .await;
     assert_eq!(
         tokens.token().await.unwrap(),
         first,
@@ -171,11 +180,14 @@ async fn token_source(env: Env) {
     // An outage during the refresh window: the still-valid token is served;
     // once it expires the outage is an error; after the outage, a new token.
     let tokens = TokenSource::with_config(&base, credentials.clone(), config.clone()).unwrap();
-    let before = tokens.token().await.unwrap();
     let issued = Instant::now();
+    let before = tokens.token().await.unwrap();
     proxy.set_down(true);
-    tokio::time::sleep(LIFETIME - BUFFER + Duration::from_millis(100)).await;
-    while issued.elapsed() < LIFETIME - Duration::from_millis(150) {
+    tokio::time::sleep(
+        (LIFETIME - BUFFER + Duration::from_millis(100)).saturating_sub(issued.elapsed()),
+    )
+    .await;
+    while issued.elapsed() < LIFETIME - Duration::from_millis(500) {
         assert_eq!(
             tokens.token().await.unwrap(),
             before,

@@ -113,7 +113,7 @@ async fn guard(env: Env) {
         &[
             ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
             // Short SDK tokens and no leeway, so one can expire in the test.
-            ("GATEHOUSE_SDK_TOKEN_TTL_SECS", "2"),
+            ("GATEHOUSE_SDK_TOKEN_TTL_SECS", "4"),
             ("GATEHOUSE_CLOCK_LEEWAY_SECS", "0"),
         ],
     )
@@ -189,16 +189,26 @@ async fn guard(env: Env) {
         (denied.code(), reason(&denied).as_str()),
         (Code::Unauthenticated, "CREDENTIAL_MISSING")
     );
+    let denied = health(&grpc, Some("garbage")).await.unwrap_err();
+    assert_eq!(
+        (denied.code(), reason(&denied).as_str()),
+        (Code::Unauthenticated, "CREDENTIAL_MALFORMED")
+    );
 
     // A caller holding only an API key: a TokenSource exchanges it, and the
     // bearer layer (tonic) or `authorize` (reqwest) attaches the SDK token.
-    let tokens = gatehouse_client::TokenSource::new(
+    // (No refresh buffer: every call below uses the one token while it lives.)
+    let tokens = gatehouse_client::TokenSource::with_config(
         &format!("http://{}", gatehouse.addr),
         gatehouse_client::Credentials::new(
             account_id.clone(),
             boot["key_id"].as_str().unwrap(),
             admin.clone(),
         ),
+        gatehouse_client::TokenSourceConfig {
+            refresh_buffer: Duration::ZERO,
+            ..Default::default()
+        },
     )
     .unwrap();
     let authed_channel = tower::ServiceBuilder::new()
@@ -251,6 +261,10 @@ async fn guard(env: Env) {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(
+        refused.message().contains("no SDK token yet"),
+        "refused by the interceptor itself: {refused:?}"
+    );
 
     // An expired token: 401 TOKEN_EXPIRED.
     let sdk: Value = http
@@ -269,7 +283,7 @@ async fn guard(env: Env) {
     let short = sdk["access_token"].as_str().unwrap().to_string();
     let (status, _, _) = call(http.get(format!("{service}/keys")).bearer_auth(&short)).await;
     assert_eq!(status, StatusCode::OK, "valid while fresh");
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     let (status, challenge, body) =
         call(http.get(format!("{service}/keys")).bearer_auth(&short)).await;
     assert_eq!(
@@ -303,6 +317,41 @@ async fn guard(env: Env) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    let denied = health(&grpc, Some(&reader)).await.unwrap_err();
+    assert_eq!(
+        (denied.code(), reason(&denied).as_str()),
+        (Code::Unauthenticated, "KEY_REVOKED")
+    );
+
+    // A verifier that accepts connections and never answers: the deadline
+    // ends the wait, and the guard fails closed.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let hung = axum_service(
+        GuardLayer::new(
+            Endpoint::from_shared(format!("http://{silent_addr}"))
+                .unwrap()
+                .connect_lazy(),
+        )
+        .routes(routes())
+        .deadline(Duration::from_millis(300)),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    let (status, _, body) = call(http.get(format!("{hung}/keys")).bearer_auth(&admin)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the deadline bounds the wait: {:?}",
+        started.elapsed()
+    );
 
     // Gatehouse down: fail closed by default (503), open when chosen.
     let nowhere = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
