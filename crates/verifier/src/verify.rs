@@ -43,7 +43,13 @@ pub enum Denial {
     /// INVALID_ARGUMENT: a required scope that is malformed or a wildcard
     /// (required scopes are always concrete). Decided before the credential.
     InvalidScope(String),
+    /// INVALID_ARGUMENT: more required scopes than [`MAX_REQUIRED_SCOPES`]
+    /// (so no answer echoes an unbounded list back).
+    TooManyScopes(usize),
 }
+
+/// Most required scopes one `Verify` may ask for: the catalogue's size.
+pub const MAX_REQUIRED_SCOPES: usize = 64;
 
 impl Denial {
     pub fn reason(&self) -> &'static str {
@@ -51,6 +57,7 @@ impl Denial {
             Self::Unauthenticated(reason) => reason,
             Self::InsufficientScope(_) => "INSUFFICIENT_SCOPE",
             Self::InvalidScope(_) => "INVALID_SCOPE",
+            Self::TooManyScopes(_) => "TOO_MANY_SCOPES",
         }
     }
 }
@@ -112,6 +119,9 @@ impl Verifier {
         caller: Option<&str>,
         now: DateTime<Utc>,
     ) -> Outcome {
+        if required.len() > MAX_REQUIRED_SCOPES {
+            return Outcome::Decided(Err(Denial::TooManyScopes(required.len())));
+        }
         if let Some(bad) = required.iter().find(|r| !Scope::is_concrete(r)) {
             return Outcome::Decided(Err(Denial::InvalidScope(bad.chars().take(80).collect())));
         }

@@ -386,6 +386,17 @@ async fn both_transports(env: Env) {
             Code::PermissionDenied,
             "INSUFFICIENT_SCOPE",
         ),
+        // An unbounded list is refused before anything is echoed back.
+        (
+            Call::Verify(
+                Some(reader.clone()),
+                (0..10_000)
+                    .map(|i| &*Box::leak(format!("s{i}:read").into_boxed_str()))
+                    .collect(),
+            ),
+            Code::InvalidArgument,
+            "TOO_MANY_SCOPES",
+        ),
         (
             Call::Verify(Some(reader.clone()), vec!["keys:*"]),
             Code::InvalidArgument,

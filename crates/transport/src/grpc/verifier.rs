@@ -37,6 +37,13 @@ fn denial_status(denial: &Denial) -> Status {
                 "invalid required scope {scope:?}: required scopes are concrete resource:action, never wildcards"
             ),
         ),
+        Denial::TooManyScopes(given) => (
+            Code::InvalidArgument,
+            format!(
+                "{given} required scopes: at most {}",
+                gatehouse_verifier::verify::MAX_REQUIRED_SCOPES
+            ),
+        ),
     };
     let mut details = ErrorDetails::new();
     details.set_error_info(denial.reason(), ERROR_DOMAIN, []);
@@ -208,7 +215,7 @@ impl Authorization for VerifierGrpc {
                     Denial::Unauthenticated(_) => Code::Unauthenticated,
                     Denial::InsufficientScope(_) => Code::PermissionDenied,
                     // The route's configuration is at fault, not the caller.
-                    Denial::InvalidScope(_) => Code::Internal,
+                    Denial::InvalidScope(_) | Denial::TooManyScopes(_) => Code::Internal,
                 };
                 let mut error = ApiError::from(denial);
                 if grpc == Code::Internal {

@@ -174,6 +174,11 @@ impl From<Denial> for ApiError {
                 "invalid required scope {scope:?}: required scopes are concrete resource:action, never wildcards"
             ))
             .with_reason(reason),
+            Denial::TooManyScopes(given) => Self::bad_request(format!(
+                "{given} required scopes: at most {}",
+                gatehouse_verifier::verify::MAX_REQUIRED_SCOPES
+            ))
+            .with_reason(reason),
         }
     }
 }
