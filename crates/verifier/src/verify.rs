@@ -48,6 +48,9 @@ pub enum Denial {
     TooManyScopes(usize),
 }
 
+/// The marker of an SDK token whose key the index does not know.
+const UNKNOWN_TOKEN_KEY: &str = "KEY_UNKNOWN";
+
 /// Most required scopes one `Verify` may ask for: the catalogue's size.
 pub const MAX_REQUIRED_SCOPES: usize = 64;
 
@@ -149,6 +152,9 @@ impl Verifier {
         } else {
             (Err(Denial::Unauthenticated("CREDENTIAL_MALFORMED")), None)
         };
+        if matches!(verified, Err(Denial::Unauthenticated(UNKNOWN_TOKEN_KEY))) {
+            return Outcome::UnknownKey;
+        }
         // Grants are resolved against the live catalogue on every call: a
         // retired scope stops being held at once, cached token or not.
         let catalogue = index.catalogue();
@@ -250,7 +256,10 @@ impl Verifier {
                         .map_err(|e| Denial::Unauthenticated(e.reason())),
                     Some((key.id, key.account_id)),
                 ),
-                None => (Ok(verified), None),
+                // A token of a key this index does not know (yet): never
+                // let it through on the signature alone; the decider catches
+                // up once and asks again.
+                None => (Err(Denial::Unauthenticated(UNKNOWN_TOKEN_KEY)), None),
             },
         }
     }

@@ -401,7 +401,15 @@ async fn every_credential_kind_is_verified_and_every_bad_one_refused_with_its_re
         nbf: now - 1020,
         ..claims.clone()
     });
+    // Signed with the real key, shaped as an SDK token (no session), for a
+    // key nobody issued: the signature alone must not let it in.
+    let keyless = sign(&AccessClaims {
+        sub: uuid::Uuid::now_v7().to_string(),
+        sid: None,
+        ..claims.clone()
+    });
     let cases = [
+        ("SDK token of an unknown key", keyless, "KEY_UNKNOWN"),
         ("wrong signing key", wrong_key, "BAD_SIGNATURE"),
         ("unknown kid", unknown_kid, "UNKNOWN_SIGNING_KEY"),
         ("edited payload", edited, "BAD_SIGNATURE"),
