@@ -542,48 +542,25 @@ impl Issuer {
         required("password", &password)?;
         let now = Utc::now();
         let login_stream = stream(login_stream(username))?;
-        if let Err(error) = self
-            .throttle
-            .reserve(username, ctx.client_address.as_deref(), now)
-            .await
-        {
-            if matches!(error, IssuerError::Throttled { .. }) {
-                self.record_login_failure(&login_stream, None, LoginFailure::Throttled, ctx, now)
-                    .await?;
-            }
-            return Err(error);
-        }
+        self.reserve_attempt(username, &login_stream, None, ctx, now)
+            .await?;
         let user = match Email::parse(username) {
             Ok(email) => self.load_user_by_email(&email).await?,
             Err(_) => None,
         };
         // Always run argon2: against the user's hash, or the dummy one.
-        let password = if plausible_login_password(&password) {
-            password
-        } else {
-            String::new()
-        };
         let matched = self
-            .hasher
-            .verify(
+            .check_password(
+                &login_stream,
+                user.as_ref().map(|(u, _)| (u.id, u.password_hash.clone())),
                 password,
-                user.as_ref().map(|(u, _)| u.password_hash.clone()),
+                ctx,
+                now,
             )
             .await?;
         let (user, mut user_version) = match (user, matched) {
             (Some(found), true) => found,
-            (user, _) => {
-                let user_id = user.map(|(u, _)| u.id);
-                self.record_login_failure(
-                    &login_stream,
-                    user_id,
-                    LoginFailure::BadCredentials,
-                    ctx,
-                    now,
-                )
-                .await?;
-                return Err(IssuerError::BadCredentials);
-            }
+            _ => return Err(IssuerError::BadCredentials),
         };
         // Everything that can fail comes before the append: a login the
         // caller never receives must not leave a session in the log.
@@ -721,6 +698,58 @@ impl Issuer {
         Ok(())
     }
 
+    /// Counts an attempt at `username`'s password with the throttle; a
+    /// throttled attempt is recorded and refused (429).
+    async fn reserve_attempt(
+        &self,
+        username: &str,
+        login_stream: &StreamId,
+        user_id: Option<UserId>,
+        ctx: &CallContext,
+        now: DateTime<Utc>,
+    ) -> Result<(), IssuerError> {
+        let reserved = self
+            .throttle
+            .reserve(username, ctx.client_address.as_deref(), now)
+            .await;
+        if let Err(IssuerError::Throttled { .. }) = &reserved {
+            self.record_login_failure(login_stream, user_id, LoginFailure::Throttled, ctx, now)
+                .await?;
+        }
+        reserved
+    }
+
+    /// Runs argon2 on `password` against the user's hash (the dummy hash
+    /// when there is no user, so both take the same time) and records a
+    /// mismatch in the login stream.
+    async fn check_password(
+        &self,
+        login_stream: &StreamId,
+        user: Option<(UserId, String)>,
+        password: String,
+        ctx: &CallContext,
+        now: DateTime<Utc>,
+    ) -> Result<bool, IssuerError> {
+        let password = if plausible_login_password(&password) {
+            password
+        } else {
+            String::new()
+        };
+        let (user_id, hash) = user.unzip();
+        let matched = self.hasher.verify(password, hash).await?;
+        if !matched {
+            self.record_login_failure(
+                login_stream,
+                user_id,
+                LoginFailure::BadCredentials,
+                ctx,
+                now,
+            )
+            .await?;
+        }
+        Ok(matched)
+    }
+
     /// Changes the password of the user whose access token `principal` is,
     /// after checking the old one (throttled like a login: a stolen access
     /// token must not become a password oracle), and ends the user's other
@@ -742,50 +771,28 @@ impl Issuer {
             UserId::parse(&principal.subject).map_err(|_| IssuerError::Unauthenticated {
                 reason: "CREDENTIAL_MALFORMED",
             })?;
-        let (events, version) = self.load(&user_id.stream(), UserEvent::decode).await?;
-        let user = User::fold(&events)
-            .filter(|u| u.account_id == principal.account_id)
+        let (user, version) = self
+            .load_user(user_id)
+            .await?
+            .filter(|(u, _)| u.account_id == principal.account_id)
             .ok_or(IssuerError::Unauthenticated {
                 reason: "CREDENTIAL_MALFORMED",
             })?;
         let username = user.username.as_str().to_owned();
         let login_stream = stream(login_stream(&username))?;
         let now = Utc::now();
-        if let Err(error) = self
-            .throttle
-            .reserve(&username, ctx.client_address.as_deref(), now)
-            .await
-        {
-            if matches!(error, IssuerError::Throttled { .. }) {
-                self.record_login_failure(
-                    &login_stream,
-                    Some(user.id),
-                    LoginFailure::Throttled,
-                    ctx,
-                    now,
-                )
-                .await?;
-            }
-            return Err(error);
-        }
-        let old_password = if plausible_login_password(&old_password) {
-            old_password
-        } else {
-            String::new()
-        };
-        if !self
-            .hasher
-            .verify(old_password, Some(user.password_hash.clone()))
-            .await?
-        {
-            self.record_login_failure(
+        self.reserve_attempt(&username, &login_stream, Some(user.id), ctx, now)
+            .await?;
+        let matched = self
+            .check_password(
                 &login_stream,
-                Some(user.id),
-                LoginFailure::BadCredentials,
+                Some((user.id, user.password_hash.clone())),
+                old_password,
                 ctx,
                 now,
             )
             .await?;
+        if !matched {
             return Err(IssuerError::WrongPassword);
         }
         self.throttle

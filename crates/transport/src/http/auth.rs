@@ -310,9 +310,9 @@ pub async fn discovery(State(state): State<AppState>) -> Result<Json<Discovery>,
     // The algorithms of the published keys: during a switch, both.
     let mut algorithms: Vec<&'static str> = issuer
         .keyring()
-        .jwks(chrono::Utc::now())
+        .published(chrono::Utc::now())
         .iter()
-        .map(|k| k.alg)
+        .map(|k| k.alg.as_str())
         .collect();
     algorithms.sort_unstable();
     algorithms.dedup();
