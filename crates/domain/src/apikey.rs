@@ -304,28 +304,73 @@ impl ApiKey {
                     deleted_at: None,
                 })
             }
-            (ApiKeyEvent::Rotated(e), Some(k)) => {
-                k.secret_hash = e.secret_hash.clone();
-                k.hint = e.hint.clone();
-                k.rotations = e.rotation;
-                k.rotated_at = Some(e.rotated_at);
-                k.previous = Some(PreviousSecret {
+            (_, Some(k)) => k.record(event),
+            (_, None) => {}
+        }
+    }
+
+    /// Folds a later event (anything but `Created`) into this key.
+    fn record(&mut self, event: &ApiKeyEvent) {
+        match event {
+            ApiKeyEvent::Created(_) => {}
+            ApiKeyEvent::Rotated(e) => {
+                self.secret_hash = e.secret_hash.clone();
+                self.hint = e.hint.clone();
+                self.rotations = e.rotation;
+                self.rotated_at = Some(e.rotated_at);
+                self.previous = Some(PreviousSecret {
                     rotation: e.rotation,
                     hash: e.previous_hash.clone(),
                     valid_until: e.previous_valid_until,
                     expiry_recorded: false,
                 });
             }
-            (ApiKeyEvent::GraceExpired(e), Some(k)) => {
-                if let Some(previous) = k.previous.as_mut().filter(|p| p.rotation == e.rotation) {
+            ApiKeyEvent::GraceExpired(e) => {
+                if let Some(previous) = self.previous.as_mut().filter(|p| p.rotation == e.rotation)
+                {
                     previous.expiry_recorded = true;
                 }
             }
-            (ApiKeyEvent::Revoked(e), Some(k)) => k.revoked_at = Some(e.revoked_at),
-            (ApiKeyEvent::Expired(_), Some(k)) => k.expiry_recorded = true,
-            (ApiKeyEvent::Deleted(e), Some(k)) => k.deleted_at = Some(e.deleted_at),
-            (_, None) => {}
+            ApiKeyEvent::Revoked(e) => self.revoked_at = Some(e.revoked_at),
+            ApiKeyEvent::Expired(_) => self.expiry_recorded = true,
+            ApiKeyEvent::Deleted(e) => self.deleted_at = Some(e.deleted_at),
         }
+    }
+
+    /// This key with whatever was due by `now` recorded, and those due
+    /// events. Every command decides on it and appends the due events first,
+    /// so the log reads in the order things happened (a grace that ended
+    /// before a revocation is recorded before it), whether or not the
+    /// scheduler has run.
+    fn caught_up(&self, now: DateTime<Utc>) -> (Self, Vec<ApiKeyEvent>) {
+        let due = self.due(now);
+        let mut key = self.clone();
+        for event in &due {
+            key.record(event);
+        }
+        (key, due)
+    }
+
+    /// Ends a grace period still running at `now` (a rotation or revocation
+    /// ends it early), so nothing falls due after the command.
+    fn end_grace(&self, now: DateTime<Utc>) -> Option<ApiKeyEvent> {
+        let previous = self.previous.as_ref().filter(|p| !p.expiry_recorded)?;
+        Some(ApiKeyEvent::GraceExpired(GracePeriodExpired {
+            key_id: self.id,
+            account_id: self.account_id,
+            rotation: previous.rotation,
+            expired_at: now.min(previous.valid_until),
+        }))
+    }
+
+    /// Whether a concurrent `event` is the system's bookkeeping (a grace or
+    /// expiry falling due) rather than a person's change: a command that
+    /// meets one decides again instead of failing.
+    pub fn is_bookkeeping(event: &ApiKeyEvent) -> bool {
+        matches!(
+            event,
+            ApiKeyEvent::GraceExpired(_) | ApiKeyEvent::Expired(_)
+        )
     }
 
     /// The hashes that may authenticate this key: the current secret's and, if
@@ -391,42 +436,46 @@ impl ApiKey {
         grace: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<ApiKeyEvent>, KeyError> {
-        self.usable(now)?;
-        let mut events = Vec::with_capacity(2);
-        if let Some(previous) = self.previous.as_ref().filter(|p| !p.expiry_recorded) {
-            events.push(ApiKeyEvent::GraceExpired(GracePeriodExpired {
-                key_id: self.id,
-                account_id: self.account_id,
-                rotation: previous.rotation,
-                expired_at: now.min(previous.valid_until),
-            }));
-        }
+        let (key, mut events) = self.caught_up(now);
+        key.usable(now)?;
+        events.extend(key.end_grace(now));
         events.push(ApiKeyEvent::Rotated(ApiKeyRotated {
-            key_id: self.id,
-            account_id: self.account_id,
-            rotation: self.rotations + 1,
+            key_id: key.id,
+            account_id: key.account_id,
+            rotation: key.rotations + 1,
             secret_hash: next,
             hint,
-            previous_hash: self.secret_hash.clone(),
+            previous_hash: key.secret_hash.clone(),
             previous_valid_until: now + grace.max(Duration::zero()),
             rotated_at: now,
         }));
         Ok(events)
     }
 
-    /// Decides a revocation. Revoking a revoked key is refused (and writes nothing).
-    pub fn revoke(&self, reason: &str, now: DateTime<Utc>) -> Result<ApiKeyEvent, RevokeError> {
-        if self.revoked_at.is_some() {
+    /// Decides a revocation, after what was due and ending a running grace
+    /// period. Revoking a revoked key is refused (and writes nothing).
+    pub fn revoke(
+        &self,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApiKeyEvent>, RevokeError> {
+        let (key, mut events) = self.caught_up(now);
+        if key.deleted_at.is_some() {
+            return Err(RevokeError::Deleted);
+        }
+        if key.revoked_at.is_some() {
             return Err(RevokeError::AlreadyRevoked);
         }
         let reason =
             check_text("reason", reason, MAX_REASON_CHARS, true).map_err(RevokeError::Invalid)?;
-        Ok(ApiKeyEvent::Revoked(ApiKeyRevoked {
-            key_id: self.id,
-            account_id: self.account_id,
+        events.extend(key.end_grace(now));
+        events.push(ApiKeyEvent::Revoked(ApiKeyRevoked {
+            key_id: key.id,
+            account_id: key.account_id,
             reason,
             revoked_at: now,
-        }))
+        }));
+        Ok(events)
     }
 
     /// Decides a deletion: a key still in service is revoked first, in the
@@ -442,10 +491,12 @@ impl ApiKey {
         }
         let reason =
             check_text("reason", reason, MAX_REASON_CHARS, true).map_err(RevokeError::Invalid)?;
-        let mut events = Vec::with_capacity(2);
-        if self.usable(now).is_ok() {
-            events.push(self.revoke(&reason, now)?);
-        }
+        let (key, due) = self.caught_up(now);
+        let mut events = if key.usable(now).is_ok() {
+            self.revoke(&reason, now)?
+        } else {
+            due
+        };
         events.push(ApiKeyEvent::Deleted(ApiKeyDeleted {
             key_id: self.id,
             account_id: self.account_id,
@@ -541,7 +592,7 @@ mod tests {
             key(&events).authenticate(&SecretHash::of("s1"), now + Duration::hours(1)),
             Err(KeyError::Expired)
         );
-        events.push(key(&events).revoke("leaked", now).unwrap());
+        events.extend(key(&events).revoke("leaked", now).unwrap());
         assert_eq!(
             key(&events).authenticate(&SecretHash::of("s1"), now),
             Err(KeyError::Revoked)
@@ -641,18 +692,84 @@ mod tests {
             Err(KeyError::Revoked)
         );
         assert_eq!(k.delete("again", now), Err(RevokeError::Deleted));
-        // A key already out of service is deleted without another revocation.
+        // A key already out of service is deleted without another revocation
+        // (its due expiry recorded first).
         let mut expiring = given(now, Some(now + Duration::seconds(1)));
         let later = now + Duration::seconds(2);
         assert!(matches!(
             key(&expiring).delete("", later).unwrap().as_slice(),
-            [ApiKeyEvent::Deleted(_)]
+            [ApiKeyEvent::Expired(_), ApiKeyEvent::Deleted(_)]
         ));
         expiring.extend(key(&expiring).delete("", later).unwrap());
         assert!(
             key(&expiring).due(later).is_empty(),
             "a deleted key owes nothing"
         );
+    }
+
+    #[test]
+    fn a_command_records_what_fell_due_first_so_the_log_keeps_time_order() {
+        let now = Utc::now();
+        let grace = Duration::seconds(10);
+        let mut events = given(now, None);
+        events.extend(
+            key(&events)
+                .rotate(SecretHash::of("s2"), "cd34".into(), grace, now)
+                .unwrap(),
+        );
+        // Revoked after the grace ended, before the scheduler ran: the grace
+        // expiry comes first, at its own time, and nothing is owed after.
+        let later = now + grace * 2;
+        let revoked = key(&events).revoke("leaked", later).unwrap();
+        assert!(matches!(
+            revoked.as_slice(),
+            [ApiKeyEvent::GraceExpired(g), ApiKeyEvent::Revoked(r)]
+                if g.expired_at == now + grace && r.revoked_at == later
+        ));
+        let mut revoked_events = events.clone();
+        revoked_events.extend(revoked);
+        assert!(key(&revoked_events).due(later + grace).is_empty());
+
+        // Revoked inside the grace period: the grace ends with the revocation,
+        // so no expiry falls due after it.
+        let inside = now + Duration::seconds(1);
+        let revoked = key(&events).revoke("leaked", inside).unwrap();
+        assert!(matches!(
+            revoked.as_slice(),
+            [ApiKeyEvent::GraceExpired(g), ApiKeyEvent::Revoked(_)] if g.expired_at == inside
+        ));
+        events.extend(revoked);
+        assert!(key(&events).due(later).is_empty(), "exactly one expiry");
+
+        // A key that expired before it was deleted records its expiry first.
+        let expiring = given(now, Some(now + Duration::seconds(5)));
+        assert!(matches!(
+            key(&expiring).delete("done", later).unwrap().as_slice(),
+            [ApiKeyEvent::Expired(e), ApiKeyEvent::Deleted(_)] if e.expired_at == now + Duration::seconds(5)
+        ));
+        // A rotation after a grace ended records that expiry at its own time.
+        let mut rotated = given(now, None);
+        rotated.extend(
+            key(&rotated)
+                .rotate(SecretHash::of("s2"), "x".into(), grace, now)
+                .unwrap(),
+        );
+        assert!(matches!(
+            key(&rotated)
+                .rotate(SecretHash::of("s3"), "y".into(), grace, later)
+                .unwrap()
+                .as_slice(),
+            [ApiKeyEvent::GraceExpired(g), ApiKeyEvent::Rotated(r)]
+                if g.expired_at == now + grace && r.rotation == 2
+        ));
+        assert!(ApiKey::is_bookkeeping(&ApiKeyEvent::GraceExpired(
+            GracePeriodExpired {
+                key_id: key(&rotated).id,
+                account_id: key(&rotated).account_id,
+                rotation: 1,
+                expired_at: now,
+            }
+        )));
     }
 
     #[test]

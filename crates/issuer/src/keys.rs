@@ -23,6 +23,19 @@ use crate::flows::{CallContext, Issuer, Principal};
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
 
+/// How often a key command decides again after losing a race.
+const KEY_CHANGE_ATTEMPTS: usize = 5;
+
+/// Which concurrent changes a key command decides again over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Concurrent {
+    /// Any: the caller's intent holds whatever landed (revoke, delete).
+    Redecide,
+    /// Only the system's bookkeeping; a person's change wins (rotate: two
+    /// rotations must not both win, or one caller holds a dead secret).
+    RedecideOverBookkeeping,
+}
+
 /// A key and the secret that was just issued for it (shown once).
 pub struct IssuedKey {
     pub key: ApiKey,
@@ -270,34 +283,28 @@ impl Issuer {
             .key_format
             .api_key_secret(&random::bytes::<24>()?);
         let hash = SecretHash::of(&secret);
-        let now = Utc::now();
-        let events = key
-            .rotate(hash.clone(), hint(&secret), grace, now)
-            .map_err(|e| IssuerError::FailedPrecondition(format!("cannot rotate: {e}")))?;
         let issued = SecretIndexEvent::Issued(SecretIssued { key_id });
-        let actor = principal.subject.as_str();
-        self.store()
-            .append_all(vec![
-                (
-                    stream(key_id.stream())?,
-                    ExpectedVersion::Exact(version),
-                    events.iter().map(|e| new_event(e, ctx, actor)).collect(),
-                ),
-                (
-                    stream(secret_stream(&hash))?,
-                    ExpectedVersion::NoStream,
-                    vec![NewEvent::new(issued.event_type(), issued.payload())],
-                ),
-            ])
-            .await
-            .map_err(conflict)?;
-        // Applied in memory, not re-read: once committed, the new secret must
-        // reach the caller even if the database then stops answering.
-        let mut key = Some(key);
-        for event in &events {
-            ApiKey::apply(&mut key, event);
-        }
-        let key = key.ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+        let index = (
+            stream(secret_stream(&hash))?,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new(issued.event_type(), issued.payload())],
+        );
+        // Two people's rotations must not both win; a grace or expiry the
+        // scheduler recorded meanwhile is no reason to fail.
+        let key = self
+            .change_key(
+                key,
+                version,
+                Concurrent::RedecideOverBookkeeping,
+                Some(index),
+                ctx,
+                &principal.subject,
+                |key, now| {
+                    key.rotate(hash.clone(), hint(&secret), grace, now)
+                        .map_err(|e| IssuerError::FailedPrecondition(format!("cannot rotate: {e}")))
+                },
+            )
+            .await?;
         Ok(IssuedKey {
             retired_scopes: catalogue.retired_among(&key.scopes),
             key,
@@ -344,18 +351,19 @@ impl Issuer {
         let (key, version, catalogue) = self
             .load_for_take_down(principal, account_id, key_id, true)
             .await?;
-        let revoked = key.revoke(reason, Utc::now()).map_err(refused)?;
-        self.store()
-            .append(
-                &stream(key_id.stream())?,
-                ExpectedVersion::Exact(version),
-                vec![new_event(&revoked, ctx, &principal.subject)],
+        // Whatever landed meanwhile, the caller still wants the key out of
+        // service; deciding again says "already revoked" if it already is.
+        let key = self
+            .change_key(
+                key,
+                version,
+                Concurrent::Redecide,
+                None,
+                ctx,
+                &principal.subject,
+                |key, now| key.revoke(reason, now).map_err(refused),
             )
-            .await
-            .map_err(conflict)?;
-        let mut key = Some(key);
-        ApiKey::apply(&mut key, &revoked);
-        let key = key.ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+            .await?;
         Ok(KeyView {
             retired_scopes: catalogue.retired_among(&key.scopes),
             key,
@@ -376,19 +384,83 @@ impl Issuer {
         let (key, version, _) = self
             .load_for_take_down(principal, account_id, key_id, false)
             .await?;
-        let events = key.delete(reason, Utc::now()).map_err(refused)?;
-        self.store()
-            .append(
-                &stream(key_id.stream())?,
-                ExpectedVersion::Exact(version),
-                events
-                    .iter()
-                    .map(|e| new_event(e, ctx, &principal.subject))
-                    .collect(),
-            )
-            .await
-            .map_err(conflict)?;
+        self.change_key(
+            key,
+            version,
+            Concurrent::Redecide,
+            None,
+            ctx,
+            &principal.subject,
+            |key, now| key.delete(reason, now).map_err(refused),
+        )
+        .await?;
         Ok(())
+    }
+
+    /// Appends what `decide` makes of `key` (read at `version`), with
+    /// `also` in the same transaction. When another change landed first, the
+    /// key is read again and decided again — up to [`KEY_CHANGE_ATTEMPTS`]
+    /// times — unless `concurrent` says that change wins (`ABORTED`). Returns
+    /// the key as changed, from the events applied in memory: once committed,
+    /// the answer (a new secret) must reach the caller even if the database
+    /// then stops answering.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn change_key(
+        &self,
+        mut key: ApiKey,
+        mut version: u64,
+        concurrent: Concurrent,
+        also: Option<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+        ctx: &CallContext,
+        actor: &str,
+        decide: impl Fn(&ApiKey, DateTime<Utc>) -> Result<Vec<ApiKeyEvent>, IssuerError>,
+    ) -> Result<ApiKey, IssuerError> {
+        let key_stream = stream(key.id.stream())?;
+        for _ in 0..KEY_CHANGE_ATTEMPTS {
+            let events = decide(&key, Utc::now())?;
+            let mut batch = vec![(
+                key_stream.clone(),
+                ExpectedVersion::Exact(version),
+                events.iter().map(|e| new_event(e, ctx, actor)).collect(),
+            )];
+            batch.extend(also.clone());
+            match self.store().append_all(batch).await {
+                Ok(_) => {
+                    let mut changed = Some(key);
+                    for event in &events {
+                        ApiKey::apply(&mut changed, event);
+                    }
+                    return changed.ok_or_else(|| IssuerError::Internal("key fold".into()));
+                }
+                Err(StoreError::WrongExpectedVersion { .. }) => {}
+                Err(other) => return Err(other.into()),
+            }
+            let recorded = self.store().read_stream(&key_stream).await?;
+            let mut events = Vec::with_capacity(recorded.len());
+            let mut landed = Vec::new();
+            for e in &recorded {
+                let Some(event) = ApiKeyEvent::decode(&e.event_type, &e.payload)
+                    .map_err(|e| IssuerError::Internal(e.to_string()))?
+                else {
+                    continue;
+                };
+                if e.stream_version > version {
+                    landed.push(event.clone());
+                }
+                events.push(event);
+            }
+            if concurrent == Concurrent::RedecideOverBookkeeping
+                && !landed.iter().all(ApiKey::is_bookkeeping)
+            {
+                return Err(IssuerError::Conflict);
+            }
+            version = recorded.last().map_or(0, |e| e.stream_version);
+            key = match ApiKey::fold(&events) {
+                Some(k) if k.account_id == key.account_id && k.deleted_at.is_none() => k,
+                _ => return Err(IssuerError::NotFound("key")),
+            };
+        }
+        Err(IssuerError::Conflict)
     }
 
     /// One scheduler step: writes the grace and key expiries that are due.
@@ -427,5 +499,190 @@ impl Issuer {
             }
         }
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Races decided deterministically: the "other writer" appends between
+    //! the command's read and its append, by handing `change_key` a stale read.
+    use std::sync::Arc;
+
+    use gatehouse_crypto::master::MasterKey;
+    use gatehouse_crypto::password::PasswordHasher;
+    use gatehouse_domain::secret::KeyFormat;
+    use gatehouse_domain::signing::SigningAlg;
+    use gatehouse_eventstore::{EventStore, StoreOptions};
+
+    use super::*;
+    use crate::keyring::LiveKeyring;
+    use crate::settings::{IssuerSettings, ThrottleSettings};
+
+    async fn issuer(dir: &tempfile::TempDir) -> Issuer {
+        let store = EventStore::open_sqlite(&dir.path().join("g.db"), StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let master =
+            Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
+        let keyring = LiveKeyring::new(master, SigningAlg::EdDSA, "http://test", "test", 30);
+        let settings = IssuerSettings {
+            issuer: "http://test".into(),
+            audience: "test".into(),
+            access_token_ttl: std::time::Duration::from_secs(900),
+            sdk_token_ttl: std::time::Duration::from_secs(3600),
+            refresh_token_ttl: std::time::Duration::from_secs(86400),
+            leeway: std::time::Duration::from_secs(30),
+            key_format: KeyFormat::new("wc", "live").unwrap(),
+            throttle: ThrottleSettings::default(),
+            signing_key_publish_lead: std::time::Duration::ZERO,
+        };
+        Issuer::new(store, PasswordHasher::new(1).unwrap(), keyring, settings)
+    }
+
+    fn owner(account_id: AccountId) -> Principal {
+        Principal {
+            account_id,
+            subject: "owner".into(),
+            grants: Scopes::parse(&["*"]).unwrap(),
+            session: None,
+        }
+    }
+
+    /// A key rotated with `grace`, and the issuer that holds it.
+    async fn rotated_key(dir: &tempfile::TempDir, grace: Duration) -> (Issuer, Principal, KeyId) {
+        let issuer = issuer(dir).await;
+        let account_id = AccountId::from_uuid(Uuid::now_v7());
+        let owner = owner(account_id);
+        let ctx = CallContext::default();
+        let scopes = Scopes::parse(&["keys:read"]).unwrap();
+        let created = issuer
+            .create_key(&owner, account_id, "raced", scopes, None, &ctx)
+            .await
+            .unwrap();
+        let key_id = created.key.id;
+        issuer
+            .rotate_key(&owner, account_id, key_id, Some(grace), &ctx)
+            .await
+            .unwrap();
+        (issuer, owner, key_id)
+    }
+
+    async fn types(issuer: &Issuer, key_id: KeyId) -> Vec<String> {
+        let recorded = issuer
+            .store()
+            .read_stream(&stream(key_id.stream()).unwrap())
+            .await
+            .unwrap();
+        recorded.into_iter().map(|e| e.event_type).collect()
+    }
+
+    #[tokio::test]
+    async fn a_revocation_that_meets_the_schedulers_grace_expiry_decides_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (issuer, owner, key_id) = rotated_key(&dir, Duration::zero()).await;
+        let (stale, version) = issuer.load_key(owner.account_id, key_id).await.unwrap();
+        // The scheduler records the grace expiry after the command read the key.
+        assert_eq!(issuer.run_due(Utc::now()).await.unwrap(), 1);
+        let revoked = issuer
+            .change_key(
+                stale,
+                version,
+                Concurrent::Redecide,
+                None,
+                &CallContext::default(),
+                "owner",
+                |key, now| key.revoke("leaked", now).map_err(refused),
+            )
+            .await
+            .expect("a system event never fails a person's command");
+        assert!(revoked.revoked_at.is_some());
+        assert_eq!(
+            types(&issuer, key_id).await,
+            [
+                "ApiKeyCreated.v1",
+                "ApiKeyRotated.v1",
+                "GracePeriodExpired.v1",
+                "ApiKeyRevoked.v1"
+            ],
+            "one grace expiry, before the revocation"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rotation_decides_again_over_bookkeeping_but_not_over_another_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (issuer, owner, key_id) = rotated_key(&dir, Duration::zero()).await;
+        let rotate = |key: &ApiKey, now| {
+            key.rotate(SecretHash::of("next"), "next".into(), Duration::zero(), now)
+                .map_err(|e| IssuerError::FailedPrecondition(e.to_string()))
+        };
+        let (stale, version) = issuer.load_key(owner.account_id, key_id).await.unwrap();
+        assert_eq!(issuer.run_due(Utc::now()).await.unwrap(), 1);
+        let ctx = CallContext::default();
+        let key = issuer
+            .change_key(
+                stale,
+                version,
+                Concurrent::RedecideOverBookkeeping,
+                None,
+                &ctx,
+                "owner",
+                rotate,
+            )
+            .await
+            .expect("bookkeeping is no conflict");
+        assert_eq!(key.rotations, 2);
+
+        let (stale, version) = issuer.load_key(owner.account_id, key_id).await.unwrap();
+        issuer
+            .rotate_key(&owner, owner.account_id, key_id, None, &ctx)
+            .await
+            .unwrap();
+        let before = types(&issuer, key_id).await;
+        let lost = issuer
+            .change_key(
+                stale,
+                version,
+                Concurrent::RedecideOverBookkeeping,
+                None,
+                &ctx,
+                "owner",
+                rotate,
+            )
+            .await;
+        assert!(matches!(lost, Err(IssuerError::Conflict)), "{lost:?}");
+        assert_eq!(
+            types(&issuer, key_id).await,
+            before,
+            "the loser wrote nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revocation_that_meets_another_revocation_says_already_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (issuer, owner, key_id) = rotated_key(&dir, Duration::hours(1)).await;
+        let (stale, version) = issuer.load_key(owner.account_id, key_id).await.unwrap();
+        let ctx = CallContext::default();
+        issuer
+            .revoke_key(&owner, owner.account_id, key_id, "first", &ctx)
+            .await
+            .unwrap();
+        let second = issuer
+            .change_key(
+                stale,
+                version,
+                Concurrent::Redecide,
+                None,
+                &ctx,
+                "owner",
+                |key, now| key.revoke("second", now).map_err(refused),
+            )
+            .await;
+        assert!(
+            matches!(second, Err(IssuerError::FailedPrecondition(_))),
+            "{second:?}"
+        );
     }
 }
