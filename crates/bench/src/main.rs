@@ -137,6 +137,7 @@ async fn signing_rate(seconds: u64) -> anyhow::Result<f64> {
                         acc: "01a2203e-52bd-7b8e-a3b5-b0a1b5f0a5c1".into(),
                         scope: "keys:read".into(),
                         sid: None,
+                        ksv: Some(0),
                     };
                     if sign(&claims, &signer).is_ok() {
                         signed += 1;

@@ -38,6 +38,11 @@ pub struct AccessClaims {
     /// Refresh family (session) of user tokens; absent on SDK tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// Which secret of its key an SDK token was exchanged with (0: the
+    /// key's first, n: the n-th rotation's), so the token dies with that
+    /// secret; absent on user tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ksv: Option<u32>,
 }
 
 /// Signs `claims` with `signer`.
@@ -225,6 +230,7 @@ mod tests {
             acc: "acc-1".into(),
             scope: "keys:read".into(),
             sid: Some("s1".into()),
+            ksv: None,
         }
     }
 

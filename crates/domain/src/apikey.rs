@@ -415,6 +415,32 @@ impl ApiKey {
         }
     }
 
+    /// Which secret of the key `presented` is: 0 for the key's first, n for
+    /// the n-th rotation's (what an SDK token records as `ksv`).
+    pub fn secret_version(&self, presented: &SecretHash) -> Option<u32> {
+        if self.secret_hash.matches(presented) {
+            return Some(self.rotations);
+        }
+        self.previous
+            .as_ref()
+            .filter(|p| p.hash.matches(presented))
+            .and_then(|p| p.rotation.checked_sub(1))
+    }
+
+    /// Whether the secret numbered `version` (see [`Self::secret_version`])
+    /// still authenticates at `now`: the current one while the key is in
+    /// service, the previous one until its grace ends, older ones never.
+    pub fn secret_alive(&self, version: u32, now: DateTime<Utc>) -> Result<(), KeyError> {
+        self.usable(now)?;
+        if version == self.rotations {
+            return Ok(());
+        }
+        match &self.previous {
+            Some(p) if version.checked_add(1) == Some(p.rotation) && now < p.valid_until => Ok(()),
+            _ => Err(KeyError::Rotated),
+        }
+    }
+
     /// Whether the key is in service at `now` (neither revoked nor expired).
     pub fn usable(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
         if self.revoked_at.is_some() {
@@ -770,6 +796,46 @@ mod tests {
                 expired_at: now,
             }
         )));
+    }
+
+    #[test]
+    fn an_sdk_tokens_secret_lives_as_long_as_that_secret_does() {
+        let now = Utc::now();
+        let mut events = given(now, None);
+        assert_eq!(key(&events).secret_version(&SecretHash::of("s1")), Some(0));
+        assert_eq!(key(&events).secret_version(&SecretHash::of("x")), None);
+        let grace = Duration::seconds(10);
+        events.extend(
+            key(&events)
+                .rotate(SecretHash::of("s2"), "b".into(), grace, now)
+                .unwrap(),
+        );
+        let k = key(&events);
+        assert_eq!(k.secret_version(&SecretHash::of("s1")), Some(0));
+        assert_eq!(k.secret_version(&SecretHash::of("s2")), Some(1));
+        assert_eq!(k.secret_alive(0, now), Ok(()));
+        assert_eq!(k.secret_alive(0, now + grace), Err(KeyError::Rotated));
+        assert_eq!(k.secret_alive(1, now + grace), Ok(()));
+        assert_eq!(
+            k.secret_alive(2, now),
+            Err(KeyError::Rotated),
+            "not issued yet"
+        );
+        assert_eq!(k.secret_alive(u32::MAX, now), Err(KeyError::Rotated));
+        events.extend(
+            key(&events)
+                .rotate(SecretHash::of("s3"), "c".into(), grace, now)
+                .unwrap(),
+        );
+        let k = key(&events);
+        assert_eq!(
+            k.secret_alive(0, now),
+            Err(KeyError::Rotated),
+            "two rotations old"
+        );
+        assert_eq!(k.secret_alive(1, now), Ok(()));
+        events.extend(key(&events).revoke("leaked", now).unwrap());
+        assert_eq!(key(&events).secret_alive(2, now), Err(KeyError::Revoked));
     }
 
     #[test]

@@ -325,6 +325,7 @@ impl Issuer {
             acc: account.to_string(),
             scope: scopes.to_claim(),
             sid: session.map(|s| s.to_string()),
+            ksv: None,
         }
     }
 
@@ -385,7 +386,9 @@ impl Issuer {
                 .ok_or(IssuerError::Unauthenticated {
                     reason: "KEY_UNKNOWN",
                 })?;
-            key.usable(Utc::now())
+            // Tokens minted before `ksv` existed count as the key's first
+            // secret's: exact for a key never rotated, refused otherwise.
+            key.secret_alive(claims.ksv.unwrap_or(0), Utc::now())
                 .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
             key.scopes
         };
@@ -994,15 +997,18 @@ impl Issuer {
         let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
         let key = ApiKey::fold(&events).ok_or_else(invalid)?;
         let now = Utc::now();
-        key.authenticate(&SecretHash::of(secret), now)
-            .map_err(|_| invalid())?;
+        let hash = SecretHash::of(secret);
+        key.authenticate(&hash, now).map_err(|_| invalid())?;
         if key.account_id != account_id {
             return Err(invalid());
         }
         let ttl = self.settings.sdk_token_ttl;
         let scopes = self.resolve(&key.scopes).await?;
-        let token =
-            self.sign(&self.claims(key.id.to_string(), key.account_id, &scopes, None, ttl, now))?;
+        let mut claims = self.claims(key.id.to_string(), key.account_id, &scopes, None, ttl, now);
+        // Bound to the secret it came from: rotated away or revoked, the
+        // token dies with it rather than living out its hour.
+        claims.ksv = key.secret_version(&hash);
+        let token = self.sign(&claims)?;
         Ok((token, secs(ttl)))
     }
 

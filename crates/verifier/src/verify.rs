@@ -248,10 +248,11 @@ impl Verifier {
                 (Err(Denial::Unauthenticated("SESSION_REVOKED")), None)
             }
             Revocable::Session(_) => (Ok(verified), None),
-            // An SDK token lives no longer than its key.
-            Revocable::Key(key_id) => match index.key(&key_id) {
+            // An SDK token lives no longer than its key, nor than the
+            // secret it was exchanged with.
+            Revocable::Key(key_id, secret) => match index.key(&key_id) {
                 Some(key) => (
-                    key.usable(now)
+                    key.secret_alive(secret, now)
                         .map(|()| verified)
                         .map_err(|e| Denial::Unauthenticated(e.reason())),
                     Some((key.id, key.account_id)),
@@ -309,8 +310,9 @@ type KeyRef = (KeyId, AccountId);
 enum Revocable {
     /// A user token: its login session.
     Session(SessionId),
-    /// An SDK token: its API key.
-    Key(KeyId),
+    /// An SDK token: its API key, and which of the key's secrets it was
+    /// exchanged with (it dies with that secret).
+    Key(KeyId, u32),
 }
 
 /// Turns verified claims into the principal, parsed once per token.
@@ -336,6 +338,9 @@ fn parse_claims(claims: AccessClaims) -> Result<(Verified, Revocable), Denial> {
         }
         None => {
             let key_id = KeyId::parse(&claims.sub).map_err(|_| malformed())?;
+            // Tokens minted before `ksv` existed count as the key's first
+            // secret's: exact for a key never rotated, refused otherwise.
+            let secret = claims.ksv.unwrap_or(0);
             Ok((
                 Verified {
                     account_id: claims.acc,
@@ -346,7 +351,7 @@ fn parse_claims(claims: AccessClaims) -> Result<(Verified, Revocable), Denial> {
                     expires_at,
                     session_id: None,
                 },
-                Revocable::Key(key_id),
+                Revocable::Key(key_id, secret),
             ))
         }
     }

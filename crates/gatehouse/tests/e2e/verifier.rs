@@ -829,3 +829,157 @@ async fn keys_created_in_a_burst_verify_at_once_on_every_verifier() {
         }
     }
 }
+
+/// An SDK token dies with the secret it was exchanged with: alive while that
+/// secret is (current, or previous inside its grace), refused with
+/// `KEY_ROTATED` by both verifiers and by the issuer's admin API once it is
+/// rotated away — not an hour later (hardening defect 6).
+async fn sdk_tokens_die_with_their_secret(env: Env) {
+    let world = &World::new(env).await;
+    let mut clients = world.clients().await;
+    let auth = AuthServiceClient::new(world.issuer.channel().await);
+    let (key_id, first) = world.create_key(&["keys:read"], None).await;
+    let exchange = |secret: String| {
+        let mut auth = auth.clone();
+        let (account_id, key_id) = (world.account_id.clone(), key_id.clone());
+        async move {
+            auth.exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+                account_id,
+                key_id,
+                key_secret: secret,
+            })
+            .await
+            .map(|r| r.into_inner().access_token)
+        }
+    };
+    let rotate = |grace_secs: i64| {
+        let (account_id, key_id) = (world.account_id.clone(), key_id.clone());
+        async move {
+            world
+                .keys()
+                .await
+                .rotate_api_key(authed(
+                    pb::RotateApiKeyRequest {
+                        account_id,
+                        key_id,
+                        grace_period: Some(prost_types::Duration {
+                            seconds: grace_secs,
+                            nanos: 0,
+                        }),
+                    },
+                    &world.admin_secret,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .secret
+        }
+    };
+    let list_keys = |token: String| {
+        let account_id = world.account_id.clone();
+        async move {
+            world
+                .keys()
+                .await
+                .list_api_keys(authed(
+                    pb::ListApiKeysRequest {
+                        account_id,
+                        page_size: 1,
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await
+                .map(|_| ())
+        }
+    };
+    let from_first = exchange(first.clone()).await.unwrap();
+    assert_eq!(claims_of(&from_first).ksv, Some(0));
+    let second = rotate(3600).await;
+    let from_second = exchange(second.clone()).await.unwrap();
+    assert_eq!(claims_of(&from_second).ksv, Some(1));
+    // Inside the grace period both secrets, and their tokens, are alive.
+    let from_first_in_grace = exchange(first.clone()).await.expect("first inside grace");
+    for client in clients.iter_mut() {
+        for token in [&from_first, &from_second, &from_first_in_grace] {
+            verify(client, token, &["keys:read"]).await.expect("alive");
+        }
+    }
+    list_keys(from_first.clone())
+        .await
+        .expect("alive at the issuer");
+
+    // Rotated away with no grace (the "compromised" path): the first two
+    // secrets' tokens die at once, everywhere; the new secret's token lives.
+    let third = rotate(0).await;
+    let from_third = exchange(third).await.unwrap();
+    let started = Instant::now();
+    for client in clients.iter_mut() {
+        for token in [&from_first, &from_second, &from_first_in_grace] {
+            loop {
+                match verify(client, token, &[]).await {
+                    Err(status) => {
+                        assert_eq!(
+                            (status.code(), reason(&status).as_str()),
+                            (Code::Unauthenticated, "KEY_ROTATED")
+                        );
+                        break;
+                    }
+                    Ok(_) => {
+                        assert!(started.elapsed() < Duration::from_secs(2), "still accepted");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+        verify(client, &from_third, &[])
+            .await
+            .expect("current secret's token");
+    }
+    for token in [&from_first, &from_second] {
+        let status = list_keys(token.clone())
+            .await
+            .expect_err("dead at the issuer");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (Code::Unauthenticated, "KEY_ROTATED")
+        );
+    }
+    assert_eq!(
+        exchange(second)
+            .await
+            .expect_err("a dead secret exchanges nothing")
+            .code(),
+        Code::Unauthenticated
+    );
+    list_keys(from_third.clone())
+        .await
+        .expect("alive at the issuer");
+
+    // A token that names no secret (as minted before `ksv`) counts as the
+    // key's first secret's: refused on this twice-rotated key, everywhere.
+    let mut unbound = claims_of(&from_third);
+    unbound.ksv = None;
+    let unbound = gatehouse_crypto::jwt::sign(&unbound, &world.signer().await).unwrap();
+    assert_eq!(
+        refused(&mut clients[0], &unbound, &[]).await,
+        (Code::Unauthenticated, "KEY_ROTATED".into())
+    );
+    let status = list_keys(unbound).await.expect_err("unbound");
+    assert_eq!(reason(&status), "KEY_ROTATED");
+
+    world.revoke(&key_id).await;
+    let status = list_keys(from_third).await.expect_err("revoked");
+    assert_eq!(reason(&status), "KEY_REVOKED");
+    drop(auth);
+}
+
+#[tokio::test]
+async fn sdk_tokens_die_with_their_secret_on_postgres() {
+    sdk_tokens_die_with_their_secret(crate::issuer::postgres().await).await;
+}
+
+#[tokio::test]
+async fn sdk_tokens_die_with_their_secret_on_sqlite() {
+    sdk_tokens_die_with_their_secret(crate::issuer::sqlite()).await;
+}
