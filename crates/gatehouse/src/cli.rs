@@ -34,6 +34,17 @@ pub enum Command {
         #[command(flatten)]
         args: ServeArgs,
     },
+    /// Check the settings `serve` would start with (the same flags and
+    /// GATEHOUSE_* variables) without serving: exit 0, or print every problem
+    /// and exit 2. Opens no database and no port; `serve` runs the same check
+    /// before it listens.
+    CheckConfig {
+        /// `all` (default), `issuer` or `verifier`.
+        #[arg(value_enum, default_value = "all")]
+        role: Role,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
     /// Apply the schema migrations and exit (`serve` also applies them).
     Migrate {
         #[command(flatten)]

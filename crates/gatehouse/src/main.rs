@@ -6,7 +6,15 @@ mod commands;
 
 use clap::Parser;
 use cli::{AccountsCommand, Cli, Command, ProjectionsCommand, SigningKeysCommand, UsersCommand};
-use gatehouse_server::{Application, shutdown_signal, telemetry};
+use gatehouse_server::{Application, Role, shutdown_signal, telemetry};
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::All => "all",
+        Role::Issuer => "issuer",
+        Role::Verifier => "verifier",
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,6 +29,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { role, args } => {
             let app = Application::build(&args, role).await?;
             return Ok(app.run_until_stopped(shutdown_signal()).await?);
+        }
+        Command::CheckConfig { role, args } => {
+            return match gatehouse_server::config::check(&args, role) {
+                Ok(_) => {
+                    println!("configuration ok for `serve {}`", role_name(role));
+                    Ok(())
+                }
+                Err(problems) => {
+                    for problem in &problems.0 {
+                        eprintln!("error: {problem}");
+                    }
+                    std::process::exit(2);
+                }
+            };
         }
         Command::Migrate { database } => return commands::migrate(&database).await,
         Command::Projections {

@@ -96,6 +96,19 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_EXT_AUTHZ_ROUTES", default_value = "")]
     pub ext_authz_routes: String,
 
+    /// Deny ext_authz requests that match no route (403 `ROUTE_UNMATCHED`)
+    /// instead of asking only for a valid credential, so an endpoint added
+    /// upstream stays closed until a route names it.
+    #[arg(
+        long,
+        env = "GATEHOUSE_EXT_AUTHZ_DENY_UNMATCHED",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub ext_authz_deny_unmatched: bool,
+
     /// A verifier that has not read the log for this long reports NOT_SERVING
     /// (it keeps answering from memory) (seconds).
     #[arg(long, env = "GATEHOUSE_MAX_STALENESS_SECS", default_value_t = 60)]

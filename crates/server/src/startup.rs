@@ -10,7 +10,7 @@ use gatehouse_transport::grpc::verifier::VerifierGrpc;
 use gatehouse_transport::http::{AppState, HttpSettings, multiplex};
 use gatehouse_verifier::Decider;
 use gatehouse_verifier::index::Index;
-use gatehouse_verifier::routes::Route;
+use gatehouse_verifier::routes::RoutePolicy;
 use gatehouse_verifier::usage::UsageRecorder;
 use gatehouse_verifier::{Follower, Verifier};
 
@@ -63,7 +63,7 @@ pub struct Application {
     database: DatabaseArgs,
     issuer_args: IssuerArgs,
     scheduler_interval: Duration,
-    ext_authz_routes: String,
+    ext_authz_routes: RoutePolicy,
     max_staleness: Duration,
     usage_interval: Duration,
     http_settings: HttpSettings,
@@ -73,25 +73,15 @@ impl Application {
     /// Opens and migrates the store, then binds the listener (so a caller
     /// asking for port 0 learns the real port from [`Application::addr`]).
     pub async fn build(args: &ServeArgs, role: Role) -> Result<Self, StartupError> {
+        // Every setting first: nothing is opened or bound with a bad one.
+        let checked =
+            crate::config::check(args, role).map_err(|e| StartupError::Config(e.to_string()))?;
         if let Some(addr) = args.metrics_listen {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
                 .install()
                 .map_err(|e| StartupError::Metrics(e.to_string()))?;
             tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-        }
-        if std::env::var_os("GATEHOUSE_ISSUER").is_some() {
-            return Err(StartupError::Config(
-                "GATEHOUSE_ISSUER was renamed GATEHOUSE_ISSUER_URL (an http(s) URL)".into(),
-            ));
-        }
-        if !matches!(role, Role::All) && args.issuer.issuer.is_none() {
-            return Err(StartupError::Config(
-                "a process serving one role is part of a larger deployment: give every process \
-                 the same --issuer-url (GATEHOUSE_ISSUER_URL); the default, http:// + this \
-                 process's own address, would differ between them"
-                    .into(),
-            ));
         }
         let store =
             EventStore::connect(&args.database.url(), args.database.store_options()).await?;
@@ -125,20 +115,12 @@ impl Application {
                 ..args.issuer.clone()
             },
             scheduler_interval: Duration::from_millis(args.scheduler_interval_ms.clamp(50, 60_000)),
-            ext_authz_routes: args.ext_authz_routes.clone(),
+            ext_authz_routes: checked.routes,
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
             http_settings: HttpSettings {
                 body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
-                cors_origins: args
-                    .cors_origins
-                    .iter()
-                    .map(|o| {
-                        axum::http::HeaderValue::from_str(o.trim_end_matches('/')).map_err(|_| {
-                            StartupError::Config(format!("invalid --cors-origin {o:?}"))
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
+                cors_origins: checked.cors_origins,
             },
         })
     }
@@ -236,7 +218,7 @@ impl Application {
             let decider = build_verifier(
                 &store,
                 &issuer_args,
-                &ext_authz_routes,
+                ext_authz_routes.clone(),
                 usage_interval,
                 max_staleness,
                 stop.clone(),
@@ -292,7 +274,7 @@ impl Application {
 async fn build_verifier(
     store: &EventStore,
     args: &IssuerArgs,
-    routes: &str,
+    routes: RoutePolicy,
     usage_interval: Duration,
     max_staleness: Duration,
     stop: CancellationToken,
@@ -300,7 +282,6 @@ async fn build_verifier(
     let key_format =
         gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
             .map_err(|e| StartupError::Config(e.to_string()))?;
-    let routes = Route::parse_table(routes).map_err(StartupError::Config)?;
     let index = Arc::new(RwLock::new(Index::new(
         &args.issuer_url(),
         &args.audience,

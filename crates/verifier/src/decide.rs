@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::follower::Follower;
-use crate::routes::{Route, route_scopes};
+use crate::routes::{RouteDecision, RoutePolicy};
 use crate::verify::{Denial, Outcome, Verified, Verifier};
 
 /// Verification with one catch-up on the log for an unknown, well-formed key.
@@ -15,7 +15,7 @@ pub struct Decider {
     pub follower: Arc<Follower>,
     /// Method + path prefix → scopes, for `Check` requests without
     /// `context_extensions`.
-    pub routes: Arc<Vec<Route>>,
+    pub routes: Arc<RoutePolicy>,
     /// A verifier that has not read the log this long is not ready (it keeps
     /// answering from memory).
     pub max_staleness: std::time::Duration,
@@ -77,7 +77,7 @@ impl Decider {
         }
     }
 
-    pub fn scopes_for(&self, method: &str, path: &str) -> Option<Vec<String>> {
-        route_scopes(&self.routes, method, path)
+    pub fn route(&self, method: &str, path: &str) -> RouteDecision {
+        self.routes.decide(method, path)
     }
 }

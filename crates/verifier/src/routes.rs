@@ -1,6 +1,7 @@
 //! The route policy of Envoy's `ext_authz`: which scopes a request needs,
-//! by method and path prefix, matched on the normalised path so encoding and
-//! dot-segment tricks cannot route around a rule.
+//! by method and path prefix, matched on the normalised path (ignoring ASCII
+//! case) so encoding, case, parameter and dot-segment tricks cannot route
+//! around a rule; unmatched requests are denied when the policy says so.
 
 use gatehouse_domain::scope::Scope;
 
@@ -26,7 +27,7 @@ impl Route {
                 match parts.as_slice() {
                     [method, prefix, scopes] if prefix.starts_with('/') => Ok(Route {
                         method: method.to_ascii_uppercase(),
-                        path_prefix: (*prefix).to_string(),
+                        path_prefix: prefix.to_ascii_lowercase(),
                         scopes: scopes
                             .split(',')
                             .filter(|s| !s.is_empty())
@@ -39,7 +40,7 @@ impl Route {
                     }),
                     [method, prefix] if prefix.starts_with('/') => Ok(Route {
                         method: method.to_ascii_uppercase(),
-                        path_prefix: (*prefix).to_string(),
+                        path_prefix: prefix.to_ascii_lowercase(),
                         scopes: Vec::new(),
                     }),
                     _ => Err(format!(
@@ -51,32 +52,62 @@ impl Route {
     }
 }
 
-/// The scopes a route table asks for `method` and `path`: the longest
-/// matching prefix, on segment boundaries, of the normalised path. `None` for
-/// a path that cannot be matched safely.
-pub fn route_scopes(routes: &[Route], method: &str, path: &str) -> Option<Vec<String>> {
-    let path = normalize_path(path)?;
-    let under = |prefix: &str| {
-        let prefix = prefix.trim_end_matches('/');
-        prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"))
-    };
-    Some(
-        routes
+/// What the route policy makes of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteDecision {
+    /// A credential holding these scopes (none: any valid credential) may pass.
+    Require(Vec<String>),
+    /// No route matches and the policy denies unmatched requests.
+    Unmatched,
+    /// The path cannot be matched safely (see [`normalize_path`]).
+    Unsafe,
+}
+
+/// The ext_authz route table and what happens to requests it does not match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoutePolicy {
+    pub routes: Vec<Route>,
+    /// Deny requests that match no route instead of asking only for a valid
+    /// credential: an endpoint added upstream stays closed until a route
+    /// names it.
+    pub deny_unmatched: bool,
+}
+
+impl RoutePolicy {
+    /// Decides `method` and `path`: the longest matching prefix, on segment
+    /// boundaries and ignoring ASCII case, of the normalised path.
+    pub fn decide(&self, method: &str, path: &str) -> RouteDecision {
+        let Some(path) = normalize_path(path) else {
+            return RouteDecision::Unsafe;
+        };
+        let path = path.to_ascii_lowercase();
+        let under = |prefix: &str| {
+            let prefix = prefix.trim_end_matches('/');
+            prefix.is_empty() || path == prefix || path.starts_with(&format!("{prefix}/"))
+        };
+        let matched = self
+            .routes
             .iter()
             .filter(|r| {
                 (r.method == "*" || r.method.eq_ignore_ascii_case(method)) && under(&r.path_prefix)
             })
-            .max_by_key(|r| r.path_prefix.trim_end_matches('/').len())
-            .map(|r| r.scopes.clone())
-            .unwrap_or_default(),
-    )
+            .max_by_key(|r| r.path_prefix.trim_end_matches('/').len());
+        match matched {
+            Some(route) => RouteDecision::Require(route.scopes.clone()),
+            None if self.deny_unmatched => RouteDecision::Unmatched,
+            None => RouteDecision::Require(Vec::new()),
+        }
+    }
 }
 
-/// Normalises a request path for route matching: query dropped,
-/// percent-encoding decoded, slashes merged, dot segments resolved. `None`
-/// for a path that cannot be matched safely: bad encoding, an encoded `/`,
-/// `\` or `%`, a backslash, or `..` above the root — so `/orders/../admin`,
-/// `//admin` and `/%61dmin` all meet the `/admin` route or are refused.
+/// Normalises a request path for route matching, as Envoy's `normalize_path`
+/// and `merge_slashes` do and then some: query dropped, percent-encoding
+/// decoded, `;` parameters dropped from each segment (servlet containers
+/// ignore them: `/admin;x=1` reaches `/admin`), slashes merged, dot segments
+/// resolved. `None` for a path that cannot be matched safely: bad encoding,
+/// an encoded `/`, `\`, `%` or `;`, a control character, a backslash, or `..`
+/// above the root — so `/orders/../admin`, `//admin`, `/admin;x` and
+/// `/%61dmin` all meet the `/admin` route or are refused.
 pub fn normalize_path(raw: &str) -> Option<String> {
     let path = raw.split(['?', '#']).next().unwrap_or("");
     let bytes = path.as_bytes();
@@ -86,13 +117,14 @@ pub fn normalize_path(raw: &str) -> Option<String> {
         match bytes[i] {
             b'%' => {
                 let byte = u8::from_str_radix(path.get(i + 1..i + 3)?, 16).ok()?;
-                if matches!(byte, b'/' | b'\\' | b'%') || byte < 0x20 {
+                if matches!(byte, b'/' | b'\\' | b'%' | b';') || byte < 0x20 || byte == 0x7f {
                     return None;
                 }
                 decoded.push(byte);
                 i += 3;
             }
             b'\\' => return None,
+            byte if byte < 0x20 || byte == 0x7f => return None,
             byte => {
                 decoded.push(byte);
                 i += 1;
@@ -105,6 +137,8 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     }
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
+        // `;` parameters belong to the segment; the segment is what routes.
+        let segment = segment.split(';').next().unwrap_or("");
         match segment {
             "" | "." => {}
             ".." => {
@@ -129,6 +163,11 @@ mod tests {
         assert_eq!(normalize_path("//admin//x/./").as_deref(), Some("/admin/x"));
         assert_eq!(normalize_path("/%61dmin/x").as_deref(), Some("/admin/x"));
         assert_eq!(normalize_path("/").as_deref(), Some("/"));
+        assert_eq!(
+            normalize_path("/a;v=1/b;x/;y").as_deref(),
+            Some("/a/b"),
+            "; parameters are dropped"
+        );
         for bad in [
             "/a/%2f/b",
             "/a/%2F",
@@ -139,6 +178,9 @@ mod tests {
             "relative",
             "/%5c",
             "/%00",
+            "/a%3Bb",
+            "/a\u{7f}",
+            "/a\tb",
         ] {
             assert_eq!(normalize_path(bad), None, "{bad:?}");
         }
@@ -146,11 +188,19 @@ mod tests {
 
     #[test]
     fn routes_match_on_segment_boundaries_of_normalised_paths() {
-        let routes = Route::parse_table(
-            "GET /orders orders:read; * /admin admin:all; * /admin/audit audit:read",
-        )
-        .unwrap();
-        let scopes = |method: &str, path: &str| route_scopes(&routes, method, path);
+        let policy = RoutePolicy {
+            routes: Route::parse_table(
+                "GET /orders orders:read; * /Admin admin:all; * /admin/audit audit:read",
+            )
+            .unwrap(),
+            deny_unmatched: false,
+        };
+        let scopes = |method: &str, path: &str| match policy.decide(method, path) {
+            RouteDecision::Require(scopes) => Some(scopes),
+            RouteDecision::Unsafe => None,
+            RouteDecision::Unmatched => panic!("allowed unmatched"),
+        };
+        let admin = Some(vec!["admin:all".to_string()]);
         assert_eq!(
             scopes("GET", "/orders/1"),
             Some(vec!["orders:read".to_string()])
@@ -160,18 +210,17 @@ mod tests {
             Some(vec![]),
             "method must match"
         );
+        assert_eq!(scopes("GET", "/orders/../admin/x"), admin);
+        assert_eq!(scopes("GET", "//admin/x"), admin);
+        assert_eq!(scopes("GET", "/%61dmin"), admin);
+        assert_eq!(scopes("GET", "/ADMIN/x"), admin, "case is ignored");
+        assert_eq!(scopes("get", "/aDmIn"), admin);
         assert_eq!(
-            scopes("GET", "/orders/../admin/x"),
-            Some(vec!["admin:all".to_string()])
+            scopes("GET", "/admin;jsessionid=1/x"),
+            admin,
+            "; parameters"
         );
-        assert_eq!(
-            scopes("GET", "//admin/x"),
-            Some(vec!["admin:all".to_string()])
-        );
-        assert_eq!(
-            scopes("GET", "/%61dmin"),
-            Some(vec!["admin:all".to_string()])
-        );
+        assert_eq!(scopes("GET", "/orders;x/../admin"), admin);
         assert_eq!(
             scopes("GET", "/admin/audit/7"),
             Some(vec!["audit:read".to_string()]),
@@ -183,6 +232,24 @@ mod tests {
             "segment boundary"
         );
         assert_eq!(scopes("GET", "/admin%2Fx"), None);
+        assert_eq!(scopes("GET", "/admin%3bx"), None, "an encoded ; is refused");
+
+        let closed = RoutePolicy {
+            deny_unmatched: true,
+            ..policy.clone()
+        };
+        assert_eq!(closed.decide("GET", "/elsewhere"), RouteDecision::Unmatched);
+        assert_eq!(closed.decide("POST", "/orders"), RouteDecision::Unmatched);
+        assert_eq!(
+            closed.decide("GET", "/ORDERS/1"),
+            RouteDecision::Require(vec!["orders:read".into()])
+        );
+        assert_eq!(closed.decide("GET", "/a/%2f"), RouteDecision::Unsafe);
+        assert_eq!(
+            RoutePolicy::default().decide("GET", "/x"),
+            RouteDecision::Require(vec![]),
+            "no table, not closed: any valid credential"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod audit;
 mod cli;
 mod client;
+mod config;
 mod guard;
 mod http;
 mod interop;

@@ -983,3 +983,101 @@ async fn sdk_tokens_die_with_their_secret_on_postgres() {
 async fn sdk_tokens_die_with_their_secret_on_sqlite() {
     sdk_tokens_die_with_their_secret(crate::issuer::sqlite()).await;
 }
+
+/// With `--ext-authz-deny-unmatched`, a request no route names is denied
+/// (403 `ROUTE_UNMATCHED`) whatever it carries; routes match ignoring case
+/// and `;` parameters, so neither reaches around a rule (hardening defect 12).
+#[tokio::test]
+async fn envoy_check_denies_unmatched_routes_and_normalises_case_and_parameters() {
+    let env = crate::issuer::sqlite();
+    let boot = bootstrap(&env).await;
+    let admin_secret = boot["secret"].as_str().unwrap().to_string();
+    let server = Gatehouse::spawn(
+        BIN,
+        &["serve", "--database-url", &env.url],
+        &[
+            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+            (
+                "GATEHOUSE_EXT_AUTHZ_ROUTES",
+                "GET /keys keys:read; * /admin platform:admin; GET /public",
+            ),
+            ("GATEHOUSE_EXT_AUTHZ_DENY_UNMATCHED", "true"),
+        ],
+    )
+    .await;
+    let mut keys = KeyServiceClient::new(server.channel().await);
+    let reader = keys
+        .create_api_key(authed(
+            pb::CreateApiKeyRequest {
+                account_id: boot["account_id"].as_str().unwrap().into(),
+                name: "reader".into(),
+                scopes: vec!["keys:read".into()],
+                expires_at: None,
+            },
+            &admin_secret,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let mut envoy = AuthorizationClient::new(server.channel().await);
+    let mut check = async |method: &str, path: &str, secret: &str| {
+        let response = envoy
+            .check(check_request(
+                method,
+                path,
+                Some(&format!("Bearer {secret}")),
+                &[],
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let grpc = response.status.unwrap().code;
+        match response.http_response {
+            Some(HttpResponse::DeniedResponse(denied)) => {
+                let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+                (
+                    grpc,
+                    body["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            }
+            _ => (grpc, String::new()),
+        }
+    };
+    let allowed = (Code::Ok as i32, String::new());
+    let unmatched = (Code::PermissionDenied as i32, "ROUTE_UNMATCHED".to_string());
+    let needs_admin = (
+        Code::PermissionDenied as i32,
+        "INSUFFICIENT_SCOPE".to_string(),
+    );
+    assert_eq!(check("GET", "/keys/1", &reader).await, allowed);
+    assert_eq!(
+        check("GET", "/KEYS/1", &reader).await,
+        allowed,
+        "case is ignored"
+    );
+    assert_eq!(
+        check("GET", "/public/x", &reader).await,
+        allowed,
+        "a route without scopes"
+    );
+    // Not named by any route: denied even to the admin key.
+    assert_eq!(check("GET", "/elsewhere", &admin_secret).await, unmatched);
+    assert_eq!(check("DELETE", "/keys/1", &admin_secret).await, unmatched);
+    // Case, `;` parameters and dot segments all meet the /admin rule.
+    for path in [
+        "/Admin/users",
+        "/ADMIN",
+        "/admin;jsessionid=x/users",
+        "/keys;x/../admin",
+    ] {
+        assert_eq!(check("GET", path, &reader).await, needs_admin, "{path}");
+        assert_eq!(check("GET", path, &admin_secret).await, allowed, "{path}");
+    }
+    assert_eq!(
+        check("GET", "/admin%3Busers", &admin_secret).await,
+        (Code::InvalidArgument as i32, "PATH_REJECTED".to_string())
+    );
+    // An unmatched route is denied before the credential is looked at.
+    assert_eq!(check("GET", "/elsewhere", "garbage").await, unmatched);
+}

@@ -14,6 +14,7 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
 use gatehouse_issuer::error::ERROR_DOMAIN;
+use gatehouse_verifier::routes::RouteDecision;
 use gatehouse_verifier::{Decider, Denial, Kind, Verified};
 
 use crate::http::ApiError;
@@ -143,6 +144,19 @@ fn path_rejected() -> CheckResponse {
     )
 }
 
+/// The answer to a request no route matches, when unmatched requests are
+/// denied: 403, whatever credential it carries.
+fn route_unmatched() -> CheckResponse {
+    denied(
+        Code::PermissionDenied,
+        &ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "no route of the authorization policy allows this request",
+        )
+        .with_reason("ROUTE_UNMATCHED"),
+    )
+}
+
 #[tonic::async_trait]
 impl Authorization for VerifierGrpc {
     async fn check(
@@ -168,13 +182,14 @@ impl Authorization for VerifierGrpc {
             Some(scopes) => scopes.split_whitespace().map(str::to_string).collect(),
             None => {
                 let method = http.map(|h| h.method.as_str()).unwrap_or("");
+                // Refused before any credential is looked at.
                 match self
                     .decider
-                    .scopes_for(method, http.map(|h| h.path.as_str()).unwrap_or(""))
+                    .route(method, http.map(|h| h.path.as_str()).unwrap_or(""))
                 {
-                    Some(scopes) => scopes,
-                    // Refused before any credential is looked at.
-                    None => return Ok(Response::new(path_rejected())),
+                    RouteDecision::Require(scopes) => scopes,
+                    RouteDecision::Unsafe => return Ok(Response::new(path_rejected())),
+                    RouteDecision::Unmatched => return Ok(Response::new(route_unmatched())),
                 }
             }
         };
