@@ -58,8 +58,13 @@ impl MasterKey {
         match std::fs::read_to_string(path) {
             Ok(text) => Ok((Self::from_base64(&text)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
+                if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+                    let mut builder = std::fs::DirBuilder::new();
+                    builder.recursive(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                    builder
+                        .create(dir)
                         .map_err(|e| CryptoError::MasterKey(e.to_string()))?;
                 }
                 let encoded = Self::generate_base64()?;

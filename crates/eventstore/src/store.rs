@@ -180,10 +180,10 @@ impl EventStore {
     }
 
     /// Opens (creating if missing) an SQLite database file in WAL mode.
+    /// The file (and a directory created for it) is private to its owner
+    /// (0600, 0700): it holds every hash and sealed key.
     pub async fn open_sqlite(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(StoreError::DataDir)?;
-        }
+        private_file(path).map_err(StoreError::DataDir)?;
         let connect = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -601,4 +601,51 @@ async fn listen_for_appends(pool: PgPool, changes: watch::Sender<u64>) {
             }
         }
     }
+}
+
+/// Creates `path` (and its missing directories) readable by its owner only:
+/// directories 0700, the file 0600. An existing database file, or its WAL
+/// and shared-memory files, that others may read is tightened to 0600 —
+/// SQLite gives the files it creates the database file's mode. An existing
+/// directory is left alone (it may be the working directory).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
+    if !path.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = std::path::PathBuf::from(file);
+            let Ok(meta) = std::fs::metadata(&file) else {
+                continue;
+            };
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "others could read the database file; tightening it to 0600");
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }

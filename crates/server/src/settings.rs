@@ -136,6 +136,19 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Serve gRPC server reflection (v1 and v1alpha), so grpcurl and
+    /// grpcui can list and call the services without the proto files. The
+    /// protos are public; turn it off to expose nothing beyond the calls.
+    #[arg(
+        long,
+        env = "GATEHOUSE_GRPC_REFLECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub grpc_reflection: bool,
+
     /// Longest a graceful shutdown waits for in-flight calls (seconds).
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

@@ -67,6 +67,7 @@ pub struct Application {
     max_staleness: Duration,
     usage_interval: Duration,
     http_settings: HttpSettings,
+    grpc_reflection: bool,
 }
 
 impl Application {
@@ -118,6 +119,7 @@ impl Application {
             ext_authz_routes: checked.routes,
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
+            grpc_reflection: args.grpc_reflection,
             http_settings: HttpSettings {
                 body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
                 cors_origins: checked.cors_origins,
@@ -149,23 +151,25 @@ impl Application {
             max_staleness,
             usage_interval,
             http_settings,
+            grpc_reflection,
         } = self;
         let stop = CancellationToken::new();
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(gatehouse_api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(gatehouse_api::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
-
         let mut grpc = tonic::service::RoutesBuilder::default();
-        grpc.add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha);
+        grpc.add_service(health_service);
+        if grpc_reflection {
+            let reflection_v1 = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(gatehouse_api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1()?;
+            let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(gatehouse_api::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .build_v1alpha()?;
+            grpc.add_service(reflection_v1)
+                .add_service(reflection_v1alpha);
+        }
         let mut http = AppState {
             issuer: None,
             decider: None,

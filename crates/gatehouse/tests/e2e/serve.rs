@@ -83,15 +83,26 @@ async fn serve_with_no_configuration_is_healthy_and_lists_every_service() {
         "embedded database not created"
     );
 
-    // The embedded default keeps its master key beside the database, private.
-    let master = cwd.path().join("gatehouse-data/master.key");
+    // The embedded default keeps its master key beside the database; the
+    // directory and every file in it are private to their owner.
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&master)
-            .expect("master key file")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        let mode = |name: &str| {
+            std::fs::metadata(cwd.path().join(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("gatehouse-data"), 0o700);
+        for file in [
+            "gatehouse-data/master.key",
+            "gatehouse-data/gatehouse.db",
+            "gatehouse-data/gatehouse.db-wal",
+            "gatehouse-data/gatehouse.db-shm",
+        ] {
+            assert_eq!(mode(file), 0o600, "{file}");
+        }
     }
     // Login answers (here: an unknown user), JWKS publishes the first key.
     let mut auth = AuthServiceClient::new(server.channel().await);
@@ -230,4 +241,47 @@ async fn one_role_without_an_issuer_url_refuses_to_start_and_says_why() {
             "{role} says what to set: {stderr}"
         );
     }
+}
+
+/// Reflection is a setting: off, the reflection services are not served
+/// (grpcurl then needs the proto files) while everything else is.
+#[tokio::test]
+async fn reflection_can_be_turned_off() {
+    let cwd = tempfile::tempdir().unwrap();
+    let server = Gatehouse::spawn_in(
+        BIN,
+        &["serve", "--grpc-reflection", "false"],
+        &[],
+        cwd.path(),
+    )
+    .await;
+    assert_eq!(health(&server, "").await, ServingStatus::Serving);
+    let mut client = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let status = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect_err("no reflection");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+}
+
+/// A database file others could read (made by an older version, or copied
+/// in) is tightened to 0600 when opened.
+#[tokio::test]
+async fn an_existing_world_readable_database_is_tightened() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("gatehouse-data");
+    std::fs::create_dir(&data).unwrap();
+    let db = data.join("gatehouse.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Gatehouse::spawn_in(BIN, &["serve"], &[], cwd.path()).await;
+    assert_eq!(health(&server, "").await, ServingStatus::Serving);
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(server.logs().contains("tightening it to 0600"));
 }
