@@ -16,6 +16,8 @@ use crate::settings::{Role, ServeArgs};
 pub struct Checked {
     pub routes: RoutePolicy,
     pub cors_origins: Vec<HeaderValue>,
+    /// TLS for the listener, when a certificate and key are given.
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// What is wrong with a configuration: one line per problem.
@@ -108,6 +110,20 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
             Vec::new()
         }
     };
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => match crate::tls::load(cert, key) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        },
+        (None, None) => None,
+        _ => {
+            problems.push("--tls-cert-file and --tls-key-file go together".into());
+            None
+        }
+    };
     let mut cors_origins = Vec::new();
     for origin in &args.cors_origins {
         let origin = origin.trim_end_matches('/');
@@ -127,6 +143,7 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
                 deny_unmatched: args.ext_authz_deny_unmatched,
             },
             cors_origins,
+            tls,
         })
     } else {
         Err(ConfigErrors(problems))

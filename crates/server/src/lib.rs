@@ -13,6 +13,7 @@ pub mod config;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;
 
 pub use settings::{DatabaseArgs, IssuerArgs, Role, ServeArgs};
 pub use startup::{Application, StartupError, shutdown_signal};

@@ -136,6 +136,16 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// PEM certificate chain for TLS on the listener (with --tls-key-file);
+    /// without both, the listener speaks plaintext (h2c and HTTP/1.1), for
+    /// a TLS-terminating proxy or a private network.
+    #[arg(long, env = "GATEHOUSE_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert-file.
+    #[arg(long, env = "GATEHOUSE_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
     /// Serve gRPC server reflection (v1 and v1alpha), so grpcurl and
     /// grpcui can list and call the services without the proto files. The
     /// protos are public; turn it off to expose nothing beyond the calls.

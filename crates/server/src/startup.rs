@@ -68,6 +68,7 @@ pub struct Application {
     usage_interval: Duration,
     http_settings: HttpSettings,
     grpc_reflection: bool,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Application {
@@ -120,6 +121,7 @@ impl Application {
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
             grpc_reflection: args.grpc_reflection,
+            tls: checked.tls,
             http_settings: HttpSettings {
                 body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
                 cors_origins: checked.cors_origins,
@@ -152,6 +154,7 @@ impl Application {
             usage_interval,
             http_settings,
             grpc_reflection,
+            tls,
         } = self;
         let stop = CancellationToken::new();
 
@@ -243,7 +246,7 @@ impl Application {
             ));
         }
 
-        tracing::info!(%addr, backend = store.backend_name(), role = ?role, "listening");
+        tracing::info!(%addr, backend = store.backend_name(), role = ?role, tls = tls.is_some(), "listening");
         let drain = stop.clone();
         let signal = async move {
             shutdown.await;
@@ -255,10 +258,20 @@ impl Application {
             grpc.routes().prepare().into_axum_router(),
             gatehouse_transport::http::router(http, &http_settings),
         );
-        let served = tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .accept_http1(true)
-            .add_routes(tonic::service::Routes::from(app))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .add_routes(tonic::service::Routes::from(app));
+        let served: std::pin::Pin<
+            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+        > = match tls {
+            Some(config) => Box::pin(server.serve_with_incoming_shutdown(
+                crate::tls::incoming(listener, config, stop.clone()),
+                signal,
+            )),
+            None => Box::pin(
+                server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
+            ),
+        };
         // Bound the drain: a client holding a stream open cannot keep us alive.
         let result = tokio::select! {
             result = served => result,

@@ -14,6 +14,7 @@ mod password;
 mod readme;
 mod scopes;
 mod serve;
+mod tls;
 mod verifier;
 
 /// Path of the binary under test, built by cargo for these tests.

@@ -285,3 +285,41 @@ async fn an_existing_world_readable_database_is_tightened() {
     assert_eq!(mode, 0o600);
     assert!(server.logs().contains("tightening it to 0600"));
 }
+
+/// Postgres over TLS: `sslmode=require` in the URL makes every connection
+/// encrypted (or fails, saying so, on a server without TLS) — the binary is
+/// built with sqlx's rustls support.
+#[tokio::test]
+async fn postgres_connections_honour_sslmode_require() {
+    use sqlx::Connection as _;
+    let url = gatehouse_testkit::fresh_database().await;
+    let mut plain = sqlx::PgConnection::connect(&url).await.unwrap();
+    let server_ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let require = format!("{url}{separator}sslmode=require");
+    let output = tokio::process::Command::new(BIN)
+        .args(["migrate", "--database-url", &require])
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    if server_ssl == "on" {
+        assert!(output.status.success(), "{stderr}");
+        let mut tls = sqlx::PgConnection::connect(&require).await.unwrap();
+        let encrypted: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&mut tls)
+                .await
+                .unwrap();
+        assert!(encrypted, "sslmode=require connected in the clear");
+    } else {
+        // A server without TLS: refused, never silently in the clear.
+        assert!(!output.status.success());
+        assert!(stderr.contains("tls") || stderr.contains("ssl"), "{stderr}");
+        assert!(!stderr.contains("without tls support"), "{stderr}");
+    }
+}

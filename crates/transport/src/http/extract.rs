@@ -165,6 +165,15 @@ pub fn context(parts: &Parts) -> CallContext {
             .extensions
             .get::<tonic::transport::server::TcpConnectInfo>()
             .and_then(|info| info.remote_addr())
+            .or_else(|| {
+                // Behind Gatehouse's own TLS, the TCP info is one level down.
+                parts
+                    .extensions
+                    .get::<tonic::transport::server::TlsConnectInfo<
+                        tonic::transport::server::TcpConnectInfo,
+                    >>()
+                    .and_then(|info| info.get_ref().remote_addr())
+            })
             .map(|addr| addr.ip().to_string()),
         request_id: parts
             .headers
