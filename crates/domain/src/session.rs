@@ -62,6 +62,17 @@ domain_events!(
     }
 );
 
+/// How long a session may last: its refresh token dies after `idle`
+/// without use, and the session after `max_lifetime` however often it is
+/// refreshed (OWASP ASVS 3.3: an absolute timeout as well as an idle one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetime {
+    /// The refresh token's lifetime, renewed by each rotation.
+    pub idle: chrono::Duration,
+    /// From login; a refresh never reaches past it.
+    pub max_lifetime: chrono::Duration,
+}
+
 /// Why a refresh or logout was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
@@ -69,6 +80,8 @@ pub enum SessionError {
     Revoked,
     #[error("the refresh token expired")]
     Expired,
+    #[error("the session reached its maximum lifetime")]
+    LifetimeOver,
     #[error("the refresh token does not belong to this session")]
     UnknownToken,
 }
@@ -92,6 +105,7 @@ pub struct Session {
     current: SecretHash,
     spent: Vec<SecretHash>,
     pub refresh_expires_at: DateTime<Utc>,
+    pub started_at: DateTime<Utc>,
     pub revoked: Option<RevocationReason>,
 }
 
@@ -104,7 +118,7 @@ impl Session {
         scopes: Scopes,
         refresh_hash: SecretHash,
         now: DateTime<Utc>,
-        refresh_ttl: chrono::Duration,
+        lifetime: SessionLifetime,
     ) -> SessionEvent {
         SessionEvent::Started(SessionStarted {
             session_id: id,
@@ -112,9 +126,15 @@ impl Session {
             account_id,
             scopes,
             refresh_hash,
-            refresh_expires_at: now + refresh_ttl,
+            refresh_expires_at: now + lifetime.idle.min(lifetime.max_lifetime),
             started_at: now,
         })
+    }
+
+    /// When this session ends however often it is refreshed. Taken from the
+    /// setting at the time of asking, so lowering it reaches every session.
+    pub fn ends_at(&self, lifetime: SessionLifetime) -> DateTime<Utc> {
+        self.started_at + lifetime.max_lifetime
     }
 
     /// Folds the stream; `None` if it has not started.
@@ -131,6 +151,7 @@ impl Session {
                         current: e.refresh_hash.clone(),
                         spent: Vec::new(),
                         refresh_expires_at: e.refresh_expires_at,
+                        started_at: e.started_at,
                         revoked: None,
                     })
                 }
@@ -153,12 +174,16 @@ impl Session {
         presented: &SecretHash,
         next: SecretHash,
         now: DateTime<Utc>,
-        refresh_ttl: chrono::Duration,
+        lifetime: SessionLifetime,
     ) -> Result<RefreshDecision, SessionError> {
         if self.revoked.is_some() {
             return Err(SessionError::Revoked);
         }
         if self.current.matches(presented) {
+            let ends_at = self.ends_at(lifetime);
+            if now >= ends_at {
+                return Err(SessionError::LifetimeOver);
+            }
             if now >= self.refresh_expires_at {
                 return Err(SessionError::Expired);
             }
@@ -167,7 +192,7 @@ impl Session {
                     session_id: self.id,
                     previous_hash: self.current.clone(),
                     refresh_hash: next,
-                    refresh_expires_at: now + refresh_ttl,
+                    refresh_expires_at: (now + lifetime.idle).min(ends_at),
                     rotated_at: now,
                 },
             )));
@@ -229,6 +254,13 @@ mod tests {
         Duration::days(30)
     }
 
+    fn lifetime() -> SessionLifetime {
+        SessionLifetime {
+            idle: ttl(),
+            max_lifetime: Duration::days(90),
+        }
+    }
+
     /// Given a started session whose first token is `t0`.
     fn given() -> (Vec<SessionEvent>, DateTime<Utc>) {
         let now = Utc::now();
@@ -239,7 +271,7 @@ mod tests {
             Scopes::parse(&["keys:read"]).unwrap(),
             SecretHash::of("t0"),
             now,
-            ttl(),
+            lifetime(),
         );
         (vec![started], now)
     }
@@ -255,13 +287,13 @@ mod tests {
         let (mut events, now) = given();
         let session = Session::fold(&events).unwrap();
         let decision = session
-            .refresh(&SecretHash::of("t0"), SecretHash::of("t1"), now, ttl())
+            .refresh(&SecretHash::of("t0"), SecretHash::of("t1"), now, lifetime())
             .unwrap();
         assert!(matches!(decision, RefreshDecision::Rotate(_)));
         apply(&mut events, decision);
         let session = Session::fold(&events).unwrap();
         assert!(matches!(
-            session.refresh(&SecretHash::of("t1"), SecretHash::of("t2"), now, ttl()),
+            session.refresh(&SecretHash::of("t1"), SecretHash::of("t2"), now, lifetime()),
             Ok(RefreshDecision::Rotate(_))
         ));
     }
@@ -273,7 +305,7 @@ mod tests {
             &SecretHash::of("t0"),
             SecretHash::of("t1"),
             now,
-            ttl(),
+            lifetime(),
         );
         apply(&mut events, rotate.unwrap());
         // t0 again: theft.
@@ -281,7 +313,7 @@ mod tests {
             &SecretHash::of("t0"),
             SecretHash::of("x"),
             now,
-            ttl(),
+            lifetime(),
         );
         let Ok(RefreshDecision::RevokeForReuse(SessionEvent::Revoked(revoked))) = &reuse else {
             panic!("expected revocation, got {reuse:?}")
@@ -291,7 +323,7 @@ mod tests {
         // Even the newest token of the family is now refused.
         let session = Session::fold(&events).unwrap();
         assert_eq!(
-            session.refresh(&SecretHash::of("t1"), SecretHash::of("t2"), now, ttl()),
+            session.refresh(&SecretHash::of("t1"), SecretHash::of("t2"), now, lifetime()),
             Err(SessionError::Revoked)
         );
     }
@@ -305,13 +337,103 @@ mod tests {
                 &SecretHash::of("t0"),
                 SecretHash::of("t1"),
                 now + ttl(),
-                ttl()
+                lifetime()
             ),
             Err(SessionError::Expired)
         );
         assert_eq!(
-            session.refresh(&SecretHash::of("other"), SecretHash::of("t1"), now, ttl()),
+            session.refresh(
+                &SecretHash::of("other"),
+                SecretHash::of("t1"),
+                now,
+                lifetime()
+            ),
             Err(SessionError::UnknownToken)
+        );
+    }
+
+    #[test]
+    fn a_session_ends_at_its_maximum_lifetime_however_often_it_refreshes() {
+        let (mut events, start) = given();
+        let lifetime = SessionLifetime {
+            idle: Duration::days(7),
+            max_lifetime: Duration::days(30),
+        };
+        // Refreshed every 6 days: never idle, yet over at day 30.
+        let mut now = start;
+        let mut token = "t0".to_string();
+        for n in 1..=3 {
+            now += Duration::days(6);
+            let next = format!("t{n}");
+            let decision = Session::fold(&events)
+                .unwrap()
+                .refresh(
+                    &SecretHash::of(&token),
+                    SecretHash::of(&next),
+                    now,
+                    lifetime,
+                )
+                .unwrap();
+            let RefreshDecision::Rotate(SessionEvent::Rotated(rotated)) = &decision else {
+                panic!("{decision:?}")
+            };
+            assert_eq!(rotated.refresh_expires_at, now + Duration::days(7));
+            apply(&mut events, decision);
+            token = next;
+        }
+        // Day 24: this rotation's token reaches no further than day 30.
+        now += Duration::days(6);
+        let decision = Session::fold(&events)
+            .unwrap()
+            .refresh(&SecretHash::of(&token), SecretHash::of("t5"), now, lifetime)
+            .unwrap();
+        let RefreshDecision::Rotate(SessionEvent::Rotated(rotated)) = &decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(rotated.refresh_expires_at, start + Duration::days(30));
+        apply(&mut events, decision);
+        let session = Session::fold(&events).unwrap();
+        assert_eq!(
+            session.refresh(
+                &SecretHash::of("t5"),
+                SecretHash::of("t6"),
+                start + Duration::days(30),
+                lifetime
+            ),
+            Err(SessionError::LifetimeOver)
+        );
+        // Idle for longer than `idle`: the refresh token expired.
+        let (events, start) = given();
+        let short = SessionLifetime {
+            idle: Duration::hours(1),
+            max_lifetime: Duration::days(30),
+        };
+        let mut started = events.clone();
+        if let SessionEvent::Started(s) = &mut started[0] {
+            s.refresh_expires_at = start + short.idle;
+        }
+        assert_eq!(
+            Session::fold(&started).unwrap().refresh(
+                &SecretHash::of("t0"),
+                SecretHash::of("t1"),
+                start + Duration::hours(2),
+                short
+            ),
+            Err(SessionError::Expired)
+        );
+        // A lowered setting reaches sessions already running.
+        let lowered = SessionLifetime {
+            idle: Duration::days(30),
+            max_lifetime: Duration::hours(1),
+        };
+        assert_eq!(
+            Session::fold(&events).unwrap().refresh(
+                &SecretHash::of("t0"),
+                SecretHash::of("t1"),
+                start + Duration::hours(1),
+                lowered
+            ),
+            Err(SessionError::LifetimeOver)
         );
     }
 

@@ -19,7 +19,9 @@ use gatehouse_domain::password::{
 };
 use gatehouse_domain::scope::{self, Scopes};
 use gatehouse_domain::secret::{SecretHash, hint};
-use gatehouse_domain::session::{RefreshDecision, Session, SessionError, SessionEvent};
+use gatehouse_domain::session::{
+    RefreshDecision, Session, SessionError, SessionEvent, SessionLifetime,
+};
 use gatehouse_domain::user::{
     LoginEvent, LoginFailed, LoginFailure, LoginSucceeded, User, UserCreated, UserEvent,
     UsernameClaimed, UsernameEvent, login_stream, username_stream,
@@ -192,6 +194,11 @@ pub fn required<'a>(field: &'static str, value: &'a str) -> Result<&'a str, Issu
     }
 }
 
+/// Seconds from `now` until `at` (0 once past).
+fn secs_until(at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (at - now).num_seconds().max(0)
+}
+
 fn secs(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
@@ -212,6 +219,15 @@ impl Issuer {
             keyring,
             throttle,
             settings: Arc::new(settings),
+        }
+    }
+
+    /// The idle and absolute session timeouts of the settings.
+    fn session_lifetime(&self) -> SessionLifetime {
+        let duration = |d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        SessionLifetime {
+            idle: duration(self.settings.refresh_token_ttl),
+            max_lifetime: duration(self.settings.session_max_lifetime),
         }
     }
 
@@ -586,8 +602,6 @@ impl Issuer {
             .settings
             .key_format
             .refresh_token(session_id, &random::bytes::<32>()?);
-        let refresh_ttl =
-            chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or_default();
         let started = Session::start(
             session_id,
             user.id,
@@ -595,8 +609,12 @@ impl Issuer {
             user.scopes.clone(),
             SecretHash::of(&refresh_token),
             now,
-            refresh_ttl,
+            self.session_lifetime(),
         );
+        let refresh_expires_in = match &started {
+            SessionEvent::Started(s) => secs_until(s.refresh_expires_at, now),
+            _ => 0,
+        };
         let succeeded = LoginEvent::Succeeded(LoginSucceeded {
             user_id: user.id,
             account_id: user.account_id,
@@ -668,7 +686,7 @@ impl Issuer {
                 access_token,
                 expires_in: secs(ttl),
                 refresh_token,
-                refresh_expires_in: secs(self.settings.refresh_token_ttl),
+                refresh_expires_in,
             },
             account,
             user,
@@ -875,19 +893,18 @@ impl Issuer {
             .settings
             .key_format
             .refresh_token(session.id, &random::bytes::<32>()?);
-        let refresh_ttl =
-            chrono::Duration::from_std(self.settings.refresh_token_ttl).unwrap_or_default();
         let decision = session
             .refresh(
                 &SecretHash::of(token),
                 SecretHash::of(&next),
                 now,
-                refresh_ttl,
+                self.session_lifetime(),
             )
             .map_err(|e| IssuerError::InvalidRefreshToken {
                 reason: match e {
                     SessionError::Revoked => "SESSION_REVOKED",
                     SessionError::Expired => "REFRESH_TOKEN_EXPIRED",
+                    SessionError::LifetimeOver => "SESSION_EXPIRED",
                     SessionError::UnknownToken => "REFRESH_TOKEN_INVALID",
                 },
             })?;
@@ -895,6 +912,10 @@ impl Issuer {
         let actor = Some(session.user_id.to_string());
         match decision {
             RefreshDecision::Rotate(rotated) => {
+                let refresh_expires_in = match &rotated {
+                    SessionEvent::Rotated(r) => secs_until(r.refresh_expires_at, now),
+                    _ => 0,
+                };
                 // Sign first: a rotation that is committed but whose token
                 // could not be signed would make the client's retry look like
                 // reuse and revoke its session.
@@ -929,7 +950,7 @@ impl Issuer {
                     access_token,
                     expires_in: secs(ttl),
                     refresh_token: next,
-                    refresh_expires_in: secs(self.settings.refresh_token_ttl),
+                    refresh_expires_in,
                 })
             }
             RefreshDecision::RevokeForReuse(revoked) => {

@@ -532,6 +532,7 @@ mod tests {
             access_token_ttl: std::time::Duration::from_secs(900),
             sdk_token_ttl: std::time::Duration::from_secs(3600),
             refresh_token_ttl: std::time::Duration::from_secs(86400),
+            session_max_lifetime: std::time::Duration::from_secs(30 * 86400),
             leeway: std::time::Duration::from_secs(30),
             key_format: KeyFormat::new("wc", "live").unwrap(),
             throttle: ThrottleSettings::default(),

@@ -13,7 +13,10 @@ pub struct IssuerSettings {
     pub audience: String,
     pub access_token_ttl: Duration,
     pub sdk_token_ttl: Duration,
+    /// The refresh token's lifetime, renewed by each use: the session's idle timeout.
     pub refresh_token_ttl: Duration,
+    /// A session's absolute lifetime from login, however often it refreshes.
+    pub session_max_lifetime: Duration,
     /// Clock skew tolerated when verifying bearer tokens.
     pub leeway: Duration,
     /// `wc` / `live` of `wc_live_…` secrets and `wc_rt_…` refresh tokens.

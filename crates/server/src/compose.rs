@@ -69,6 +69,9 @@ pub async fn build(
         refresh_token_ttl: Duration::from_secs(
             args.refresh_token_ttl_secs.clamp(60, 365 * 24 * 3600),
         ),
+        session_max_lifetime: Duration::from_secs(
+            args.session_max_lifetime_secs.clamp(1, 365 * 24 * 3600),
+        ),
         leeway: Duration::from_secs(args.clock_leeway_secs.min(300)),
         key_format,
         throttle: ThrottleSettings {

@@ -87,6 +87,12 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
                 .into(),
         );
     }
+    if !(1..=365 * 24 * 3600).contains(&issuer.session_max_lifetime_secs) {
+        problems.push(
+            "--session-max-lifetime-secs (GATEHOUSE_SESSION_MAX_LIFETIME_SECS) must be 1 to 31536000"
+                .into(),
+        );
+    }
     let url = args.database.url();
     let sqlite = url.starts_with("sqlite:");
     if !(sqlite || url.starts_with("postgres://") || url.starts_with("postgresql://")) {

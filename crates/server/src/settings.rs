@@ -228,9 +228,24 @@ pub struct IssuerArgs {
     #[arg(long, env = "GATEHOUSE_SDK_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub sdk_token_ttl_secs: u64,
 
-    /// Refresh token lifetime (seconds); renewed by every rotation.
-    #[arg(long, env = "GATEHOUSE_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    /// Refresh token lifetime (seconds), renewed by every rotation: a
+    /// session unused this long is over (its idle timeout).
+    #[arg(
+        long,
+        alias = "session-idle-timeout-secs",
+        env = "GATEHOUSE_REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 30 * 24 * 3600
+    )]
     pub refresh_token_ttl_secs: u64,
+
+    /// A login session's absolute lifetime (seconds): however often it
+    /// refreshes, the user logs in again this long after the last login.
+    #[arg(
+        long,
+        env = "GATEHOUSE_SESSION_MAX_LIFETIME_SECS",
+        default_value_t = 30 * 24 * 3600
+    )]
+    pub session_max_lifetime_secs: u64,
 
     /// `wc` in `wc_live_…` and `wc_rt_…`.
     #[arg(long, env = "GATEHOUSE_KEY_PREFIX", default_value = "wc")]

@@ -745,3 +745,64 @@ async fn successful_logins_from_one_address_never_lock_it() {
             .unwrap_or_else(|s| panic!("login {n} from a busy address was refused: {s:?}"));
     }
 }
+
+/// A session ends at its absolute lifetime however often it refreshes: each
+/// rotation's refresh token reaches no further than the end, and a refresh
+/// after it is refused with `SESSION_EXPIRED` (hardening defect 8).
+async fn sessions_end_at_their_maximum_lifetime(env: Env) {
+    bootstrap(&env).await;
+    let server = Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            "--database-url",
+            &env.url,
+            "--session-max-lifetime-secs",
+            "3",
+        ],
+        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    let logged_in = login(&mut auth, PASSWORD).await.unwrap();
+    assert!(
+        (1..=3).contains(&logged_in.refresh_expires_in),
+        "the first refresh token reaches no further than the session: {}",
+        logged_in.refresh_expires_in
+    );
+    let mut token = logged_in.refresh_token;
+    // Refreshed well inside the idle timeout, again and again...
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let refreshed = refresh(&mut auth, &token)
+            .await
+            .expect("inside the lifetime");
+        assert!(
+            refreshed.refresh_expires_in <= 3,
+            "{}",
+            refreshed.refresh_expires_in
+        );
+        token = refreshed.refresh_token;
+    }
+    // ...yet over at 3 s.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let over = refresh(&mut auth, &token)
+        .await
+        .expect_err("past the lifetime");
+    assert_eq!(
+        (over.code(), reason(&over).as_str()),
+        (Code::Unauthenticated, "SESSION_EXPIRED")
+    );
+    // A fresh login starts a new session.
+    login(&mut auth, PASSWORD).await.expect("log in again");
+}
+
+#[tokio::test]
+async fn sessions_end_at_their_maximum_lifetime_on_postgres() {
+    sessions_end_at_their_maximum_lifetime(postgres().await).await;
+}
+
+#[tokio::test]
+async fn sessions_end_at_their_maximum_lifetime_on_sqlite() {
+    sessions_end_at_their_maximum_lifetime(sqlite()).await;
+}
