@@ -720,7 +720,9 @@ impl Issuer {
     }
 
     /// Counts an attempt at `username`'s password with the throttle; a
-    /// throttled attempt is recorded and refused (429).
+    /// throttled attempt is refused (429), and the first refusal of each
+    /// delay recorded — one event per delay, however many attempts an
+    /// attacker makes during it.
     async fn reserve_attempt(
         &self,
         username: &str,
@@ -729,15 +731,22 @@ impl Issuer {
         ctx: &CallContext,
         now: DateTime<Utc>,
     ) -> Result<(), IssuerError> {
-        let reserved = self
+        let refused = match self
             .throttle
             .reserve(username, ctx.client_address.as_deref(), now)
-            .await;
-        if let Err(IssuerError::Throttled { .. }) = &reserved {
+            .await?
+        {
+            Ok(()) => return Ok(()),
+            Err(refused) => refused,
+        };
+        metrics::counter!("gatehouse_login_throttled_total").increment(1);
+        if refused.first {
             self.record_login_failure(login_stream, user_id, LoginFailure::Throttled, ctx, now)
                 .await?;
         }
-        reserved
+        Err(IssuerError::Throttled {
+            retry_after: refused.retry_after,
+        })
     }
 
     /// Runs argon2 on `password` against the user's hash (the dummy hash

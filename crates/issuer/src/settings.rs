@@ -26,12 +26,18 @@ pub struct IssuerSettings {
     pub signing_key_publish_lead: Duration,
 }
 
-/// Growing delays after repeated login failures.
+/// Growing delays after repeated login failures (OWASP's guidance: delays,
+/// not a hard lock, counted first per username and client address).
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleSettings {
-    /// Failures per username before delays start.
+    /// Failures of one username from one client address before delays
+    /// start: what stops one attacker guessing one account.
+    pub free_per_pair: u32,
+    /// Failures of one username from anywhere: a looser ceiling against
+    /// guessing spread over many addresses.
     pub free_per_username: u32,
-    /// Failures per client address before delays start.
+    /// Failures from one address at any username: a looser ceiling against
+    /// one address spraying many accounts (a NAT's users share it).
     pub free_per_address: u32,
     /// First delay; doubles with every further failure.
     pub base_delay: Duration,
@@ -43,8 +49,9 @@ pub struct ThrottleSettings {
 impl Default for ThrottleSettings {
     fn default() -> Self {
         Self {
-            free_per_username: 5,
-            free_per_address: 20,
+            free_per_pair: 5,
+            free_per_username: 50,
+            free_per_address: 100,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(15 * 60),
             window: Duration::from_secs(3600),

@@ -1,10 +1,16 @@
-//! The login throttle: counters per username and per client address, shared
-//! by every issuer through the database.
+//! The login throttle: counters per (username, client address), per username
+//! and per address, shared by every issuer through the database.
 //!
 //! An attempt is counted *before* the password is checked, under a row lock
 //! (Postgres `FOR UPDATE`; SQLite's single writer), so parallel guesses are
 //! counted one by one and cannot slip past the limit together (the bypass of
-//! GHSA-7h8m-vrxx-vr4m). A successful login clears the username's counter.
+//! GHSA-7h8m-vrxx-vr4m). The pair counter is the tight one, so an attacker's
+//! guesses delay the attacker, not the account's owner elsewhere; the
+//! per-username and per-address counters are looser ceilings. Past a
+//! counter's free attempts, each failure doubles the delay (no hard lock).
+//! Refusals during a delay only count in the row: the first of each delay is
+//! reported to the caller, to be audited once. Rows untouched for a window
+//! are pruned, so random usernames cannot grow the table for good.
 
 use std::time::Duration;
 
@@ -21,15 +27,53 @@ struct Counter {
     free: u32,
 }
 
+/// An attempt refused because a delay is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub retry_after: Duration,
+    /// The first refusal of this delay: the one to audit.
+    pub first: bool,
+}
+
+/// How often stale rows are pruned, at most.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct Throttle {
     store: EventStore,
     settings: ThrottleSettings,
+    /// When rows were last pruned (Unix seconds).
+    pruned_at: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Throttle {
     pub fn new(store: EventStore, settings: ThrottleSettings) -> Self {
-        Self { store, settings }
+        Self {
+            store,
+            settings,
+            pruned_at: Default::default(),
+        }
+    }
+
+    fn counters(&self, username: &str, address: Option<&str>) -> Vec<Counter> {
+        let user = Self::username_key(username);
+        let mut counters = vec![
+            Counter {
+                key: format!("pair:{}:{}", &user[5..], address.unwrap_or("-")),
+                free: self.settings.free_per_pair,
+            },
+            Counter {
+                key: user,
+                free: self.settings.free_per_username,
+            },
+        ];
+        if let Some(address) = address {
+            counters.push(Counter {
+                key: format!("addr:{address}"),
+                free: self.settings.free_per_address,
+            });
+        }
+        counters
     }
 
     fn username_key(username: &str) -> String {
@@ -39,30 +83,33 @@ impl Throttle {
     }
 
     /// Counts an attempt at `username` from `address`, or refuses it with the
-    /// time until the next attempt is allowed.
+    /// time until the next attempt is allowed (writing only the refusal count).
     pub async fn reserve(
         &self,
         username: &str,
         address: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(), IssuerError> {
-        let mut counters = vec![Counter {
-            key: Self::username_key(username),
-            free: self.settings.free_per_username,
-        }];
-        if let Some(address) = address {
-            counters.push(Counter {
-                key: format!("addr:{address}"),
-                free: self.settings.free_per_address,
-            });
-        }
+    ) -> Result<Result<(), Refused>, IssuerError> {
+        self.prune_now_and_then(now).await;
+        let counters = self.counters(username, address);
         let mut tx = self.store.begin().await?;
         let mut updates = Vec::with_capacity(counters.len());
         for counter in &counters {
-            let (failures, locked_until, updated_at) = lock_row(&mut tx, &counter.key, now).await?;
+            let (failures, locked_until, updated_at, refused) =
+                lock_row(&mut tx, &counter.key, now).await?;
             if let Some(until) = locked_until.filter(|until| *until > now) {
                 let retry_after = (until - now).to_std().unwrap_or(Duration::from_secs(1));
-                return Err(IssuerError::Throttled { retry_after });
+                execute(
+                    &mut tx,
+                    "UPDATE login_throttle SET refused = refused + 1 WHERE key = $1",
+                    &counter.key,
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Err(Refused {
+                    retry_after,
+                    first: refused == 0,
+                }));
             }
             let stale = (now - updated_at)
                 .to_std()
@@ -82,7 +129,9 @@ impl Throttle {
             updates.push((counter.key.as_str(), failures, locked_until));
         }
         for (key, failures, locked_until) in updates {
-            const UPDATE: &str = "UPDATE login_throttle SET failures = $2, locked_until = $3, updated_at = $4 WHERE key = $1";
+            // A new delay starts its own count of refusals.
+            const UPDATE: &str = "UPDATE login_throttle SET failures = $2, locked_until = $3, \
+                                  updated_at = $4, refused = 0 WHERE key = $1";
             on_backend!(&mut tx, |conn| sqlx::query(UPDATE)
                 .bind(key)
                 .bind(failures)
@@ -94,46 +143,78 @@ impl Throttle {
             .map_err(|e| IssuerError::Internal(e.to_string()))?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(Ok(()))
     }
 
-    /// After a successful login: clears the username's counter and refunds
-    /// the attempt counted against the address, so a busy address (a NAT, a
-    /// proxy) is not locked by its own successful logins, while its failures
-    /// still count.
+    /// Deletes rows untouched for a window and not delaying anyone, at most
+    /// once a minute per issuer; best effort.
+    async fn prune_now_and_then(&self, now: DateTime<Utc>) {
+        use std::sync::atomic::Ordering;
+        let last = self.pruned_at.load(Ordering::Relaxed);
+        let every = i64::try_from(PRUNE_EVERY.as_secs()).unwrap_or(60);
+        if now.timestamp() - last < every
+            || self
+                .pruned_at
+                .compare_exchange(last, now.timestamp(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let cutoff = now - chrono::Duration::from_std(self.settings.window).unwrap_or_default();
+        const PRUNE: &str = "DELETE FROM login_throttle WHERE updated_at < $1 \
+                             AND (locked_until IS NULL OR locked_until < $2)";
+        let pruned = async {
+            let mut tx = self.store.begin().await?;
+            on_backend!(&mut tx, |conn| sqlx::query(PRUNE)
+                .bind(cutoff)
+                .bind(now)
+                .execute(conn)
+                .await
+                .map(|_| ()))
+            .map_err(|e| IssuerError::Internal(e.to_string()))?;
+            tx.commit().await?;
+            Ok::<_, IssuerError>(())
+        };
+        if let Err(error) = pruned.await {
+            tracing::warn!(%error, "could not prune the login throttle");
+        }
+    }
+
+    /// After a successful login: clears the pair's and the username's
+    /// counters and refunds the attempt counted against the address, so a
+    /// busy address (a NAT, a proxy) is not delayed by its own successful
+    /// logins, while its failures still count.
     pub async fn succeeded(
         &self,
         username: &str,
         address: Option<&str>,
     ) -> Result<(), IssuerError> {
-        let internal = |e: sqlx::Error| IssuerError::Internal(e.to_string());
-        let key = Self::username_key(username);
         let mut tx = self.store.begin().await?;
-        on_backend!(&mut tx, |conn| sqlx::query(
-            "DELETE FROM login_throttle WHERE key = $1"
-        )
-        .bind(&key)
-        .execute(conn)
-        .await
-        .map(|_| ()))
-        .map_err(internal)?;
-        if let Some(address) = address {
-            const REFUND: &str = "UPDATE login_throttle SET failures = \
-                 CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1";
-            let key = format!("addr:{address}");
-            on_backend!(&mut tx, |conn| sqlx::query(REFUND)
-                .bind(&key)
-                .execute(conn)
-                .await
-                .map(|_| ()))
-            .map_err(internal)?;
+        for counter in self.counters(username, address) {
+            let sql = if counter.key.starts_with("addr:") {
+                "UPDATE login_throttle SET failures = \
+                 CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1"
+            } else {
+                "DELETE FROM login_throttle WHERE key = $1"
+            };
+            execute(&mut tx, sql, &counter.key).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 }
 
-type Row = (i64, Option<DateTime<Utc>>, DateTime<Utc>);
+/// Runs `sql` with `key` as its one parameter.
+async fn execute(tx: &mut StoreTx, sql: &'static str, key: &str) -> Result<(), IssuerError> {
+    on_backend!(&mut *tx, |conn| sqlx::query(sql)
+        .bind(key)
+        .execute(conn)
+        .await
+        .map(|_| ()))
+    .map_err(|e| IssuerError::Internal(e.to_string()))
+}
+
+type Row = (i64, Option<DateTime<Utc>>, DateTime<Utc>, i64);
 
 async fn lock_row(tx: &mut StoreTx, key: &str, now: DateTime<Utc>) -> Result<Row, IssuerError> {
     const INSERT: &str = "INSERT INTO login_throttle (key, failures, locked_until, updated_at) \
@@ -148,14 +229,14 @@ async fn lock_row(tx: &mut StoreTx, key: &str, now: DateTime<Utc>) -> Result<Row
     .map_err(internal)?;
     let row: Row = match tx {
         StoreTx::Postgres(tx) => sqlx::query_as(
-            "SELECT failures, locked_until, updated_at FROM login_throttle WHERE key = $1 FOR UPDATE",
+            "SELECT failures, locked_until, updated_at, refused FROM login_throttle WHERE key = $1 FOR UPDATE",
         )
         .bind(key)
         .fetch_one(&mut **tx)
         .await
         .map_err(internal)?,
         StoreTx::Sqlite(tx) => {
-            sqlx::query_as("SELECT failures, locked_until, updated_at FROM login_throttle WHERE key = $1")
+            sqlx::query_as("SELECT failures, locked_until, updated_at, refused FROM login_throttle WHERE key = $1")
                 .bind(key)
                 .fetch_one(&mut **tx)
                 .await

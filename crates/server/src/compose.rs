@@ -75,7 +75,8 @@ pub async fn build(
         leeway: Duration::from_secs(args.clock_leeway_secs.min(300)),
         key_format,
         throttle: ThrottleSettings {
-            free_per_username: args.login_free_attempts,
+            free_per_pair: args.login_free_attempts,
+            free_per_username: args.login_free_attempts_per_username,
             free_per_address: args.login_free_attempts_per_address,
             base_delay: Duration::from_millis(args.login_base_delay_ms.max(1)),
             ..ThrottleSettings::default()

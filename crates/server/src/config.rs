@@ -16,6 +16,7 @@ use crate::settings::{Role, ServeArgs};
 pub struct Checked {
     pub routes: RoutePolicy,
     pub cors_origins: Vec<HeaderValue>,
+    pub trusted_proxies: gatehouse_transport::client::TrustedProxies,
     /// TLS for the listener, when a certificate and key are given.
     pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
 }
@@ -130,6 +131,11 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
             None
         }
     };
+    let trusted_proxies = gatehouse_transport::client::TrustedProxies::parse(&args.trusted_proxies)
+        .unwrap_or_else(|e| {
+            problems.push(format!("--trusted-proxy (GATEHOUSE_TRUSTED_PROXIES): {e}"));
+            Default::default()
+        });
     let mut cors_origins = Vec::new();
     for origin in &args.cors_origins {
         let origin = origin.trim_end_matches('/');
@@ -149,6 +155,7 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
                 deny_unmatched: args.ext_authz_deny_unmatched,
             },
             cors_origins,
+            trusted_proxies,
             tls,
         })
     } else {

@@ -132,6 +132,17 @@ pub struct ServeArgs {
     )]
     pub cors_origins: Vec<String>,
 
+    /// A proxy or load balancer (address or CIDR range) whose `Forwarded` /
+    /// `X-Forwarded-For` headers name the real client, for the login
+    /// throttle and the audit trail; repeat, or comma-separate in the
+    /// variable. None by default: the peer is the client, whatever it sends.
+    #[arg(
+        long = "trusted-proxy",
+        env = "GATEHOUSE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
     #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -264,15 +275,26 @@ pub struct IssuerArgs {
     #[arg(long, env = "GATEHOUSE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
 
-    /// Failed logins per username before delays start.
+    /// Failed logins of one username from one client address before delays
+    /// start (the tight counter: it delays the guesser, not the owner).
     #[arg(long, env = "GATEHOUSE_LOGIN_FREE_ATTEMPTS", default_value_t = 5)]
     pub login_free_attempts: u32,
 
-    /// Failed logins per client address before delays start.
+    /// Failed logins of one username from any address before delays start
+    /// (a looser ceiling against guessing spread over many addresses).
+    #[arg(
+        long,
+        env = "GATEHOUSE_LOGIN_FREE_ATTEMPTS_PER_USERNAME",
+        default_value_t = 50
+    )]
+    pub login_free_attempts_per_username: u32,
+
+    /// Failed logins from one client address at any username before delays
+    /// start (a looser ceiling; a NAT's or proxy's users share an address).
     #[arg(
         long,
         env = "GATEHOUSE_LOGIN_FREE_ATTEMPTS_PER_ADDRESS",
-        default_value_t = 20
+        default_value_t = 100
     )]
     pub login_free_attempts_per_address: u32,
 

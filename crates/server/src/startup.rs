@@ -69,6 +69,7 @@ pub struct Application {
     http_settings: HttpSettings,
     grpc_reflection: bool,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    trusted_proxies: Arc<gatehouse_transport::client::TrustedProxies>,
 }
 
 impl Application {
@@ -122,6 +123,7 @@ impl Application {
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
             grpc_reflection: args.grpc_reflection,
             tls: checked.tls,
+            trusted_proxies: Arc::new(checked.trusted_proxies),
             http_settings: HttpSettings {
                 body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
                 cors_origins: checked.cors_origins,
@@ -155,6 +157,7 @@ impl Application {
             http_settings,
             grpc_reflection,
             tls,
+            trusted_proxies,
         } = self;
         let stop = CancellationToken::new();
 
@@ -257,6 +260,7 @@ impl Application {
         let app = multiplex(
             grpc.routes().prepare().into_axum_router(),
             gatehouse_transport::http::router(http, &http_settings),
+            trusted_proxies,
         );
         let server = tonic::transport::Server::builder()
             .accept_http1(true)

@@ -6,6 +6,7 @@
 //! - [`http`]: the HTTP+JSON routes over axum, and the multiplexer that
 //!   serves both on one port.
 
+pub mod client;
 pub mod grpc;
 pub mod http;
 

@@ -806,3 +806,139 @@ async fn sessions_end_at_their_maximum_lifetime_on_postgres() {
 async fn sessions_end_at_their_maximum_lifetime_on_sqlite() {
     sessions_end_at_their_maximum_lifetime(sqlite()).await;
 }
+
+/// The throttle counts per (username, client address) first, with looser
+/// per-username and per-address ceilings; behind a trusted proxy the client
+/// is the address the proxy recorded; and a flood of throttled attempts
+/// writes one audit event per delay, not one per attempt (hardening defects
+/// 4 and 5).
+async fn throttling_delays_the_guesser_not_the_owner(env: Env) {
+    bootstrap(&env).await;
+    let server = Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            "--database-url",
+            &env.url,
+            "--login-free-attempts",
+            "3",
+            "--login-free-attempts-per-address",
+            "10",
+            "--login-base-delay-ms",
+            "60000",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
+    let auth = AuthServiceClient::new(server.channel().await);
+    let attempt = |from: &'static str, username: String, password: &'static str| {
+        let mut auth = auth.clone();
+        async move {
+            let mut request = Request::new(pb::LoginRequest {
+                username,
+                password: password.into(),
+            });
+            request.metadata_mut().insert(
+                "x-forwarded-for",
+                format!("{from}, 127.0.0.1").parse().unwrap(),
+            );
+            auth.login(request).await.map(|_| ())
+        }
+    };
+    const ATTACKER: &str = "203.0.113.7";
+    const OWNER_HOME: &str = "198.51.100.1";
+    // The attacker's 3 free guesses, and a fourth that starts a delay.
+    for _ in 0..4 {
+        let status = attempt(ATTACKER, OWNER.into(), "wrong password!!")
+            .await
+            .expect_err("wrong");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // 200 more during the delay: all refused, before any password check.
+    for _ in 0..200 {
+        let status = attempt(ATTACKER, OWNER.into(), "wrong password!!")
+            .await
+            .expect_err("throttled");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (Code::ResourceExhausted, "LOGIN_THROTTLED")
+        );
+    }
+    // Even the right password waits, from the attacker's address...
+    let status = attempt(ATTACKER, OWNER.into(), PASSWORD)
+        .await
+        .expect_err("the pair is delayed");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    // ...but the owner, at home, logs in at once: no lockout by a stranger.
+    attempt(OWNER_HOME, OWNER.into(), PASSWORD)
+        .await
+        .expect("the owner is not locked out");
+
+    // The log holds 4 refused passwords and one throttling, not 205 events;
+    // each records the client address the proxy saw.
+    let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
+        .await
+        .unwrap();
+    let stream =
+        gatehouse_eventstore::StreamId::parse(gatehouse_domain::user::login_stream(OWNER)).unwrap();
+    let failures: Vec<_> = store
+        .read_stream(&stream)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type == "LoginFailed.v1")
+        .collect();
+    let reasons: Vec<&str> = failures
+        .iter()
+        .map(|e| e.payload["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "bad_credentials",
+            "bad_credentials",
+            "bad_credentials",
+            "bad_credentials",
+            "throttled"
+        ]
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|e| e.metadata.client_address.as_deref() == Some(ATTACKER)),
+        "{:?}",
+        failures.iter().map(|e| &e.metadata).collect::<Vec<_>>()
+    );
+
+    // One address spraying many usernames meets the per-address ceiling (10)
+    // while every username is still within its own free attempts.
+    const SPRAYER: &str = "192.0.2.66";
+    let mut throttled_at = None;
+    for n in 0..12 {
+        let status = attempt(SPRAYER, format!("user{n}@example.com"), "guess guess guess")
+            .await
+            .expect_err("unknown user");
+        if status.code() == Code::ResourceExhausted {
+            throttled_at = Some(n);
+            break;
+        }
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    assert_eq!(throttled_at, Some(11), "the 11th failure starts the delay");
+    // Its neighbour at another address is unaffected.
+    attempt(OWNER_HOME, OWNER.into(), PASSWORD)
+        .await
+        .expect("another address");
+}
+
+#[tokio::test]
+async fn throttling_delays_the_guesser_not_the_owner_on_postgres() {
+    throttling_delays_the_guesser_not_the_owner(postgres().await).await;
+}
+
+#[tokio::test]
+async fn throttling_delays_the_guesser_not_the_owner_on_sqlite() {
+    throttling_delays_the_guesser_not_the_owner(sqlite()).await;
+}

@@ -25,13 +25,23 @@ pub fn bearer<T>(request: &Request<T>) -> Option<String> {
 /// Client address and request id of a call.
 pub fn context<T>(request: &Request<T>) -> CallContext {
     CallContext {
-        client_address: request.remote_addr().map(|a| a.ip().to_string()),
+        client_address: client_address(request),
         request_id: request
             .metadata()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(128).collect()),
     }
+}
+
+/// The client's address as decided for the call (see [`crate::client`]).
+pub fn client_address<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<crate::client::ClientAddress>()
+        .map(|c| c.0)
+        .or_else(|| request.remote_addr().map(|a| a.ip()))
+        .map(|ip| ip.to_string())
 }
 
 /// The principal behind a call's bearer credential: the one place gRPC

@@ -76,7 +76,7 @@ impl pb::verifier_service_server::VerifierService for VerifierGrpc {
         &self,
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
-        let caller = request.remote_addr().map(|a| a.ip().to_string());
+        let caller = super::client_address(&request);
         let r = request.into_inner();
         let audience = (!r.audience.is_empty()).then_some(r.audience.as_str());
         match self

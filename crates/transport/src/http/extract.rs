@@ -163,18 +163,10 @@ pub fn context(parts: &Parts) -> CallContext {
     CallContext {
         client_address: parts
             .extensions
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-            .or_else(|| {
-                // Behind Gatehouse's own TLS, the TCP info is one level down.
-                parts
-                    .extensions
-                    .get::<tonic::transport::server::TlsConnectInfo<
-                        tonic::transport::server::TcpConnectInfo,
-                    >>()
-                    .and_then(|info| info.get_ref().remote_addr())
-            })
-            .map(|addr| addr.ip().to_string()),
+            .get::<crate::client::ClientAddress>()
+            .map(|c| c.0)
+            .or_else(|| crate::client::peer(&parts.extensions))
+            .map(|ip| ip.to_string()),
         request_id: parts
             .headers
             .get("x-request-id")

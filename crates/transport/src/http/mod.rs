@@ -149,17 +149,26 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
 /// everything else to `http` (so an unknown HTTP path is a JSON 404, never a
 /// gRPC `UNIMPLEMENTED`).
 /// Request ids and the log span wrap both.
-pub fn multiplex(grpc: Router, http: Router) -> Router {
-    layers::with_request_ids(Router::new().fallback_service(tower::service_fn(
-        move |request: Request| {
-            let is_grpc = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            let target = if is_grpc { grpc.clone() } else { http.clone() };
-            target.oneshot(request)
-        },
-    )))
+pub fn multiplex(
+    grpc: Router,
+    http: Router,
+    trusted: std::sync::Arc<crate::client::TrustedProxies>,
+) -> Router {
+    layers::with_request_ids(
+        Router::new()
+            .fallback_service(tower::service_fn(move |request: Request| {
+                let is_grpc = request
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                let target = if is_grpc { grpc.clone() } else { http.clone() };
+                target.oneshot(request)
+            }))
+            .layer(axum::middleware::map_request_with_state(
+                trusted,
+                crate::client::client_addresses,
+            )),
+    )
 }
 
 #[cfg(test)]

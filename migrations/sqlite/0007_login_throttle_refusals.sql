@@ -1,0 +1,2 @@
+-- See the Postgres migration.
+ALTER TABLE login_throttle ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;
