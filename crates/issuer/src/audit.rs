@@ -10,6 +10,144 @@ use gatehouse_projections::key_activity::{self, ActivityFilter, ActivityRow};
 use crate::error::IssuerError;
 use crate::flows::{Issuer, Principal};
 
+/// Live tails open at once per credential (a console tab or two, a script).
+pub const MAX_WATCHES_PER_CREDENTIAL: usize = 8;
+/// Live tails open at once in one process.
+pub const MAX_WATCHES: usize = 1000;
+/// The longest a live tail goes without checking its credential again
+/// (a logout or password change, which adds no activity entry, ends it
+/// within this; a key's revocation at once).
+pub const REAUTHENTICATE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The one reader of the activity log behind every live tail of a process:
+/// it wakes on appends (or every poll interval), reads new entries of every
+/// account once, and broadcasts them; each tail filters in memory. So 300
+/// open tails cost one query per change, not 300 every poll. It also keeps
+/// the caps on open tails.
+#[derive(Default)]
+pub struct ActivityHub {
+    sender: std::sync::OnceLock<tokio::sync::broadcast::Sender<std::sync::Arc<Batch>>>,
+    open: std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>,
+}
+
+/// A tail's place under the caps, given back when the tail ends.
+pub struct WatchSlot {
+    hub: std::sync::Arc<ActivityHub>,
+    credential: [u8; 32],
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.hub.open.lock()
+            && let Some(count) = open.get_mut(&self.credential)
+        {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.credential);
+            }
+        }
+    }
+}
+
+impl ActivityHub {
+    /// Takes a slot for a tail of `credential`, or says which cap is full.
+    fn admit(self: &std::sync::Arc<Self>, credential: &str) -> Result<WatchSlot, IssuerError> {
+        use sha2::Digest as _;
+        let key: [u8; 32] = sha2::Sha256::digest(credential.as_bytes()).into();
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| IssuerError::Internal("watch registry poisoned".into()))?;
+        if open.values().sum::<usize>() >= MAX_WATCHES {
+            return Err(IssuerError::TooManyWatches(" in this process"));
+        }
+        let count = open.entry(key).or_default();
+        if *count >= MAX_WATCHES_PER_CREDENTIAL {
+            return Err(IssuerError::TooManyWatches(" for this credential"));
+        }
+        *count += 1;
+        Ok(WatchSlot {
+            hub: self.clone(),
+            credential: key,
+        })
+    }
+
+    /// Subscribes to the shared reader, starting it on first use.
+    fn subscribe(
+        &self,
+        issuer: &Issuer,
+        poll: std::time::Duration,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<Batch>> {
+        self.sender
+            .get_or_init(|| {
+                let (sender, _) = tokio::sync::broadcast::channel(1024);
+                tokio::spawn(read_for_everyone(issuer.clone(), sender.clone(), poll));
+                sender
+            })
+            .subscribe()
+    }
+}
+
+/// What the shared reader found: every entry in `(from, upto]`. A tail that
+/// has not seen everything up to `from` (it subscribed late, or lagged)
+/// reads the gap itself, so no entry is ever skipped.
+pub struct Batch {
+    from: i64,
+    upto: i64,
+    rows: Vec<ActivityRow>,
+}
+
+/// The shared reader's loop, for the life of the process: after each append
+/// it hears of (or each poll), brings the projection up to date and
+/// broadcasts the new entries — or, with nobody listening, only notes the head.
+async fn read_for_everyone(
+    issuer: Issuer,
+    sender: tokio::sync::broadcast::Sender<std::sync::Arc<Batch>>,
+    poll: std::time::Duration,
+) {
+    let mut changes = issuer.store().changes();
+    let mut position = None;
+    loop {
+        if let Err(error) = broadcast_new(&issuer, &sender, &mut position).await {
+            tracing::warn!(%error, "the shared activity reader failed; retrying");
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+async fn broadcast_new(
+    issuer: &Issuer,
+    sender: &tokio::sync::broadcast::Sender<std::sync::Arc<Batch>>,
+    position: &mut Option<i64>,
+) -> Result<(), IssuerError> {
+    issuer.key_activity_runner().run_until_caught_up().await?;
+    let Some(mut from) = *position else {
+        // Tails read their own history and any gap before a batch's `from`.
+        *position = Some(key_activity::head(issuer.store()).await?);
+        return Ok(());
+    };
+    if sender.receiver_count() == 0 {
+        *position = Some(key_activity::head(issuer.store()).await?);
+        return Ok(());
+    }
+    loop {
+        let rows = key_activity::after(issuer.store(), from, MAX_PAGE_SIZE).await?;
+        let Some(upto) = rows.last().map(|r| r.position) else {
+            return Ok(());
+        };
+        let full = rows.len() as i64 == MAX_PAGE_SIZE;
+        *position = Some(upto);
+        let _ = sender.send(std::sync::Arc::new(Batch { from, upto, rows }));
+        from = upto;
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 /// Default and largest page of `ListKeyActivity`.
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE_SIZE: i64 = 1000;
@@ -110,10 +248,15 @@ impl Issuer {
         Ok((rows, next))
     }
 
-    /// The live tail of `query` after log position `after`, as a channel: a
-    /// task re-authenticates `bearer` and re-checks `activity:read` before
-    /// every read, so a revoked key, an ended session or an expired token
-    /// ends the tail with its error (the last item) within one `poll`. The
+    /// The live tail of `query` after log position `after`, as a channel:
+    /// the history first (read for this tail), then entries as the one
+    /// shared reader of the process ([`ActivityHub`]) finds them, filtered in
+    /// memory. The credential is checked again whenever entries for this
+    /// tail arrive (a key's revocation is one) and at least every
+    /// [`REAUTHENTICATE_EVERY`], so a revoked key, an ended session or an
+    /// expired token ends the tail with its error (the last item). At most
+    /// [`MAX_WATCHES_PER_CREDENTIAL`] tails per credential and
+    /// [`MAX_WATCHES`] per process; beyond them, `TOO_MANY_WATCHES`. The
     /// task stops when the receiver is dropped.
     pub fn tail_activity(
         &self,
@@ -121,41 +264,103 @@ impl Issuer {
         query: ActivityQuery,
         mut after: i64,
         poll: std::time::Duration,
-    ) -> tokio::sync::mpsc::Receiver<Result<ActivityRow, IssuerError>> {
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<ActivityRow, IssuerError>>, IssuerError> {
+        let hub = self.activity_hub();
+        let slot = hub.admit(bearer.as_deref().unwrap_or_default())?;
+        let mut shared = hub.subscribe(self, poll);
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let issuer = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            let allowed = async |issuer: &Issuer| match issuer.authenticate(bearer.as_deref()).await
+            {
+                Ok(p) => p.require(scope::ACTIVITY_READ, query.account_id),
+                Err(e) => Err(e),
+            };
+            // Everything up to `covered` has been read (here or shared).
+            let mut covered = 0;
+            let mut read_own = true;
+            let mut checked = tokio::time::Instant::now() - REAUTHENTICATE_EVERY;
             loop {
-                let still_allowed = match issuer.authenticate(bearer.as_deref()).await {
-                    Ok(p) => p.require(scope::ACTIVITY_READ, query.account_id),
-                    Err(e) => Err(e),
-                };
-                if let Err(error) = still_allowed {
-                    let _ = tx.send(Err(error)).await;
-                    return;
-                }
-                match issuer.activity_after(&query, after).await {
-                    Ok(rows) => {
-                        let caught_up = rows.is_empty();
-                        for row in rows {
-                            after = row.position;
-                            if tx.send(Ok(row)).await.is_err() {
-                                return;
-                            }
+                let mut rows = Vec::new();
+                if read_own {
+                    // The history, or a gap the shared batches do not cover:
+                    // everything after `after`, read for this tail alone.
+                    match issuer.catch_up_activity(&query, after).await {
+                        Ok((head, own)) => {
+                            covered = covered.max(head);
+                            rows = own;
+                            read_own = false;
                         }
-                        if !caught_up {
+                        Err(error) => {
+                            tracing::warn!(%error, "activity tail read failed; retrying");
+                            tokio::time::sleep(poll).await;
                             continue;
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "activity tail read failed; retrying"),
+                } else {
+                    tokio::select! {
+                        () = tx.closed() => return,
+                        batch = shared.recv() => match batch {
+                            Ok(batch) if batch.from > covered => read_own = true,
+                            Ok(batch) => {
+                                let filter = query.filter(after);
+                                rows = batch
+                                    .rows
+                                    .iter()
+                                    .filter(|row| filter.matches(row))
+                                    .map(|row| query.redact(row.clone()))
+                                    .collect();
+                                covered = covered.max(batch.upto);
+                            }
+                            // Too slow for the shared reader: read what was missed.
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                read_own = true;
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        },
+                        () = tokio::time::sleep_until(checked + REAUTHENTICATE_EVERY) => {}
+                    }
+                    if read_own {
+                        continue;
+                    }
                 }
-                tokio::select! {
-                    () = tx.closed() => return,
-                    () = tokio::time::sleep(poll) => {}
+                if !rows.is_empty() || checked.elapsed() >= REAUTHENTICATE_EVERY {
+                    if let Err(error) = allowed(&issuer).await {
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                    checked = tokio::time::Instant::now();
+                }
+                for row in rows {
+                    after = row.position;
+                    if tx.send(Ok(row)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
-        rx
+        Ok(rx)
+    }
+
+    /// Every entry of `query` after `after` (pages until none is left), and
+    /// the activity head read before them: everything up to it is in the answer.
+    async fn catch_up_activity(
+        &self,
+        query: &ActivityQuery,
+        mut after: i64,
+    ) -> Result<(i64, Vec<ActivityRow>), IssuerError> {
+        self.key_activity_runner().run_until_caught_up().await?;
+        let head = key_activity::head(self.store()).await?;
+        let mut rows = Vec::new();
+        loop {
+            let page = self.activity_after(query, after).await?;
+            match page.last() {
+                Some(last) => after = last.position,
+                None => return Ok((head, rows)),
+            }
+            rows.extend(page);
+        }
     }
 
     /// Entries after `after` (for the live tail), caught up first.

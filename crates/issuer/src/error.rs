@@ -60,6 +60,9 @@ pub enum IssuerError {
     Catalogue(CatalogueError),
     #[error("too many failed logins; retry later")]
     Throttled { retry_after: Duration },
+    /// A live tail beyond the caps (per credential, per process).
+    #[error("too many live activity tails are open{0}; close one or retry later")]
+    TooManyWatches(&'static str),
     #[error("{0} already exists")]
     AlreadyExists(&'static str),
     #[error("{0} not found")]
@@ -125,7 +128,7 @@ impl IssuerError {
             Self::Catalogue(CatalogueError::AlreadyRetired(_) | CatalogueError::Full) => {
                 ErrorClass::FailedPrecondition
             }
-            Self::Throttled { .. } => ErrorClass::TooManyRequests,
+            Self::Throttled { .. } | Self::TooManyWatches(_) => ErrorClass::TooManyRequests,
             Self::AlreadyExists(_) => ErrorClass::AlreadyExists,
             Self::NotFound(_) => ErrorClass::NotFound,
             Self::FailedPrecondition(_) => ErrorClass::FailedPrecondition,
@@ -153,6 +156,7 @@ impl IssuerError {
             Self::Catalogue(CatalogueError::AlreadyRetired(_)) => "SCOPE_RETIRED",
             Self::Catalogue(CatalogueError::Full) => "CATALOGUE_FULL",
             Self::Throttled { .. } => "LOGIN_THROTTLED",
+            Self::TooManyWatches(_) => "TOO_MANY_WATCHES",
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
             Self::NotFound(_) => "NOT_FOUND",
             Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
@@ -180,6 +184,7 @@ impl IssuerError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Throttled { retry_after } => Some(*retry_after),
+            Self::TooManyWatches(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
     }

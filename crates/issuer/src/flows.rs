@@ -147,6 +147,8 @@ pub struct Issuer {
     api_keys: Arc<ProjectionRunner<ApiKeys>>,
     /// Likewise for the activity log.
     key_activity: Arc<ProjectionRunner<KeyActivity>>,
+    /// The one reader behind every live activity tail, and their caps.
+    activity_hub: Arc<crate::audit::ActivityHub>,
 }
 
 fn event(
@@ -214,6 +216,7 @@ impl Issuer {
         Self {
             api_keys: Arc::new(ProjectionRunner::new(store.clone(), ApiKeys)),
             key_activity: Arc::new(ProjectionRunner::new(store.clone(), KeyActivity)),
+            activity_hub: Arc::default(),
             store,
             hasher,
             keyring,
@@ -241,6 +244,10 @@ impl Issuer {
 
     pub(crate) fn key_activity_runner(&self) -> &ProjectionRunner<KeyActivity> {
         &self.key_activity
+    }
+
+    pub(crate) fn activity_hub(&self) -> &Arc<crate::audit::ActivityHub> {
+        &self.activity_hub
     }
 
     pub fn settings(&self) -> &IssuerSettings {

@@ -182,6 +182,55 @@ pub struct ActivityFilter {
     pub after: i64,
 }
 
+impl ActivityFilter {
+    /// Whether `row` is one [`list`] would return: the same rule, in memory,
+    /// for rows read once and shared by many live tails.
+    pub fn matches(&self, row: &ActivityRow) -> bool {
+        let account = row.account_id == self.account_id
+            || (self.key_id.is_none() && row.account_id == EVERY_ACCOUNT);
+        account
+            && row.position > self.after
+            && self.key_id.as_ref().is_none_or(|k| *k == row.key_id)
+            && self.since.is_none_or(|since| row.occurred_at >= since)
+            && self.until.is_none_or(|until| row.occurred_at < until)
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k.as_str() == row.kind))
+    }
+}
+
+/// Up to `limit` entries of every account after `after`, in log order (the
+/// one shared read behind every live tail).
+pub async fn after(
+    store: &EventStore,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ActivityRow>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM key_activity WHERE position > $1 ORDER BY position LIMIT $2"
+    );
+    let mut tx = store.begin_read().await?;
+    let rows = on_backend!(&mut tx, |conn| sqlx::query_as::<_, ActivityRow>(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(conn)
+        .await)
+    .map_err(db)?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// The position of the newest entry (0 when there is none).
+pub async fn head(store: &EventStore) -> Result<i64, StoreError> {
+    let mut tx = store.begin_read().await?;
+    let head: Option<i64> = on_backend!(&mut tx, |conn| sqlx::query_scalar(
+        "SELECT MAX(position) FROM key_activity"
+    )
+    .fetch_one(conn)
+    .await)
+    .map_err(db)?;
+    tx.commit().await?;
+    Ok(head.unwrap_or(0))
+}
+
 /// Up to `limit` entries matching `filter`, in log order. Without a key
 /// filter, the deployment-wide entries (catalogue changes) are included.
 pub async fn list(

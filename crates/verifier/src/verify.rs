@@ -251,6 +251,11 @@ impl Verifier {
             // An SDK token lives no longer than its key, nor than the
             // secret it was exchanged with.
             Revocable::Key(key_id, secret) => match index.key(&key_id) {
+                // A secret newer than this index knows: it is behind, not
+                // the token wrong — catch up and ask again, as for a key.
+                Some(key) if secret > key.rotations => {
+                    (Err(Denial::Unauthenticated(UNKNOWN_TOKEN_KEY)), None)
+                }
                 Some(key) => (
                     key.secret_alive(secret, now)
                         .map(|()| verified)

@@ -1028,3 +1028,104 @@ async fn read_until(stream: &mut reqwest::Response, seen: &mut String, needle: &
     .await;
     assert!(matches!(found, Ok(true)), "{needle:?} not seen: {seen}");
 }
+
+/// Live tails share one reader and are capped: 8 per credential (the 9th is
+/// 429 `TOO_MANY_WATCHES` with `Retry-After`), a closed tail gives its slot
+/// back, every open tail sees a new entry, and a logout ends a user's tail
+/// within the 5 s re-check (hardening defect 3).
+async fn live_tails_are_shared_and_capped(env: Env) {
+    let boot = bootstrap(&env).await;
+    let server = serve(&env).await;
+    let base = format!("http://{}", server.addr);
+    let account_id = boot["account_id"].as_str().unwrap().to_string();
+    let admin = boot["secret"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let tail_url = format!("{base}/api/v1/accounts/{account_id}/activity/stream");
+    let open = |bearer: String| {
+        let (http, url) = (http.clone(), tail_url.clone());
+        async move { http.get(url).bearer_auth(bearer).send().await.unwrap() }
+    };
+    let mut tails = Vec::new();
+    for _ in 0..8 {
+        let tail = open(admin.clone()).await;
+        assert_eq!(tail.status(), StatusCode::OK);
+        tails.push(tail);
+    }
+    let refused = send(http.get(&tail_url).bearer_auth(&admin)).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.body["reason"], "TOO_MANY_WATCHES");
+    assert!(refused.retry_after.is_some());
+
+    // Another credential has its own allowance: the owner's session.
+    let session: Value = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&json!({ "username": OWNER, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = session["access_token"].as_str().unwrap().to_string();
+    let mut user_tail = open(access.clone()).await;
+    assert_eq!(user_tail.status(), StatusCode::OK);
+
+    // One new entry reaches every open tail.
+    let created: Value = http
+        .post(format!("{base}/api/v1/accounts/{account_id}/keys"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "watched", "scopes": ["keys:read"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_id = created["key"]["key_id"].as_str().unwrap().to_string();
+    for tail in tails.iter_mut() {
+        let mut seen = String::new();
+        read_until(tail, &mut seen, &key_id).await;
+    }
+    let mut seen = String::new();
+    read_until(&mut user_tail, &mut seen, &key_id).await;
+
+    // A closed tail gives its slot back.
+    drop(tails.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        let tail = open(admin.clone()).await;
+        if tail.status() == StatusCode::OK {
+            reopened = Some(tail);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(reopened.is_some(), "the closed tail's slot never came back");
+
+    // A logout adds no activity entry, yet ends the user's tail.
+    let logout = http
+        .post(format!("{base}/api/auth/logout"))
+        .json(&json!({ "refresh_token": session["refresh_token"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success(), "{}", logout.status());
+    let mut seen = String::new();
+    read_until(&mut user_tail, &mut seen, "event: error").await;
+    assert!(seen.contains("SESSION_REVOKED"), "{seen}");
+}
+
+#[tokio::test]
+async fn live_tails_are_shared_and_capped_on_sqlite() {
+    live_tails_are_shared_and_capped(sqlite()).await;
+}
+
+#[tokio::test]
+async fn live_tails_are_shared_and_capped_on_postgres() {
+    live_tails_are_shared_and_capped(postgres().await).await;
+}

@@ -90,9 +90,10 @@ async fn the_readme_curl_walkthrough_runs_as_written() {
         "{stdout}"
     );
     assert!(lines.contains(&"\"revoked\""), "{stdout}");
+    // The revocation ends the running grace period first, in the same append.
     assert_eq!(
-        lines[lines.len() - 4..],
-        ["created", "rotated", "revoked", "deleted"],
+        lines[lines.len() - 5..],
+        ["created", "rotated", "grace_expired", "revoked", "deleted"],
         "the key's history\n{stdout}"
     );
 }

@@ -421,7 +421,10 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
             .grpc()?;
         // The tail re-checks the credential: it ends with UNAUTHENTICATED
         // (or PERMISSION_DENIED) once the key is revoked or the session ends.
-        let rx = self.issuer.tail_activity(bearer, query, 0, self.poll);
+        let rx = self
+            .issuer
+            .tail_activity(bearer, query, 0, self.poll)
+            .map_err(super::status)?;
         let stream =
             futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
                 item.map(|row| activity_pb(&row)).map_err(super::status)

@@ -620,7 +620,7 @@ pub async fn activity_stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0);
-    let rx = issuer.tail_activity(bearer, query, after, state.poll);
+    let rx = issuer.tail_activity(bearer, query, after, state.poll)?;
     let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
         Ok::<_, std::convert::Infallible>(match item {
             Ok(row) => Event::default()
