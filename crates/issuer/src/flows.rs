@@ -491,7 +491,7 @@ impl Issuer {
         now: DateTime<Utc>,
     ) -> Result<(User, Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>), IssuerError> {
         let email = Email::parse(username)?;
-        check_new_password(&password)?;
+        check_new_password(&password, &[email.as_str()])?;
         let password_hash = self.hasher.hash(password).await?;
         let user_id = UserId::from_uuid(Uuid::now_v7());
         let created = UserEvent::Created(UserCreated {
@@ -803,7 +803,6 @@ impl Issuer {
         };
         required("old_password", &old_password)?;
         required("new_password", &new_password)?;
-        check_new_password_field("new_password", &new_password)?;
         let user_id =
             UserId::parse(&principal.subject).map_err(|_| IssuerError::Unauthenticated {
                 reason: "CREDENTIAL_MALFORMED",
@@ -816,6 +815,8 @@ impl Issuer {
                 reason: "CREDENTIAL_MALFORMED",
             })?;
         let username = user.username.as_str().to_owned();
+        // Refused before the old password is tried: no throttle attempt spent.
+        check_new_password_field("new_password", &new_password, &[&username])?;
         let login_stream = stream(login_stream(&username))?;
         let now = Utc::now();
         self.reserve_attempt(&username, &login_stream, Some(user.id), ctx, now)
