@@ -563,6 +563,12 @@ impl ApiKey {
                 expired_at: at,
             }));
         }
+        // In the order they happened (a key may expire before its grace ends).
+        events.sort_by_key(|e| match e {
+            ApiKeyEvent::GraceExpired(g) => g.expired_at,
+            ApiKeyEvent::Expired(x) => x.expired_at,
+            _ => now,
+        });
         events
     }
 }
@@ -767,6 +773,17 @@ mod tests {
         events.extend(revoked);
         assert!(key(&events).due(later).is_empty(), "exactly one expiry");
 
+        // What fell due is recorded in the order it happened.
+        let mut both = given(now, Some(now + Duration::seconds(5)));
+        both.extend(
+            key(&both)
+                .rotate(SecretHash::of("s2"), "x".into(), grace, now)
+                .unwrap(),
+        );
+        assert!(matches!(
+            key(&both).due(later).as_slice(),
+            [ApiKeyEvent::Expired(_), ApiKeyEvent::GraceExpired(_)]
+        ));
         // A key that expired before it was deleted records its expiry first.
         let expiring = given(now, Some(now + Duration::seconds(5)));
         assert!(matches!(

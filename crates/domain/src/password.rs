@@ -116,7 +116,10 @@ mod tests {
             let error = check_new_password(weak, &[]).expect_err(weak);
             let message = error.to_string();
             assert!(message.contains("too easy to guess"), "{weak}: {message}");
-            assert!(!message.contains(weak), "the password is not echoed: {message}");
+            assert!(
+                !message.contains(weak),
+                "the password is not echoed: {message}"
+            );
         }
         // The user's own email, or its parts, is no password.
         let email = "dana.scully@example.com";

@@ -609,6 +609,11 @@ async fn listen_for_appends(pool: PgPool, changes: watch::Sender<u64>) {
 /// SQLite gives the files it creates the database file's mode. An existing
 /// directory is left alone (it may be the working directory).
 fn private_file(path: &Path) -> std::io::Result<()> {
+    // An in-memory database or a URI with parameters is no plain file.
+    let name = path.to_string_lossy();
+    if name.starts_with(":memory:") || name.contains('?') || name.starts_with("file:") {
+        return Ok(());
+    }
     if let Some(dir) = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty() && !d.exists())
@@ -637,9 +642,13 @@ fn private_file(path: &Path) -> std::io::Result<()> {
             let mut file = path.as_os_str().to_owned();
             file.push(suffix);
             let file = std::path::PathBuf::from(file);
-            let Ok(meta) = std::fs::metadata(&file) else {
+            // A symlink is the operator's arrangement: its target is left alone.
+            let Ok(meta) = std::fs::symlink_metadata(&file) else {
                 continue;
             };
+            if !meta.file_type().is_file() {
+                continue;
+            }
             let mode = meta.permissions().mode();
             if mode & 0o077 != 0 {
                 tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "others could read the database file; tightening it to 0600");

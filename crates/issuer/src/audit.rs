@@ -12,6 +12,8 @@ use crate::flows::{Issuer, Principal};
 
 /// Live tails open at once per credential (a console tab or two, a script).
 pub const MAX_WATCHES_PER_CREDENTIAL: usize = 8;
+/// Live tails open at once per account, however many credentials it mints.
+pub const MAX_WATCHES_PER_ACCOUNT: usize = 100;
 /// Live tails open at once in one process.
 pub const MAX_WATCHES: usize = 1000;
 /// The longest a live tail goes without checking its credential again
@@ -27,48 +29,72 @@ pub const REAUTHENTICATE_EVERY: std::time::Duration = std::time::Duration::from_
 #[derive(Default)]
 pub struct ActivityHub {
     sender: std::sync::OnceLock<tokio::sync::broadcast::Sender<std::sync::Arc<Batch>>>,
-    open: std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>,
+    /// Open tails by credential (SHA-256) and by account.
+    open: std::sync::Mutex<OpenTails>,
+}
+
+#[derive(Default)]
+struct OpenTails {
+    total: usize,
+    by_credential: std::collections::HashMap<[u8; 32], usize>,
+    by_account: std::collections::HashMap<AccountId, usize>,
 }
 
 /// A tail's place under the caps, given back when the tail ends.
 pub struct WatchSlot {
     hub: std::sync::Arc<ActivityHub>,
     credential: [u8; 32],
+    account: AccountId,
+}
+
+fn release<K: std::hash::Hash + Eq>(counts: &mut std::collections::HashMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
+        }
+    }
 }
 
 impl Drop for WatchSlot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.hub.open.lock()
-            && let Some(count) = open.get_mut(&self.credential)
-        {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.credential);
-            }
+        if let Ok(mut open) = self.hub.open.lock() {
+            open.total = open.total.saturating_sub(1);
+            release(&mut open.by_credential, &self.credential);
+            release(&mut open.by_account, &self.account);
         }
     }
 }
 
 impl ActivityHub {
     /// Takes a slot for a tail of `credential`, or says which cap is full.
-    fn admit(self: &std::sync::Arc<Self>, credential: &str) -> Result<WatchSlot, IssuerError> {
+    fn admit(
+        self: &std::sync::Arc<Self>,
+        credential: &str,
+        account: AccountId,
+    ) -> Result<WatchSlot, IssuerError> {
         use sha2::Digest as _;
         let key: [u8; 32] = sha2::Sha256::digest(credential.as_bytes()).into();
         let mut open = self
             .open
             .lock()
             .map_err(|_| IssuerError::Internal("watch registry poisoned".into()))?;
-        if open.values().sum::<usize>() >= MAX_WATCHES {
+        if open.total >= MAX_WATCHES {
             return Err(IssuerError::TooManyWatches(" in this process"));
         }
-        let count = open.entry(key).or_default();
-        if *count >= MAX_WATCHES_PER_CREDENTIAL {
+        if open.by_account.get(&account).copied().unwrap_or(0) >= MAX_WATCHES_PER_ACCOUNT {
+            return Err(IssuerError::TooManyWatches(" for this account"));
+        }
+        if open.by_credential.get(&key).copied().unwrap_or(0) >= MAX_WATCHES_PER_CREDENTIAL {
             return Err(IssuerError::TooManyWatches(" for this credential"));
         }
-        *count += 1;
+        open.total += 1;
+        *open.by_credential.entry(key).or_default() += 1;
+        *open.by_account.entry(account).or_default() += 1;
         Ok(WatchSlot {
             hub: self.clone(),
             credential: key,
+            account,
         })
     }
 
@@ -266,7 +292,7 @@ impl Issuer {
         poll: std::time::Duration,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<ActivityRow, IssuerError>>, IssuerError> {
         let hub = self.activity_hub();
-        let slot = hub.admit(bearer.as_deref().unwrap_or_default())?;
+        let slot = hub.admit(bearer.as_deref().unwrap_or_default(), query.account_id)?;
         let mut shared = hub.subscribe(self, poll);
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let issuer = self.clone();
@@ -280,24 +306,48 @@ impl Issuer {
             // Everything up to `covered` has been read (here or shared).
             let mut covered = 0;
             let mut read_own = true;
-            let mut checked = tokio::time::Instant::now() - REAUTHENTICATE_EVERY;
+            let mut checked = tokio::time::Instant::now();
             loop {
                 let mut rows = Vec::new();
                 if read_own {
                     // The history, or a gap the shared batches do not cover:
-                    // everything after `after`, read for this tail alone.
-                    match issuer.catch_up_activity(&query, after).await {
-                        Ok((head, own)) => {
+                    // everything after `after`, read for this tail alone,
+                    // one page at a time into the bounded channel.
+                    if let Err(error) = allowed(&issuer).await {
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                    checked = tokio::time::Instant::now();
+                    let read = async {
+                        let head = issuer.activity_head().await?;
+                        loop {
+                            let page = issuer.activity_after(&query, after).await?;
+                            if page.is_empty() {
+                                return Ok::<_, IssuerError>(Some(head));
+                            }
+                            for row in page {
+                                after = row.position;
+                                if tx.send(Ok(row)).await.is_err() {
+                                    return Ok(None);
+                                }
+                            }
+                        }
+                    };
+                    match read.await {
+                        Ok(Some(head)) => {
                             covered = covered.max(head);
-                            rows = own;
                             read_own = false;
                         }
+                        Ok(None) => return,
                         Err(error) => {
                             tracing::warn!(%error, "activity tail read failed; retrying");
-                            tokio::time::sleep(poll).await;
-                            continue;
+                            tokio::select! {
+                                () = tx.closed() => return,
+                                () = tokio::time::sleep(poll) => {}
+                            }
                         }
                     }
+                    continue;
                 } else {
                     tokio::select! {
                         () = tx.closed() => return,
@@ -343,24 +393,11 @@ impl Issuer {
         Ok(rx)
     }
 
-    /// Every entry of `query` after `after` (pages until none is left), and
-    /// the activity head read before them: everything up to it is in the answer.
-    async fn catch_up_activity(
-        &self,
-        query: &ActivityQuery,
-        mut after: i64,
-    ) -> Result<(i64, Vec<ActivityRow>), IssuerError> {
+    /// The activity head, the projection caught up first: every entry up to
+    /// it can be read now.
+    async fn activity_head(&self) -> Result<i64, IssuerError> {
         self.key_activity_runner().run_until_caught_up().await?;
-        let head = key_activity::head(self.store()).await?;
-        let mut rows = Vec::new();
-        loop {
-            let page = self.activity_after(query, after).await?;
-            match page.last() {
-                Some(last) => after = last.position,
-                None => return Ok((head, rows)),
-            }
-            rows.extend(page);
-        }
+        Ok(key_activity::head(self.store()).await?)
     }
 
     /// Entries after `after` (for the live tail), caught up first.

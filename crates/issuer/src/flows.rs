@@ -227,7 +227,13 @@ impl Issuer {
 
     /// The idle and absolute session timeouts of the settings.
     fn session_lifetime(&self) -> SessionLifetime {
-        let duration = |d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        // Ten years at most: settings are clamped far below, and `now + idle`
+        // must never overflow.
+        let duration = |d| {
+            chrono::Duration::from_std(d)
+                .unwrap_or(chrono::Duration::MAX)
+                .min(chrono::Duration::days(3650))
+        };
         SessionLifetime {
             idle: duration(self.settings.refresh_token_ttl),
             max_lifetime: duration(self.settings.session_max_lifetime),
@@ -1045,7 +1051,9 @@ impl Issuer {
         let mut claims = self.claims(key.id.to_string(), key.account_id, &scopes, None, ttl, now);
         // Bound to the secret it came from: rotated away or revoked, the
         // token dies with it rather than living out its hour.
-        claims.ksv = key.secret_version(&hash);
+        claims.ksv = Some(key.secret_version(&hash).ok_or_else(|| {
+            IssuerError::Internal("an authenticated secret has no version".into())
+        })?);
         let token = self.sign(&claims)?;
         Ok((token, secs(ttl)))
     }

@@ -55,8 +55,22 @@ impl Throttle {
         }
     }
 
+    /// The address as the throttle counts it: an IPv6 client by its /64
+    /// (one subscriber's whole network), anything else as given.
+    fn address_key(address: &str) -> String {
+        match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            _ => address.to_string(),
+        }
+    }
+
     fn counters(&self, username: &str, address: Option<&str>) -> Vec<Counter> {
         let user = Self::username_key(username);
+        let address = address.map(Self::address_key);
+        let address = address.as_deref();
         let mut counters = vec![
             Counter {
                 key: format!("pair:{}:{}", &user[5..], address.unwrap_or("-")),
@@ -93,6 +107,32 @@ impl Throttle {
         self.prune_now_and_then(now).await;
         let counters = self.counters(username, address);
         let mut tx = self.store.begin().await?;
+        // A running delay refuses before anything is inserted, the address's
+        // first: refused attempts with ever new usernames add no rows.
+        for counter in counters.iter().rev() {
+            const DELAYED: &str = "SELECT locked_until, refused FROM login_throttle WHERE key = $1";
+            let row: Option<(Option<DateTime<Utc>>, i64)> =
+                on_backend!(&mut tx, |conn| sqlx::query_as(DELAYED)
+                    .bind(&counter.key)
+                    .fetch_optional(conn)
+                    .await)
+                .map_err(|e| IssuerError::Internal(e.to_string()))?;
+            if let Some((Some(until), refused)) =
+                row.filter(|(until, _)| until.is_some_and(|u| u > now))
+            {
+                execute(
+                    &mut tx,
+                    "UPDATE login_throttle SET refused = refused + 1 WHERE key = $1",
+                    &counter.key,
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Err(Refused {
+                    retry_after: (until - now).to_std().unwrap_or(Duration::from_secs(1)),
+                    first: refused == 0,
+                }));
+            }
+        }
         let mut updates = Vec::with_capacity(counters.len());
         for counter in &counters {
             let (failures, locked_until, updated_at, refused) =
@@ -191,13 +231,27 @@ impl Throttle {
     ) -> Result<(), IssuerError> {
         let mut tx = self.store.begin().await?;
         for counter in self.counters(username, address) {
-            let sql = if counter.key.starts_with("addr:") {
-                "UPDATE login_throttle SET failures = \
-                 CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END WHERE key = $1"
+            if counter.key.starts_with("addr:") {
+                // The refund also lifts a delay this very attempt started.
+                const REFUND: &str = "UPDATE login_throttle SET \
+                     failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
+                     locked_until = CASE WHEN failures - 1 <= $2 THEN NULL ELSE locked_until END \
+                     WHERE key = $1";
+                on_backend!(&mut tx, |conn| sqlx::query(REFUND)
+                    .bind(&counter.key)
+                    .bind(i64::from(counter.free))
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(|e| IssuerError::Internal(e.to_string()))?;
             } else {
-                "DELETE FROM login_throttle WHERE key = $1"
-            };
-            execute(&mut tx, sql, &counter.key).await?;
+                execute(
+                    &mut tx,
+                    "DELETE FROM login_throttle WHERE key = $1",
+                    &counter.key,
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -131,11 +131,20 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
             None
         }
     };
-    let trusted_proxies = gatehouse_transport::client::TrustedProxies::parse(&args.trusted_proxies)
-        .unwrap_or_else(|e| {
-            problems.push(format!("--trusted-proxy (GATEHOUSE_TRUSTED_PROXIES): {e}"));
-            Default::default()
-        });
+    let header = match args.forwarded_header {
+        crate::settings::ForwardedHeaderArg::XForwardedFor => {
+            gatehouse_transport::client::ForwardedHeader::XForwardedFor
+        }
+        crate::settings::ForwardedHeaderArg::Forwarded => {
+            gatehouse_transport::client::ForwardedHeader::Forwarded
+        }
+    };
+    let trusted_proxies =
+        gatehouse_transport::client::TrustedProxies::parse(&args.trusted_proxies, header)
+            .unwrap_or_else(|e| {
+                problems.push(format!("--trusted-proxy (GATEHOUSE_TRUSTED_PROXIES): {e}"));
+                Default::default()
+            });
     let mut cors_origins = Vec::new();
     for origin in &args.cors_origins {
         let origin = origin.trim_end_matches('/');

@@ -143,6 +143,18 @@ pub struct ServeArgs {
     )]
     pub trusted_proxies: Vec<String>,
 
+    /// The one header the trusted proxies write the client into:
+    /// `x-forwarded-for` (nginx, HAProxy, AWS ALB, Envoy) or `forwarded`
+    /// (RFC 7239). The other is ignored: a proxy passes it through as the
+    /// client sent it.
+    #[arg(
+        long,
+        env = "GATEHOUSE_FORWARDED_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub forwarded_header: ForwardedHeaderArg,
+
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
     #[arg(long, env = "GATEHOUSE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -173,6 +185,15 @@ pub struct ServeArgs {
     /// Longest a graceful shutdown waits for in-flight calls (seconds).
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+}
+
+/// `--forwarded-header` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ForwardedHeaderArg {
+    #[value(name = "x-forwarded-for")]
+    XForwardedFor,
+    #[value(name = "forwarded")]
+    Forwarded,
 }
 
 /// `--signing-alg` values, as JWS names.

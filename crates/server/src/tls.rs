@@ -16,9 +16,11 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 /// Longest a client may take over its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more connections wait in the backlog.
-const MAX_HANDSHAKES: usize = 256;
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes in progress at once; a connection beyond them is closed at
+/// once, so clients that stall mid-handshake cannot stop the listener from
+/// accepting.
+const MAX_HANDSHAKES: usize = 4096;
 
 /// Reads a PEM certificate chain and private key into a server config that
 /// offers `h2` and `http/1.1`.
@@ -58,9 +60,6 @@ pub fn incoming(
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
             let accepted = tokio::select! {
                 () = stop.cancelled() => return,
                 accepted = listener.accept() => accepted,
@@ -73,6 +72,12 @@ pub fn incoming(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many TLS handshakes in progress; closing the connection");
+                metrics::counter!("gatehouse_tls_handshakes_shed_total").increment(1);
+                drop(stream);
+                continue;
             };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {

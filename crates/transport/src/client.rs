@@ -17,13 +17,28 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub IpAddr);
 
-/// The proxies whose forwarding headers are believed.
+/// The one header the trusted proxies write. Only that one is read: most
+/// proxies append to one and pass the other through as the client sent it,
+/// so reading both would let a client choose its address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, AWS ALB, Envoy).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239) `for=` parameters.
+    Forwarded,
+}
+
+/// The proxies whose forwarding header is believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
     /// Parses addresses and CIDR ranges (`10.0.0.0/8`, `::1`).
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
+    pub fn parse(entries: &[String], header: ForwardedHeader) -> Result<Self, String> {
         entries
             .iter()
             .map(|e| e.trim())
@@ -34,16 +49,16 @@ impl TrustedProxies {
                     .map_err(|_| format!("{e:?} is not an IP address or CIDR range"))
             })
             .collect::<Result<_, _>>()
-            .map(Self)
+            .map(|nets| Self { nets, header })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
     /// The client behind `peer`: walking the recorded hops from the nearest,
@@ -54,7 +69,7 @@ impl TrustedProxies {
         if !self.trusts(client) {
             return client;
         }
-        for hop in forwarded_hops(headers).into_iter().rev() {
+        for hop in forwarded_hops(headers, self.header).into_iter().rev() {
             match hop {
                 Some(ip) => {
                     client = canonical(ip);
@@ -77,35 +92,31 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The hops recorded by proxies, farthest first: `Forwarded`'s `for=` if
-/// present, else `X-Forwarded-For`. `None` for a hop that is not an address
-/// (`unknown`, an obfuscated name).
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers
-        .get_all("forwarded")
+/// The hops recorded by proxies in `header`, farthest first, every line
+/// of it in order. `None` for a hop that is not an address (`unknown`, an
+/// obfuscated name, bytes that are not text).
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
+    let name = match header {
+        ForwardedHeader::XForwardedFor => "x-forwarded-for",
+        ForwardedHeader::Forwarded => "forwarded",
+    };
+    let elements = headers
+        .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|element| std::str::from_utf8(element).ok().map(str::trim));
+    match header {
+        ForwardedHeader::XForwardedFor => elements.map(|hop| hop.and_then(parse_node)).collect(),
+        ForwardedHeader::Forwarded => elements
             .map(|element| {
-                element
+                element?
                     .split(';')
                     .filter_map(|pair| pair.split_once('='))
                     .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
                     .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
             })
-            .collect();
+            .collect(),
     }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|hop| parse_node(hop.trim()))
-        .collect()
 }
 
 /// `192.0.2.1`, `192.0.2.1:80`, `[2001:db8::1]`, `[2001:db8::1]:80`, `2001:db8::1`.
@@ -168,8 +179,11 @@ mod tests {
 
     #[test]
     fn forwarding_headers_count_only_from_trusted_proxies() {
-        let trusted =
-            TrustedProxies::parse(&["10.0.0.0/8".into(), "::1".into(), " ".into()]).unwrap();
+        let trusted = TrustedProxies::parse(
+            &["10.0.0.0/8".into(), "::1".into(), " ".into()],
+            ForwardedHeader::XForwardedFor,
+        )
+        .unwrap();
         let xff = headers(&[("x-forwarded-for", "203.0.113.7, 10.1.2.3")]);
         // A direct client cannot choose its address.
         assert_eq!(trusted.client(ip("198.51.100.9"), &xff), ip("198.51.100.9"));
@@ -178,12 +192,20 @@ mod tests {
         // A client that prepends a fake hop does not get to use it.
         let spoofed = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7")]);
         assert_eq!(trusted.client(ip("10.0.0.1"), &spoofed), ip("203.0.113.7"));
-        // Several header lines are one list; Forwarded wins over XFF.
+        // Several header lines are one list.
         let lines = headers(&[
             ("x-forwarded-for", "203.0.113.7"),
             ("x-forwarded-for", "10.9.9.9"),
         ]);
         assert_eq!(trusted.client(ip("::1"), &lines), ip("203.0.113.7"));
+        // The header the proxies do not write is the client's own: ignored.
+        let smuggled = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ]);
+        assert_eq!(trusted.client(ip("10.0.0.1"), &smuggled), ip("203.0.113.7"));
+        let rfc7239 =
+            TrustedProxies::parse(&["10.0.0.0/8".into()], ForwardedHeader::Forwarded).unwrap();
         let forwarded = headers(&[
             (
                 "forwarded",
@@ -192,12 +214,19 @@ mod tests {
             ("x-forwarded-for", "6.6.6.6"),
         ]);
         assert_eq!(
-            trusted.client(ip("10.0.0.1"), &forwarded),
+            rfc7239.client(ip("10.0.0.1"), &forwarded),
             ip("2001:db8::1")
         );
         // An unreadable hop stops the walk at the last trusted address.
         let unknown = headers(&[("forwarded", "for=unknown, for=10.3.3.3")]);
-        assert_eq!(trusted.client(ip("10.0.0.1"), &unknown), ip("10.3.3.3"));
+        assert_eq!(rfc7239.client(ip("10.0.0.1"), &unknown), ip("10.3.3.3"));
+        // A hop of bytes that are not text spoils only itself.
+        let mut binary = HeaderMap::new();
+        binary.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"203.0.113.7, \xff\xfe, 10.4.4.4").unwrap(),
+        );
+        assert_eq!(trusted.client(ip("10.0.0.1"), &binary), ip("10.4.4.4"));
         // No header: the proxy itself.
         assert_eq!(
             trusted.client(ip("10.0.0.1"), &HeaderMap::new()),
@@ -213,7 +242,8 @@ mod tests {
             TrustedProxies::default().client(ip("10.0.0.1"), &xff),
             ip("10.0.0.1")
         );
-        assert!(TrustedProxies::parse(&["not an ip".into()]).is_err());
-        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
+        let header = ForwardedHeader::XForwardedFor;
+        assert!(TrustedProxies::parse(&["not an ip".into()], header).is_err());
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".into()], header).is_err());
     }
 }

@@ -24,11 +24,28 @@ impl Route {
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
                 let parts: Vec<&str> = entry.split_whitespace().collect();
-                match parts.as_slice() {
-                    [method, prefix, scopes] if prefix.starts_with('/') => Ok(Route {
-                        method: method.to_ascii_uppercase(),
-                        path_prefix: prefix.to_ascii_lowercase(),
-                        scopes: scopes
+                let (method, prefix, scopes) = match parts.as_slice() {
+                    [method, prefix, scopes] => (method, prefix, Some(scopes)),
+                    [method, prefix] => (method, prefix, None),
+                    _ => {
+                        return Err(format!(
+                            "invalid route {entry:?}: expected `METHOD /prefix scope,scope`"
+                        ));
+                    }
+                };
+                // Prefixes are matched against normalised paths, so they are
+                // normalised too; one that cannot be would never match.
+                let path_prefix = normalize_path(prefix)
+                    .filter(|p| prefix.starts_with('/') && p.is_ascii())
+                    .ok_or_else(|| {
+                        format!(
+                            "invalid route {entry:?}: the prefix must be a plain ASCII path such as /orders"
+                        )
+                    })?
+                    .to_ascii_lowercase();
+                let scopes = scopes
+                    .map(|scopes| {
+                        scopes
                             .split(',')
                             .filter(|s| !s.is_empty())
                             .map(|s| {
@@ -36,17 +53,15 @@ impl Route {
                                     .map(|_| s.to_string())
                                     .map_err(|e| format!("invalid route {entry:?}: {e}"))
                             })
-                            .collect::<Result<_, _>>()?,
-                    }),
-                    [method, prefix] if prefix.starts_with('/') => Ok(Route {
-                        method: method.to_ascii_uppercase(),
-                        path_prefix: prefix.to_ascii_lowercase(),
-                        scopes: Vec::new(),
-                    }),
-                    _ => Err(format!(
-                        "invalid route {entry:?}: expected `METHOD /prefix scope,scope`"
-                    )),
-                }
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .transpose()?
+                    .unwrap_or_default();
+                Ok(Route {
+                    method: method.to_ascii_uppercase(),
+                    path_prefix,
+                    scopes,
+                })
             })
             .collect()
     }
@@ -89,7 +104,11 @@ impl RoutePolicy {
             .routes
             .iter()
             .filter(|r| {
-                (r.method == "*" || r.method.eq_ignore_ascii_case(method)) && under(&r.path_prefix)
+                // Upstreams answer HEAD with their GET handler: so does the policy.
+                let method_matches = r.method == "*"
+                    || r.method.eq_ignore_ascii_case(method)
+                    || (r.method == "GET" && method.eq_ignore_ascii_case("HEAD"));
+                method_matches && under(&r.path_prefix)
             })
             .max_by_key(|r| r.path_prefix.trim_end_matches('/').len());
         match matched {
@@ -232,6 +251,11 @@ mod tests {
             "segment boundary"
         );
         assert_eq!(scopes("GET", "/admin%2Fx"), None);
+        assert_eq!(
+            scopes("HEAD", "/orders/1"),
+            Some(vec!["orders:read".to_string()]),
+            "HEAD is answered by GET handlers, so GET rules cover it"
+        );
         assert_eq!(scopes("GET", "/admin%3bx"), None, "an encoded ; is refused");
 
         let closed = RoutePolicy {
@@ -265,5 +289,12 @@ mod tests {
         assert!(Route::parse_table("GET /orders orders:*").is_err());
         assert!(Route::parse_table("GET /orders *").is_err());
         assert!(Route::parse_table("").unwrap().is_empty());
+        // Prefixes are normalised as paths are; one that cannot be is refused.
+        let routes = Route::parse_table("GET /a/./b//c/ x:read; * /Files/%61 x:read").unwrap();
+        assert_eq!(routes[0].path_prefix, "/a/b/c");
+        assert_eq!(routes[1].path_prefix, "/files/a");
+        assert!(Route::parse_table("GET /a/%2Fb x:read").is_err());
+        assert!(Route::parse_table("GET /../a x:read").is_err());
+        assert!(Route::parse_table("GET /caf\u{e9} x:read").is_err());
     }
 }

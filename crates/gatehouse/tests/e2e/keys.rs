@@ -368,7 +368,24 @@ async fn rotations_and_revocations_at_once_leave_a_valid_history(env: Env) {
             ),
         }
     }
-    assert_eq!(revoked, 1, "exactly one revocation wins");
+    // At most one revocation wins; each decides again up to 5 times, so
+    // under 40 rotations all of them may still lose (ABORTED) — then one
+    // more, after the storm, must land.
+    assert!(revoked <= 1, "{revoked} revocations won");
+    if revoked == 0 {
+        admin
+            .keys
+            .revoke_api_key(authed(
+                pb::RevokeApiKeyRequest {
+                    account_id: admin.account_id.clone(),
+                    key_id: key_id.clone(),
+                    reason: "after the storm".into(),
+                },
+                &admin.secret.clone(),
+            ))
+            .await
+            .expect("a revocation after the storm");
+    }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
         .await

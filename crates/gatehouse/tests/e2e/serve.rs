@@ -309,13 +309,31 @@ async fn postgres_connections_honour_sslmode_require() {
     let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
     if server_ssl == "on" {
         assert!(output.status.success(), "{stderr}");
-        let mut tls = sqlx::PgConnection::connect(&require).await.unwrap();
-        let encrypted: bool =
-            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-                .fetch_one(&mut tls)
-                .await
-                .unwrap();
-        assert!(encrypted, "sslmode=require connected in the clear");
+        // The server's own connections (not this test's) are encrypted.
+        let server = Gatehouse::spawn(
+            BIN,
+            &["serve", "--database-url", &require],
+            &[("GATEHOUSE_MASTER_KEY", crate::issuer::MASTER_KEY)],
+        )
+        .await;
+        let database: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut plain)
+            .await
+            .unwrap();
+        let (total, encrypted): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+        )
+        .bind(&database)
+        .fetch_one(&mut plain)
+        .await
+        .unwrap();
+        assert!(total > 0, "the server holds connections");
+        assert_eq!(
+            encrypted, total,
+            "every connection of the server is encrypted"
+        );
+        drop(server);
     } else {
         // A server without TLS: refused, never silently in the clear.
         assert!(!output.status.success());
