@@ -105,6 +105,21 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
     if role.issues() {
         check_master_key(args, sqlite, &mut problems);
     }
+    if !(100..=3_600_000).contains(&args.request_timeout_ms) {
+        problems.push(
+            "--request-timeout-ms (GATEHOUSE_REQUEST_TIMEOUT_MS) must be 100 to 3600000".into(),
+        );
+    }
+    if args.max_streams_per_connection == 0 {
+        problems.push(
+            "--max-streams-per-connection (GATEHOUSE_MAX_STREAMS_PER_CONNECTION) must be at least 1"
+                .into(),
+        );
+    }
+    if !(1024..=1 << 20).contains(&args.max_header_bytes) {
+        problems
+            .push("--max-header-bytes (GATEHOUSE_MAX_HEADER_BYTES) must be 1024 to 1048576".into());
+    }
     if args.metrics_listen == Some(args.listen) && args.listen.port() != 0 {
         problems.push("--metrics-listen must differ from --listen".into());
     }

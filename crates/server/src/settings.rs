@@ -118,6 +118,39 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_USAGE_INTERVAL_MS", default_value_t = 60_000)]
     pub usage_interval_ms: u64,
 
+    /// Requests answered at once on the port, gRPC and HTTP together; one
+    /// beyond it is refused at once (RESOURCE_EXHAUSTED / 503 `OVERLOADED`)
+    /// rather than queued. 0: no limit.
+    #[arg(
+        long,
+        env = "GATEHOUSE_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// Longest a request may take to produce its answer (milliseconds);
+    /// then DEADLINE_EXCEEDED / 504. A live tail, once started, streams on.
+    #[arg(long, env = "GATEHOUSE_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// HTTP/2 streams (calls) open at once on one connection.
+    #[arg(
+        long,
+        env = "GATEHOUSE_MAX_STREAMS_PER_CONNECTION",
+        default_value_t = 256
+    )]
+    pub max_streams_per_connection: u32,
+
+    /// Largest HTTP/2 header list (metadata) a request may carry, in bytes.
+    #[arg(long, env = "GATEHOUSE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: u32,
+
+    /// HTTP/2 keep-alive: a ping after this long idle (seconds); a
+    /// connection that does not answer within 20 s is closed, and so are
+    /// dead peers' half-open TCP connections. 0: off.
+    #[arg(long, env = "GATEHOUSE_HTTP2_KEEPALIVE_SECS", default_value_t = 60)]
+    pub http2_keepalive_secs: u64,
+
     /// Largest HTTP request body accepted, in bytes; larger ones get 413.
     #[arg(long, env = "GATEHOUSE_HTTP_BODY_LIMIT_BYTES", default_value_t = 1 << 20)]
     pub http_body_limit_bytes: u64,

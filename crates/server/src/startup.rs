@@ -70,6 +70,10 @@ pub struct Application {
     grpc_reflection: bool,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     trusted_proxies: Arc<gatehouse_transport::client::TrustedProxies>,
+    limits: gatehouse_transport::limits::Limits,
+    max_streams: u32,
+    max_header_bytes: u32,
+    keepalive: Duration,
 }
 
 impl Application {
@@ -124,6 +128,13 @@ impl Application {
             grpc_reflection: args.grpc_reflection,
             tls: checked.tls,
             trusted_proxies: Arc::new(checked.trusted_proxies),
+            limits: gatehouse_transport::limits::Limits::new(
+                args.max_concurrent_requests,
+                Duration::from_millis(args.request_timeout_ms),
+            ),
+            max_streams: args.max_streams_per_connection,
+            max_header_bytes: args.max_header_bytes,
+            keepalive: Duration::from_secs(args.http2_keepalive_secs),
             http_settings: HttpSettings {
                 body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
                 cors_origins: checked.cors_origins,
@@ -158,6 +169,10 @@ impl Application {
             grpc_reflection,
             tls,
             trusted_proxies,
+            limits,
+            max_streams,
+            max_header_bytes,
+            keepalive,
         } = self;
         let stop = CancellationToken::new();
 
@@ -261,9 +276,16 @@ impl Application {
             grpc.routes().prepare().into_axum_router(),
             gatehouse_transport::http::router(http, &http_settings),
             trusted_proxies,
+            limits,
         );
+        let keepalive = (keepalive > Duration::ZERO).then_some(keepalive);
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
+            .max_concurrent_streams(max_streams)
+            .http2_max_header_list_size(max_header_bytes)
+            .http2_keepalive_interval(keepalive)
+            .http2_keepalive_timeout(keepalive.map(|_| Duration::from_secs(20)))
+            .tcp_keepalive(keepalive)
             .add_routes(tonic::service::Routes::from(app));
         let served: std::pin::Pin<
             Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,

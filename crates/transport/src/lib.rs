@@ -9,6 +9,7 @@
 pub mod client;
 pub mod grpc;
 pub mod http;
+pub mod limits;
 
 /// The credential of an `Authorization` header, read alike by every transport
 /// (and as `Verify` and Envoy's `Check` read theirs): `Bearer <token>`, or a

@@ -1071,7 +1071,10 @@ async fn live_tails_are_shared_and_capped(env: Env) {
         .json()
         .await
         .unwrap();
-    let access = session["access_token"].as_str().unwrap().to_string();
+    let access = session["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login failed: {session}"))
+        .to_string();
     let mut user_tail = open(access.clone()).await;
     assert_eq!(user_tail.status(), StatusCode::OK);
 

@@ -341,3 +341,138 @@ async fn postgres_connections_honour_sslmode_require() {
         assert!(!stderr.contains("without tls support"), "{stderr}");
     }
 }
+
+/// The port's limits answer in each caller's own protocol: a request beyond
+/// `--max-concurrent-requests` is shed at once (gRPC `RESOURCE_EXHAUSTED`,
+/// HTTP 503 `OVERLOADED` with `Retry-After`), one past
+/// `--request-timeout-ms` gets `DEADLINE_EXCEEDED` / 504, and neither
+/// stops the server from answering the next.
+#[tokio::test]
+async fn overload_and_slow_requests_are_refused_in_the_callers_protocol() {
+    let cwd = tempfile::tempdir().unwrap();
+    // One argon2 at a time makes logins slow enough to pile up.
+    let server = Gatehouse::spawn_in(
+        BIN,
+        &[
+            "serve",
+            "--max-concurrent-requests",
+            "2",
+            "--max-parallel-hashes",
+            "1",
+        ],
+        &[],
+        cwd.path(),
+    )
+    .await;
+    let auth = AuthServiceClient::new(server.channel().await);
+    let logins: Vec<_> = (0..12)
+        .map(|n| {
+            let mut auth = auth.clone();
+            tokio::spawn(async move {
+                // A username each, so the login throttle stays out of it.
+                auth.login(LoginRequest {
+                    username: format!("user{n}@example.com"),
+                    password: "not a real password".into(),
+                })
+                .await
+                .expect_err("nobody is bootstrapped")
+            })
+        })
+        .collect();
+    let mut shed = 0;
+    for login in logins {
+        let status = login.await.unwrap();
+        match status.code() {
+            tonic::Code::Unauthenticated => {}
+            tonic::Code::ResourceExhausted => {
+                shed += 1;
+                assert!(
+                    status.message().contains("concurrent requests"),
+                    "{status:?}"
+                );
+            }
+            other => panic!("unexpected {other:?}: {status:?}"),
+        }
+    }
+    assert!(
+        shed > 0,
+        "12 slow logins at once against a limit of 2 shed none"
+    );
+    // Over HTTP the same refusal is the JSON error body.
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.addr);
+    let slow: Vec<_> = (0..12)
+        .map(|n| {
+            let (http, url) = (http.clone(), format!("{base}/api/auth/login"));
+            tokio::spawn(async move {
+                http.post(url)
+                    .json(&serde_json::json!({"username": format!("web{n}@example.com"), "password": "not a real password"}))
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut http_shed = 0;
+    for response in slow {
+        let response = response.await.unwrap();
+        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            http_shed += 1;
+            assert!(response.headers().contains_key("retry-after"));
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["reason"], "OVERLOADED", "{body}");
+        } else {
+            assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+        }
+    }
+    assert!(http_shed > 0);
+    // The server still answers.
+    assert_eq!(health(&server, "").await, ServingStatus::Serving);
+
+    // A deadline shorter than a queue of argon2 hashes.
+    let cwd = tempfile::tempdir().unwrap();
+    let server = Gatehouse::spawn_in(
+        BIN,
+        &[
+            "serve",
+            "--request-timeout-ms",
+            "100",
+            "--max-parallel-hashes",
+            "1",
+        ],
+        &[],
+        cwd.path(),
+    )
+    .await;
+    let auth = AuthServiceClient::new(server.channel().await);
+    let logins: Vec<_> = (0..16)
+        .map(|n| {
+            let mut auth = auth.clone();
+            tokio::spawn(async move {
+                // A username each, so the login throttle stays out of it.
+                auth.login(LoginRequest {
+                    username: format!("user{n}@example.com"),
+                    password: "not a real password".into(),
+                })
+                .await
+                .expect_err("nobody is bootstrapped")
+                .code()
+            })
+        })
+        .collect();
+    let mut late = 0;
+    for login in logins {
+        match login.await.unwrap() {
+            tonic::Code::DeadlineExceeded => late += 1,
+            tonic::Code::Unauthenticated => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(late > 0, "16 queued logins all beat a 100 ms deadline");
+    let response = http
+        .get(format!("http://{}/healthz", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+}

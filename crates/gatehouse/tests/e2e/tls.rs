@@ -132,7 +132,11 @@ async fn one_tls_port_serves_grpc_and_http1_and_refuses_plaintext() {
     )
     .await
     .expect("the server closes the connection");
-    assert!(!answer.starts_with(b"HTTP/"), "{:?}", String::from_utf8_lossy(&answer));
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
     assert_eq!(answer.first(), Some(&0x15), "a TLS alert record");
 }
 

@@ -59,6 +59,7 @@ impl ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::GATEWAY_TIMEOUT => "timeout",
             _ => "internal",
         }
     }

@@ -153,6 +153,7 @@ pub fn multiplex(
     grpc: Router,
     http: Router,
     trusted: std::sync::Arc<crate::client::TrustedProxies>,
+    limits: crate::limits::Limits,
 ) -> Router {
     layers::with_request_ids(
         Router::new()
@@ -167,6 +168,10 @@ pub fn multiplex(
             .layer(axum::middleware::map_request_with_state(
                 trusted,
                 crate::client::client_addresses,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                limits,
+                crate::limits::enforce,
             )),
     )
 }
