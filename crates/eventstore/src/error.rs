@@ -45,4 +45,30 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::WrongExpectedVersion { .. })
     }
+
+    /// True when the database cannot be reached or is out of connections:
+    /// the caller should retry later (UNAVAILABLE), nothing is broken here.
+    pub fn is_unavailable(&self) -> bool {
+        let Self::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE 08 (connection exception), 53 (insufficient
+            // resources), 57P01-03 (shutdown, cannot connect now); SQLite busy.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(
+                        code.as_ref(),
+                        "57P01" | "57P02" | "57P03" | "5" | "6" | "261" | "262" | "517" | "773"
+                    )
+            }),
+            _ => false,
+        }
+    }
 }

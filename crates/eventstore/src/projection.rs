@@ -50,14 +50,26 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
-    /// One step: applies at most one batch.
+    /// One step: applies at most one batch. The batch is read before the
+    /// checkpoint is locked, never while a transaction holds a connection:
+    /// with many callers at once, a transaction waiting for a second
+    /// connection while the others wait for its lock drained the pool.
     pub async fn try_execute(&self) -> Result<Outcome, StoreError> {
-        let mut tx = self.store.begin().await?;
-        let checkpoint = lock_checkpoint(&mut tx, self.projection.name()).await?;
-        let events = self.store.read_all(checkpoint + 1, self.batch_size).await?;
+        let seen = self.checkpoint().await?;
+        let events = self.store.read_all(seen + 1, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(Outcome::Idle);
         };
+        let mut tx = self.store.begin().await?;
+        let checkpoint = lock_checkpoint(&mut tx, self.projection.name()).await?;
+        if checkpoint != seen {
+            // Another runner applied this batch meanwhile: look again.
+            tx.commit().await?;
+            return Ok(Outcome::Applied {
+                events: 0,
+                checkpoint,
+            });
+        }
         for event in &events {
             self.projection.apply(&mut tx, event).await?;
         }
@@ -78,12 +90,16 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
-    /// The projection's checkpoint (0 = nothing applied).
+    /// The projection's checkpoint (0 = nothing applied), read without a lock.
     pub async fn checkpoint(&self) -> Result<Position, StoreError> {
-        let mut tx = self.store.begin().await?;
-        let checkpoint = lock_checkpoint(&mut tx, self.projection.name()).await?;
+        let mut tx = self.store.begin_read().await?;
+        const SELECT: &str = "SELECT position FROM projection_checkpoints WHERE name = $1";
+        let position: Option<i64> = on_backend!(&mut tx, |conn| sqlx::query_scalar(SELECT)
+            .bind(self.projection.name())
+            .fetch_optional(conn)
+            .await)?;
         tx.commit().await?;
-        Ok(checkpoint)
+        Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
     }
 
     /// Deletes the read model and replays the whole log into it, in one

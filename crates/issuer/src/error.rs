@@ -24,6 +24,8 @@ pub enum ErrorClass {
     Conflict,
     /// Throttled; retry after the given time.
     TooManyRequests,
+    /// The database cannot be reached now; retry later.
+    Unavailable,
     Internal,
 }
 
@@ -71,6 +73,9 @@ pub enum IssuerError {
     FailedPrecondition(String),
     #[error("a concurrent change won; retry")]
     Conflict,
+    /// The database is unreachable or out of connections (the cause is logged).
+    #[error("the service is temporarily unavailable; retry shortly")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -94,6 +99,7 @@ impl From<StoreError> for IssuerError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::WrongExpectedVersion { .. } => Self::Conflict,
+            other if other.is_unavailable() => Self::Unavailable(other.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -133,6 +139,7 @@ impl IssuerError {
             Self::NotFound(_) => ErrorClass::NotFound,
             Self::FailedPrecondition(_) => ErrorClass::FailedPrecondition,
             Self::Conflict => ErrorClass::Conflict,
+            Self::Unavailable(_) => ErrorClass::Unavailable,
             Self::Internal(_) => ErrorClass::Internal,
         }
     }
@@ -161,6 +168,7 @@ impl IssuerError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
             Self::Conflict => "CONFLICT",
+            Self::Unavailable(_) => "UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -172,6 +180,10 @@ impl IssuerError {
             Self::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 "internal error".to_string()
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                self.to_string()
             }
             Self::Throttled { retry_after } => {
                 format!("{self} (in {} s)", retry_after.as_secs().max(1))
@@ -185,6 +197,7 @@ impl IssuerError {
         match self {
             Self::Throttled { retry_after } => Some(*retry_after),
             Self::TooManyWatches(_) => Some(Duration::from_secs(5)),
+            Self::Unavailable(_) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

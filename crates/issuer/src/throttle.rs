@@ -104,7 +104,7 @@ impl Throttle {
         address: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Result<(), Refused>, IssuerError> {
-        self.prune_now_and_then(now).await;
+        self.prune_now_and_then(now);
         let counters = self.counters(username, address);
         let mut tx = self.store.begin().await?;
         // A running delay refuses before anything is inserted, the address's
@@ -187,8 +187,9 @@ impl Throttle {
     }
 
     /// Deletes rows untouched for a window and not delaying anyone, at most
-    /// once a minute per issuer; best effort.
-    async fn prune_now_and_then(&self, now: DateTime<Utc>) {
+    /// once a minute per issuer; best effort, on its own task, so an attempt
+    /// never waits for it.
+    fn prune_now_and_then(&self, now: DateTime<Utc>) {
         use std::sync::atomic::Ordering;
         let last = self.pruned_at.load(Ordering::Relaxed);
         let every = i64::try_from(PRUNE_EVERY.as_secs()).unwrap_or(60);
@@ -203,21 +204,24 @@ impl Throttle {
         let cutoff = now - chrono::Duration::from_std(self.settings.window).unwrap_or_default();
         const PRUNE: &str = "DELETE FROM login_throttle WHERE updated_at < $1 \
                              AND (locked_until IS NULL OR locked_until < $2)";
-        let pruned = async {
-            let mut tx = self.store.begin().await?;
-            on_backend!(&mut tx, |conn| sqlx::query(PRUNE)
-                .bind(cutoff)
-                .bind(now)
-                .execute(conn)
-                .await
-                .map(|_| ()))
-            .map_err(|e| IssuerError::Internal(e.to_string()))?;
-            tx.commit().await?;
-            Ok::<_, IssuerError>(())
-        };
-        if let Err(error) = pruned.await {
-            tracing::warn!(%error, "could not prune the login throttle");
-        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let pruned = async {
+                let mut tx = store.begin().await?;
+                on_backend!(&mut tx, |conn| sqlx::query(PRUNE)
+                    .bind(cutoff)
+                    .bind(now)
+                    .execute(conn)
+                    .await
+                    .map(|_| ()))
+                .map_err(|e| IssuerError::Internal(e.to_string()))?;
+                tx.commit().await?;
+                Ok::<_, IssuerError>(())
+            };
+            if let Err(error) = pruned.await {
+                tracing::warn!(%error, "could not prune the login throttle");
+            }
+        });
     }
 
     /// After a successful login: clears the pair's and the username's

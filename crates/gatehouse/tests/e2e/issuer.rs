@@ -942,3 +942,161 @@ async fn throttling_delays_the_guesser_not_the_owner_on_postgres() {
 async fn throttling_delays_the_guesser_not_the_owner_on_sqlite() {
     throttling_delays_the_guesser_not_the_owner(sqlite()).await;
 }
+
+/// 100 simultaneous refreshes of one token: exactly one wins, the others
+/// present a token that is now spent, so the family is revoked — the
+/// winner's new refresh token and access token die with it (RFC 9700).
+/// And 8 accounts working at once see only their own keys.
+async fn concurrent_refreshes_and_accounts(env: Env) {
+    let boot = bootstrap(&env).await;
+    let server = serve(&env).await;
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    let session = login(&mut auth, PASSWORD).await.unwrap();
+    let calls: Vec<_> = (0..100)
+        .map(|_| {
+            let mut auth = auth.clone();
+            let token = session.refresh_token.clone();
+            tokio::spawn(async move { refresh(&mut auth, &token).await })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(pair) => won.push(pair),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                assert!(
+                    matches!(
+                        reason(&status).as_str(),
+                        "REFRESH_TOKEN_REUSED" | "SESSION_REVOKED"
+                    ),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one refresh wins");
+    let winner = won.pop().unwrap();
+    let status = refresh(&mut auth, &winner.refresh_token)
+        .await
+        .expect_err("the family is revoked");
+    assert_eq!(reason(&status), "SESSION_REVOKED");
+    let mut verify = gatehouse_api::v1::verifier_service_client::VerifierServiceClient::new(
+        server.channel().await,
+    );
+    let mut refused = None;
+    for _ in 0..50 {
+        match verify
+            .verify(pb::VerifyRequest {
+                credential: winner.access_token.clone(),
+                ..Default::default()
+            })
+            .await
+        {
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(
+        refused.map(|s| reason(&s)).as_deref(),
+        Some("SESSION_REVOKED"),
+        "the winner's access token dies with the family"
+    );
+
+    // Eight accounts at once, each creating and listing its keys.
+    let admin = boot["secret"].as_str().unwrap().to_string();
+    let channel = server.channel().await;
+    let tenants: Vec<_> = (0..8)
+        .map(|n| {
+            let (channel, admin) = (channel.clone(), admin.clone());
+            tokio::spawn(async move {
+                let owner = format!("tenant{n}@example.com");
+                let password = format!("tenant {n} passphrase, long and odd");
+                let account = AccountServiceClient::new(channel.clone())
+                    .create_account(crate::authed(
+                        pb::CreateAccountRequest {
+                            name: format!("tenant {n}"),
+                            owner_username: owner.clone(),
+                            owner_password: password.clone(),
+                        },
+                        &admin,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .account
+                    .unwrap()
+                    .account_id;
+                let token = AuthServiceClient::new(channel.clone())
+                    .login(pb::LoginRequest {
+                        username: owner,
+                        password,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .access_token;
+                let mut keys =
+                    gatehouse_api::v1::key_service_client::KeyServiceClient::new(channel);
+                let mut mine = Vec::new();
+                for k in 0..5 {
+                    let created = keys
+                        .create_api_key(crate::authed(
+                            pb::CreateApiKeyRequest {
+                                account_id: account.clone(),
+                                name: format!("t{n}k{k}"),
+                                scopes: vec!["keys:read".into()],
+                                expires_at: None,
+                            },
+                            &token,
+                        ))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    mine.push(created.key.unwrap().key_id);
+                }
+                let listed: Vec<String> = keys
+                    .list_api_keys(crate::authed(
+                        pb::ListApiKeysRequest {
+                            account_id: account.clone(),
+                            page_size: 100,
+                            ..Default::default()
+                        },
+                        &token,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .keys
+                    .into_iter()
+                    .map(|k| k.key_id)
+                    .collect();
+                mine.sort();
+                let mut listed_sorted = listed.clone();
+                listed_sorted.sort();
+                assert_eq!(listed_sorted, mine, "tenant {n} sees exactly its own keys");
+                mine
+            })
+        })
+        .collect();
+    let mut all = std::collections::HashSet::new();
+    for tenant in tenants {
+        for key in tenant.await.unwrap() {
+            assert!(all.insert(key), "a key in two accounts");
+        }
+    }
+    assert_eq!(all.len(), 40);
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_and_accounts_on_postgres() {
+    concurrent_refreshes_and_accounts(postgres().await).await;
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_and_accounts_on_sqlite() {
+    concurrent_refreshes_and_accounts(sqlite()).await;
+}

@@ -545,6 +545,66 @@ async fn verifiers_answer_from_memory_while_postgres_is_down_and_catch_up_after(
         );
     }
 
+    // The issuer cannot work without its database: every call says
+    // UNAVAILABLE (503 over HTTP) within the pool's 5 s acquire timeout,
+    // well inside the request deadline — never INTERNAL.
+    let mut auth = AuthServiceClient::new(world.issuer.channel().await);
+    let mut auth2 = auth.clone();
+    let (mut keys, mut keys2) = (world.keys().await, world.keys().await);
+    let started = Instant::now();
+    let (listed, revoked_now, logged_in, exchanged, http) = tokio::join!(
+        keys.list_api_keys(authed(
+            pb::ListApiKeysRequest {
+                account_id: world.account_id.clone(),
+                ..Default::default()
+            },
+            &world.admin_secret,
+        )),
+        keys2.revoke_api_key(authed(
+            pb::RevokeApiKeyRequest {
+                account_id: world.account_id.clone(),
+                key_id: later_id.clone(),
+                reason: "during the outage".into(),
+            },
+            &world.admin_secret,
+        )),
+        auth2.login(pb::LoginRequest {
+            username: OWNER.into(),
+            password: PASSWORD.into(),
+        }),
+        auth.exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+            account_id: world.account_id.clone(),
+            key_id: live_id.clone(),
+            key_secret: live.clone(),
+        }),
+        reqwest::Client::new()
+            .get(format!(
+                "http://{}/api/v1/accounts/{}/keys",
+                world.issuer.addr, world.account_id
+            ))
+            .bearer_auth(&world.admin_secret)
+            .send(),
+    );
+    let elapsed = started.elapsed();
+    for status in [
+        listed.map(|_| ()).expect_err("no database"),
+        revoked_now.map(|_| ()).expect_err("no database"),
+        logged_in.map(|_| ()).expect_err("no database"),
+        exchanged.map(|_| ()).expect_err("no database"),
+    ] {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(reason(&status), "UNAVAILABLE");
+    }
+    let http = http.unwrap();
+    assert_eq!(http.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(http.headers().contains_key("retry-after"));
+    let body: serde_json::Value = http.json().await.unwrap();
+    assert_eq!(body["reason"], "UNAVAILABLE", "{body}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "outage answers took {elapsed:?}"
+    );
+
     cluster.start().expect("restart Postgres");
     // The issuer revokes another key once the database is back; both
     // verifiers learn of it without a restart.

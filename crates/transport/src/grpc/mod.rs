@@ -65,6 +65,7 @@ pub fn status(error: IssuerError) -> Status {
         ErrorClass::FailedPrecondition => Code::FailedPrecondition,
         ErrorClass::Conflict => Code::Aborted,
         ErrorClass::TooManyRequests => Code::ResourceExhausted,
+        ErrorClass::Unavailable => Code::Unavailable,
         ErrorClass::Internal => Code::Internal,
     };
     let mut details = ErrorDetails::new();

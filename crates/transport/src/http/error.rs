@@ -137,6 +137,7 @@ impl From<IssuerError> for ApiError {
                 StatusCode::CONFLICT
             }
             ErrorClass::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let scope = match &error {
