@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod client;
 mod config;
+mod faults;
 mod guard;
 mod http;
 mod interop;
