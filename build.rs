@@ -27,6 +27,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     tonic_prost_build::configure()
+        // Malformed request messages are the caller's mistake: see `codec`.
+        .codec_path("crate::codec::Codec")
         .build_server(true)
         .build_client(true)
         .file_descriptor_set_path(out_dir.join("gatehouse_v1_descriptor.bin"))

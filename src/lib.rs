@@ -3,6 +3,8 @@
 //! Every service and every Rust client depends on this crate. The encoded file
 //! descriptor set is exported for server reflection.
 
+pub mod codec;
+
 /// Generated types and services of the `gatehouse.v1` package.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {

@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod faults;
 mod guard;
+mod hostile;
 mod http;
 mod interop;
 mod issuer;
