@@ -230,3 +230,147 @@ async fn every_method_meets_hostile_input_on_postgres() {
 async fn every_method_meets_hostile_input_on_sqlite() {
     every_method_meets_hostile_input(sqlite()).await;
 }
+
+/// One object that gives every request body of the HTTP API at least one
+/// field of the wrong type, a time no backend stores, a duration out of
+/// range or a string with a control character — so every route must refuse it.
+fn wrong_everything(strings: &str) -> serde_json::Value {
+    serde_json::json!({
+        "username": strings, "password": 1, "refresh_token": [strings],
+        "old_password": 1, "new_password": {}, "account_id": strings,
+        "key_id": [1], "key_secret": 1, "credential": [strings],
+        "required_scopes": strings, "audience": [1], "name": 1,
+        "scopes": strings, "expires_at": "+275760-09-13T00:00:00Z",
+        "grace_period_seconds": -1e30, "reason": format!("{strings}\u{0}"),
+        "description": 1, "definitions": strings, "prune": "yes",
+        "owner_username": 1, "owner_password": 1
+    })
+}
+
+async fn every_route_meets_hostile_input(env: Env) {
+    let boot = bootstrap(&env).await;
+    let admin = boot["secret"].as_str().unwrap().to_string();
+    let account = boot["account_id"].as_str().unwrap().to_string();
+    let key_id = boot["key_id"].as_str().unwrap().to_string();
+    let server = serve(&env).await;
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::new();
+    let description: serde_json::Value = http
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = event_log_text(&env).await;
+    let deep_array = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(300), "}".repeat(300));
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("not JSON", b"not json {".to_vec()),
+        ("not UTF-8", b"\xff\xfe{\"name\":\"\xc3\x28\"}".to_vec()),
+        ("deeply nested array", deep_array.into_bytes()),
+        ("deeply nested object", deep_object.into_bytes()),
+        (
+            "wrong types",
+            wrong_everything("x").to_string().into_bytes(),
+        ),
+        (
+            "injection",
+            wrong_everything("'; DROP TABLE events; -- <script>alert(1)</script>")
+                .to_string()
+                .into_bytes(),
+        ),
+        ("past the body limit", vec![b' '; (1 << 20) + 1]),
+    ];
+    let hostile_query = "since=0000-01-01T00:00:00Z&until=%2B275760-09-13T00:00:00Z\
+        &page_size=-1&kinds=%27%3BDROP&key_id=%3Cscript%3E&page_token=-5&include_deleted=maybe";
+    let mut checked = 0;
+    for (path, operations) in description["paths"].as_object().unwrap() {
+        let path = path
+            .replace("{account_id}", &account)
+            .replace("{key_id}", &key_id)
+            .replace("{name}", "keys:read");
+        for method in operations.as_object().unwrap().keys() {
+            let url = format!("{base}{path}");
+            let answers: Vec<(&str, reqwest::Response)> = match method.as_str() {
+                "post" => {
+                    let mut answers = Vec::new();
+                    for (case, body) in &bodies {
+                        let response = http
+                            .post(&url)
+                            .bearer_auth(&admin)
+                            .header("content-type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .await
+                            .unwrap();
+                        answers.push((*case, response));
+                    }
+                    answers
+                }
+                "get"
+                    if operations["get"]["parameters"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|p| p["in"] == "query")) =>
+                {
+                    vec![(
+                        "hostile query",
+                        http.get(format!("{url}?{hostile_query}"))
+                            .bearer_auth(&admin)
+                            .send()
+                            .await
+                            .unwrap(),
+                    )]
+                }
+                "delete" => vec![(
+                    "hostile query",
+                    http.delete(format!("{url}?reason=%00%01"))
+                        .bearer_auth(&admin)
+                        .send()
+                        .await
+                        .unwrap(),
+                )],
+                _ => Vec::new(),
+            };
+            for (case, response) in answers {
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap_or_else(|e| {
+                    panic!("{method} {path} / {case}: {status} without a JSON body: {e}")
+                });
+                assert!(
+                    status.is_client_error(),
+                    "{method} {path} / {case}: {status} {body}"
+                );
+                assert!(
+                    body["code"].is_string() && body["message"].is_string(),
+                    "{method} {path} / {case}: {body}"
+                );
+                assert_eq!(
+                    body["statusCode"],
+                    status.as_u16(),
+                    "{method} {path} / {case}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} answers checked");
+    let after = event_log_text(&env).await;
+    let added: Vec<&str> = after
+        .lines()
+        .filter(|line| !before.contains(*line))
+        .filter(|line| !line.starts_with("LoginFailed.v1"))
+        .collect();
+    assert!(added.is_empty(), "hostile requests wrote: {added:#?}");
+}
+
+#[tokio::test]
+async fn every_route_meets_hostile_input_on_postgres() {
+    every_route_meets_hostile_input(postgres().await).await;
+}
+
+#[tokio::test]
+async fn every_route_meets_hostile_input_on_sqlite() {
+    every_route_meets_hostile_input(sqlite()).await;
+}

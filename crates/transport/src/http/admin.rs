@@ -84,6 +84,7 @@ pub async fn list_keys(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateKeyBody {
     /// 1 to 100 characters.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
@@ -162,6 +163,7 @@ pub async fn get_key(
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub struct RotateBody {
     /// How long the old secret keeps working: 0 to 30 days; absent: 24 h.
     grace_period_seconds: Option<i64>,
@@ -212,6 +214,7 @@ pub async fn rotate_key(
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     /// Recorded in the activity log.
     reason: String,
@@ -365,6 +368,7 @@ pub async fn list_scopes(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DefineBody {
     /// `resource:action`, lower case.
     #[schema(min_length = 3)]
@@ -428,12 +432,14 @@ pub async fn retire_scope(
 
 /// One scope of an import.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DefinitionBody {
     name: String,
     description: String,
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImportBody {
     scopes: Vec<DefinitionBody>,
     /// Retire catalogue scopes the file does not name.
@@ -476,6 +482,7 @@ pub async fn import_scopes(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AccountBody {
     /// 1 to 100 characters.
     #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
@@ -526,6 +533,7 @@ pub async fn create_account(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UserBody {
     /// An email address.
     #[schema(format = Email)]

@@ -18,6 +18,7 @@ use super::views::{
 };
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoginBody {
     /// The account email.
     #[schema(min_length = 1, pattern = r"\S")]
@@ -65,6 +66,7 @@ pub async fn login(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshBody {
     #[schema(min_length = 1, pattern = r"\S")]
     refresh_token: String,
@@ -113,6 +115,7 @@ pub async fn logout(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     #[schema(min_length = 1, pattern = r"\S")]
     old_password: String,
@@ -145,6 +148,7 @@ pub async fn change_password(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SdkTokenBody {
     #[schema(format = Uuid)]
     account_id: String,
@@ -200,6 +204,7 @@ pub async fn sdk_token_v1(
 
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
+#[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     /// Concrete `resource:action` scopes the credential must hold.
     required_scopes: Vec<String>,
