@@ -2,7 +2,8 @@
 //! message that does not parse (bad wire format, a string that is not UTF-8)
 //! is `INVALID_ARGUMENT` naming the problem, not `INTERNAL` — the caller sent
 //! it, nothing inside Gatehouse broke, and a monitoring alert on `INTERNAL`
-//! should not fire for every fuzzer on the internet.
+//! should not fire for every fuzzer on the internet. (Generated clients use
+//! it too: a response that does not parse is then `INVALID_ARGUMENT` as well.)
 
 use tonic::codec::{BufferSettings, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
@@ -64,7 +65,7 @@ impl<U: prost::Message + Default> Decoder for MessageDecoder<U> {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(src).map_err(|status| {
             if status.code() == Code::Internal {
-                Status::invalid_argument(format!("malformed request message: {}", status.message()))
+                Status::invalid_argument(format!("malformed message: {}", status.message()))
             } else {
                 status
             }

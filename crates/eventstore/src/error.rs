@@ -46,27 +46,24 @@ impl StoreError {
         matches!(self, Self::WrongExpectedVersion { .. })
     }
 
-    /// True when the database cannot be reached or is out of connections:
-    /// the caller should retry later (UNAVAILABLE), nothing is broken here.
+    /// True when the database could not be reached, before any statement of
+    /// the call ran: no connection from the pool in time, a closed pool, a
+    /// server refusing connections (SQLSTATE 08001/08004, 53300, 57P03), or
+    /// SQLite's write lock held. Nothing was written, so the caller may retry
+    /// (UNAVAILABLE). An error *during* a statement or a commit (a dropped
+    /// connection) is not one of these: the write may have landed, and a
+    /// blind retry of, say, a refresh would look like token reuse.
     pub fn is_unavailable(&self) -> bool {
         let Self::Database(error) = self else {
             return false;
         };
         match error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => true,
-            // SQLSTATE 08 (connection exception), 53 (insufficient
-            // resources), 57P01-03 (shutdown, cannot connect now); SQLite busy.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
             sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                code.starts_with("08")
-                    || code.starts_with("53")
-                    || matches!(
-                        code.as_ref(),
-                        "57P01" | "57P02" | "57P03" | "5" | "6" | "261" | "262" | "517" | "773"
-                    )
+                matches!(
+                    code.as_ref(),
+                    "08001" | "08004" | "53300" | "57P03" | "5" | "261" | "517" | "773"
+                )
             }),
             _ => false,
         }

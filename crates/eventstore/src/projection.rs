@@ -39,6 +39,10 @@ pub struct ProjectionRunner<P> {
     store: EventStore,
     projection: P,
     batch_size: usize,
+    /// One step at a time in this process: callers catching up at once wait
+    /// here (and then find little to do) instead of each reading a batch and
+    /// holding a pooled connection while they wait for the checkpoint lock.
+    step: tokio::sync::Mutex<()>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -47,6 +51,7 @@ impl<P: Projection> ProjectionRunner<P> {
             store,
             projection,
             batch_size: 500,
+            step: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -55,6 +60,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// with many callers at once, a transaction waiting for a second
     /// connection while the others wait for its lock drained the pool.
     pub async fn try_execute(&self) -> Result<Outcome, StoreError> {
+        let _step = self.step.lock().await;
         let seen = self.checkpoint().await?;
         let events = self.store.read_all(seen + 1, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else {

@@ -116,7 +116,7 @@ impl Throttle {
                     .bind(&counter.key)
                     .fetch_optional(conn)
                     .await)
-                .map_err(|e| IssuerError::Internal(e.to_string()))?;
+                .map_err(db)?;
             if let Some((Some(until), refused)) =
                 row.filter(|(until, _)| until.is_some_and(|u| u > now))
             {
@@ -180,7 +180,7 @@ impl Throttle {
                 .execute(conn)
                 .await
                 .map(|_| ()))
-            .map_err(|e| IssuerError::Internal(e.to_string()))?;
+            .map_err(db)?;
         }
         tx.commit().await?;
         Ok(Ok(()))
@@ -214,7 +214,7 @@ impl Throttle {
                     .execute(conn)
                     .await
                     .map(|_| ()))
-                .map_err(|e| IssuerError::Internal(e.to_string()))?;
+                .map_err(db)?;
                 tx.commit().await?;
                 Ok::<_, IssuerError>(())
             };
@@ -247,7 +247,7 @@ impl Throttle {
                     .execute(conn)
                     .await
                     .map(|_| ()))
-                .map_err(|e| IssuerError::Internal(e.to_string()))?;
+                .map_err(db)?;
             } else {
                 execute(
                     &mut tx,
@@ -262,6 +262,11 @@ impl Throttle {
     }
 }
 
+/// A database error as the issuer reports it (unavailable or internal).
+fn db(error: sqlx::Error) -> IssuerError {
+    gatehouse_eventstore::StoreError::Database(error).into()
+}
+
 /// Runs `sql` with `key` as its one parameter.
 async fn execute(tx: &mut StoreTx, sql: &'static str, key: &str) -> Result<(), IssuerError> {
     on_backend!(&mut *tx, |conn| sqlx::query(sql)
@@ -269,7 +274,7 @@ async fn execute(tx: &mut StoreTx, sql: &'static str, key: &str) -> Result<(), I
         .execute(conn)
         .await
         .map(|_| ()))
-    .map_err(|e| IssuerError::Internal(e.to_string()))
+    .map_err(db)
 }
 
 type Row = (i64, Option<DateTime<Utc>>, DateTime<Utc>, i64);
@@ -277,7 +282,7 @@ type Row = (i64, Option<DateTime<Utc>>, DateTime<Utc>, i64);
 async fn lock_row(tx: &mut StoreTx, key: &str, now: DateTime<Utc>) -> Result<Row, IssuerError> {
     const INSERT: &str = "INSERT INTO login_throttle (key, failures, locked_until, updated_at) \
                           VALUES ($1, 0, NULL, $2) ON CONFLICT (key) DO NOTHING";
-    let internal = |e: sqlx::Error| IssuerError::Internal(e.to_string());
+    let internal = db;
     on_backend!(&mut *tx, |conn| sqlx::query(INSERT)
         .bind(key)
         .bind(now)

@@ -285,18 +285,20 @@ impl Application {
             .http2_max_header_list_size(max_header_bytes)
             .http2_keepalive_interval(keepalive)
             .http2_keepalive_timeout(keepalive.map(|_| Duration::from_secs(20)))
-            .tcp_keepalive(keepalive)
             .add_routes(tonic::service::Routes::from(app));
         let served: std::pin::Pin<
             Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
         > = match tls {
             Some(config) => Box::pin(server.serve_with_incoming_shutdown(
-                crate::tls::incoming(listener, config, stop.clone()),
+                crate::tls::incoming(listener, config, keepalive, stop.clone()),
                 signal,
             )),
-            None => Box::pin(
-                server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal),
-            ),
+            None => Box::pin(server.serve_with_incoming_shutdown(
+                tokio_stream::StreamExt::map(TcpListenerStream::new(listener), move |accepted| {
+                    accepted.inspect(|stream| set_keepalive(stream, keepalive))
+                }),
+                signal,
+            )),
         };
         // Bound the drain: a client holding a stream open cannot keep us alive.
         let result = tokio::select! {
@@ -449,5 +451,18 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// TCP keep-alive on an accepted connection (tonic sets it only on listeners
+/// it binds itself), so a peer that vanished without a FIN is reaped —
+/// HTTP/1.1 connections included, which HTTP/2 pings do not cover.
+pub(crate) fn set_keepalive(stream: &tokio::net::TcpStream, keepalive: Option<Duration>) {
+    let Some(time) = keepalive else { return };
+    let settings = socket2::TcpKeepalive::new()
+        .with_time(time)
+        .with_interval(Duration::from_secs(10));
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&settings) {
+        tracing::debug!(%error, "could not set TCP keep-alive");
     }
 }

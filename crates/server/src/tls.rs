@@ -53,6 +53,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    keepalive: Option<Duration>,
     stop: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -73,6 +74,7 @@ pub fn incoming(
                     continue;
                 }
             };
+            crate::startup::set_keepalive(&stream, keepalive);
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "too many TLS handshakes in progress; closing the connection");
                 metrics::counter!("gatehouse_tls_handshakes_shed_total").increment(1);

@@ -1,9 +1,13 @@
 //! Limits on the whole port, gRPC and HTTP alike: how many requests run at
 //! once (beyond it a request is shed at once, not queued, so an overload
 //! shows as fast refusals rather than as every caller's latency) and how long
-//! one may take to produce its answer. A refused gRPC call gets a gRPC status
-//! (`RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`); an HTTP request the JSON
-//! error body (503, 504) — never a status of the other protocol.
+//! one may take to produce its answer (the server's deadline, or the
+//! caller's `grpc-timeout` if shorter). A refused gRPC call gets a gRPC
+//! status (`UNAVAILABLE` — retry elsewhere or later — or
+//! `DEADLINE_EXCEEDED`); an HTTP request the JSON error body (503, 504) —
+//! never a status of the other protocol. Verification and health checks,
+//! answered from memory, are not counted: a flood of logins waiting for
+//! argon2 must not stop `Verify`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +39,31 @@ impl Limits {
     }
 }
 
+/// Calls answered from memory in microseconds: exempt from the concurrency
+/// limit, so slow calls elsewhere can never crowd them out.
+fn answered_from_memory(path: &str) -> bool {
+    path.starts_with("/gatehouse.v1.VerifierService/")
+        || path.starts_with("/envoy.service.auth.v3.Authorization/")
+        || path.starts_with("/grpc.health.v1.Health/")
+        || matches!(path, "/api/v1/verify" | "/healthz" | "/readyz")
+}
+
+/// The caller's `grpc-timeout` (`<digits><unit>`, gRPC over HTTP/2 §Timeout).
+fn grpc_timeout(request: &Request) -> Option<Duration> {
+    let value = request.headers().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 fn is_grpc(request: &Request) -> bool {
     request
         .headers()
@@ -53,7 +82,7 @@ fn refuse(
     if grpc {
         let mut details = tonic_types::ErrorDetails::new();
         details.set_error_info(reason, gatehouse_issuer::error::ERROR_DOMAIN, []);
-        if code == tonic::Code::ResourceExhausted {
+        if code == tonic::Code::Unavailable {
             details.set_retry_info(Some(Duration::from_secs(1)));
         }
         let status =
@@ -71,14 +100,15 @@ fn refuse(
 /// that passes its deadline.
 pub async fn enforce(State(limits): State<Limits>, request: Request, next: Next) -> Response {
     let grpc = is_grpc(&request);
-    let _permit = match &limits.concurrent {
+    let counted = !answered_from_memory(request.uri().path());
+    let _permit = match limits.concurrent.as_ref().filter(|_| counted) {
         Some(semaphore) => match semaphore.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
                 metrics::counter!("gatehouse_requests_shed_total").increment(1);
                 return refuse(
                     grpc,
-                    tonic::Code::ResourceExhausted,
+                    tonic::Code::Unavailable,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the server is at its limit of concurrent requests; retry shortly",
                     "OVERLOADED",
@@ -87,7 +117,8 @@ pub async fn enforce(State(limits): State<Limits>, request: Request, next: Next)
         },
         None => None,
     };
-    match tokio::time::timeout(limits.deadline, next.run(request)).await {
+    let deadline = grpc_timeout(&request).map_or(limits.deadline, |t| t.min(limits.deadline));
+    match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("gatehouse_requests_timed_out_total").increment(1);
@@ -99,5 +130,44 @@ pub async fn enforce(State(limits): State<Limits>, request: Request, next: Next)
                 "DEADLINE_EXCEEDED",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_timeout(value: &str) -> Request {
+        axum::http::Request::builder()
+            .header("grpc-timeout", value)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_and_bounded() {
+        assert_eq!(
+            grpc_timeout(&with_timeout("250m")),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            grpc_timeout(&with_timeout("3S")),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            grpc_timeout(&with_timeout("1H")),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            grpc_timeout(&with_timeout("99999999n")),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "m", "123456789S", "-1S", "1x", "1.5S", "S1"] {
+            assert_eq!(grpc_timeout(&with_timeout(bad)), None, "{bad:?}");
+        }
+        assert!(answered_from_memory("/gatehouse.v1.VerifierService/Verify"));
+        assert!(answered_from_memory("/api/v1/verify"));
+        assert!(!answered_from_memory("/gatehouse.v1.AuthService/Login"));
+        assert!(!answered_from_memory("/api/v1/verifyx"));
     }
 }

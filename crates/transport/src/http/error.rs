@@ -119,7 +119,7 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body is never read: the connection cannot be reused.
+            // The rest of the body may be unread: the connection is not reused.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response

@@ -141,8 +141,48 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            settings.body_limit,
+            refuse_declared_oversize,
+        ))
         .with_state(state);
     layers::with_cors(router, &settings.cors_origins)
+}
+
+/// Most bytes of a too-large body read and thrown away before the 413, so a
+/// client still sending it reads the answer instead of a broken connection.
+const DRAIN_AT_MOST: u64 = 8 << 20;
+
+/// A body whose `Content-Length` is over the limit gets 413 at once — after
+/// reading it (up to 8 MiB), since hyper closes a connection whose request
+/// body was left unread and a client still writing would see a reset, not
+/// the answer. Larger bodies are refused without reading: that connection
+/// is closed, as it must be.
+async fn refuse_declared_oversize(
+    axum::extract::State(limit): axum::extract::State<usize>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => {
+            if length <= DRAIN_AT_MOST {
+                let mut body = request.into_body().into_data_stream();
+                while let Some(Ok(_)) = futures::StreamExt::next(&mut body).await {}
+            }
+            ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than the server accepts",
+            )
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// One listener for both: requests with a gRPC content type go to `grpc`,
