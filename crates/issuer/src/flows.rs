@@ -574,7 +574,8 @@ impl Issuer {
         required("password", &password)?;
         let now = Utc::now();
         let login_stream = stream(login_stream(username))?;
-        self.reserve_attempt(username, &login_stream, None, ctx, now)
+        let attempt = self
+            .reserve_attempt(username, &login_stream, None, ctx, now)
             .await?;
         let user = match Email::parse(username) {
             Ok(email) => self.load_user_by_email(&email).await?,
@@ -589,7 +590,9 @@ impl Issuer {
                 ctx,
                 now,
             )
-            .await?;
+            .await;
+        attempt.settle();
+        let matched = matched?;
         let (user, mut user_version) = match (user, matched) {
             (Some(found), true) => found,
             _ => return Err(IssuerError::BadCredentials),
@@ -743,13 +746,17 @@ impl Issuer {
         user_id: Option<UserId>,
         ctx: &CallContext,
         now: DateTime<Utc>,
-    ) -> Result<(), IssuerError> {
+    ) -> Result<crate::throttle::Attempt, IssuerError> {
         let refused = match self
             .throttle
             .reserve(username, ctx.client_address.as_deref(), now)
             .await?
         {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                return Ok(self
+                    .throttle
+                    .attempt(username, ctx.client_address.as_deref()));
+            }
             Err(refused) => refused,
         };
         metrics::counter!("gatehouse_login_throttled_total").increment(1);
@@ -825,7 +832,8 @@ impl Issuer {
         check_new_password_field("new_password", &new_password, &[&username])?;
         let login_stream = stream(login_stream(&username))?;
         let now = Utc::now();
-        self.reserve_attempt(&username, &login_stream, Some(user.id), ctx, now)
+        let attempt = self
+            .reserve_attempt(&username, &login_stream, Some(user.id), ctx, now)
             .await?;
         let matched = self
             .check_password(
@@ -835,7 +843,9 @@ impl Issuer {
                 ctx,
                 now,
             )
-            .await?;
+            .await;
+        attempt.settle();
+        let matched = matched?;
         if !matched {
             return Err(IssuerError::WrongPassword);
         }

@@ -35,6 +35,39 @@ pub struct Refused {
     pub first: bool,
 }
 
+/// A counted attempt whose password has not been checked yet. If the call is
+/// dropped before that (the request deadline while argon2 is queued, a
+/// client gone), the attempt is refunded on its own task: a flood that
+/// lengthens the hash queue must not turn an owner's correct logins into
+/// failures that delay the owner.
+#[must_use = "settle the attempt once the password was checked"]
+pub struct Attempt {
+    pending: Option<(Throttle, String, Option<String>)>,
+}
+
+impl Attempt {
+    /// The password was checked: the attempt counts as it is.
+    pub fn settle(mut self) {
+        self.pending = None;
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let Some((throttle, username, address)) = self.pending.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(error) = throttle.refund(&username, address.as_deref()).await {
+                tracing::warn!(%error, "could not refund an abandoned login attempt");
+            }
+        });
+    }
+}
+
 /// How often stale rows are pruned, at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -224,6 +257,34 @@ impl Throttle {
         });
     }
 
+    /// The guard of an attempt just reserved (see [`Attempt`]).
+    pub fn attempt(&self, username: &str, address: Option<&str>) -> Attempt {
+        Attempt {
+            pending: Some((
+                self.clone(),
+                username.to_string(),
+                address.map(str::to_string),
+            )),
+        }
+    }
+
+    /// Takes back one attempt from every counter of `username` at
+    /// `address`, and a delay that attempt started.
+    pub async fn refund(&self, username: &str, address: Option<&str>) -> Result<(), IssuerError> {
+        let mut tx = self.store.begin().await?;
+        for counter in self.counters(username, address) {
+            on_backend!(&mut tx, |conn| sqlx::query(REFUND)
+                .bind(&counter.key)
+                .bind(i64::from(counter.free))
+                .execute(conn)
+                .await
+                .map(|_| ()))
+            .map_err(db)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// After a successful login: clears the pair's and the username's
     /// counters and refunds the attempt counted against the address, so a
     /// busy address (a NAT, a proxy) is not delayed by its own successful
@@ -237,10 +298,6 @@ impl Throttle {
         for counter in self.counters(username, address) {
             if counter.key.starts_with("addr:") {
                 // The refund also lifts a delay this very attempt started.
-                const REFUND: &str = "UPDATE login_throttle SET \
-                     failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
-                     locked_until = CASE WHEN failures - 1 <= $2 THEN NULL ELSE locked_until END \
-                     WHERE key = $1";
                 on_backend!(&mut tx, |conn| sqlx::query(REFUND)
                     .bind(&counter.key)
                     .bind(i64::from(counter.free))
@@ -261,6 +318,13 @@ impl Throttle {
         Ok(())
     }
 }
+
+/// Takes one failure off a counter (`$1`), and lifts its delay when that
+/// brings it back within its free attempts (`$2`).
+const REFUND: &str = "UPDATE login_throttle SET \
+     failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
+     locked_until = CASE WHEN failures - 1 <= $2 THEN NULL ELSE locked_until END \
+     WHERE key = $1";
 
 /// A database error as the issuer reports it (unavailable or internal).
 fn db(error: sqlx::Error) -> IssuerError {

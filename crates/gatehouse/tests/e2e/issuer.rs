@@ -1100,3 +1100,82 @@ async fn concurrent_refreshes_and_accounts_on_postgres() {
 async fn concurrent_refreshes_and_accounts_on_sqlite() {
     concurrent_refreshes_and_accounts(sqlite()).await;
 }
+
+/// Logins cut off by the request deadline while argon2 is queued are
+/// refunded, not counted as failures: a flood that lengthens the hash queue
+/// cannot get the owner delayed by the owner's own correct logins.
+#[tokio::test]
+async fn logins_cut_off_by_the_deadline_do_not_count_against_the_owner() {
+    let env = sqlite();
+    bootstrap(&env).await;
+    let server = Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            "--database-url",
+            &env.url,
+            "--login-free-attempts",
+            "3",
+            "--login-base-delay-ms",
+            "60000",
+            "--max-parallel-hashes",
+            "1",
+            "--request-timeout-ms",
+            "150",
+        ],
+        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
+    let auth = AuthServiceClient::new(server.channel().await);
+    // A flood of logins at other usernames fills the one-hash queue...
+    let flood: Vec<_> = (0..40)
+        .map(|n| {
+            let mut auth = auth.clone();
+            tokio::spawn(async move {
+                let _ = auth
+                    .login(pb::LoginRequest {
+                        username: format!("stranger{n}@example.com"),
+                        password: "not this one at all".into(),
+                    })
+                    .await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // ...so the owner's four correct logins are all cut off. Counted as
+    // failures, they would start a 60 s delay on the owner's pair.
+    let owner: Vec<_> = (0..4)
+        .map(|_| {
+            let mut auth = auth.clone();
+            tokio::spawn(async move { login(&mut auth, PASSWORD).await.map(|_| ()) })
+        })
+        .collect();
+    let mut cut_off = 0;
+    for login in owner {
+        match login.await.unwrap() {
+            Err(status) if status.code() == Code::DeadlineExceeded => cut_off += 1,
+            other => panic!("the owner's login was not cut off: {other:?}"),
+        }
+    }
+    assert_eq!(cut_off, 4);
+    for call in flood {
+        call.await.unwrap();
+    }
+    // Once the queue has drained and the refunds landed, the owner logs in.
+    let mut auth = auth.clone();
+    let mut answer = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match login(&mut auth, PASSWORD).await {
+            Err(status) if status.code() == Code::DeadlineExceeded => continue,
+            other => {
+                answer = Some(other.map(|_| ()));
+                break;
+            }
+        }
+    }
+    match answer {
+        Some(Ok(())) => {}
+        other => panic!("the owner was delayed by cut-off logins: {other:?}"),
+    }
+}
