@@ -153,17 +153,7 @@ impl Throttle {
             if let Some((Some(until), refused)) =
                 row.filter(|(until, _)| until.is_some_and(|u| u > now))
             {
-                execute(
-                    &mut tx,
-                    "UPDATE login_throttle SET refused = refused + 1 WHERE key = $1",
-                    &counter.key,
-                )
-                .await?;
-                tx.commit().await?;
-                return Ok(Err(Refused {
-                    retry_after: (until - now).to_std().unwrap_or(Duration::from_secs(1)),
-                    first: refused == 0,
-                }));
+                return refuse(tx, &counter.key, until, refused, now).await.map(Err);
             }
         }
         let mut updates = Vec::with_capacity(counters.len());
@@ -171,18 +161,7 @@ impl Throttle {
             let (failures, locked_until, updated_at, refused) =
                 lock_row(&mut tx, &counter.key, now).await?;
             if let Some(until) = locked_until.filter(|until| *until > now) {
-                let retry_after = (until - now).to_std().unwrap_or(Duration::from_secs(1));
-                execute(
-                    &mut tx,
-                    "UPDATE login_throttle SET refused = refused + 1 WHERE key = $1",
-                    &counter.key,
-                )
-                .await?;
-                tx.commit().await?;
-                return Ok(Err(Refused {
-                    retry_after,
-                    first: refused == 0,
-                }));
+                return refuse(tx, &counter.key, until, refused, now).await.map(Err);
             }
             let stale = (now - updated_at)
                 .to_std()
@@ -273,13 +252,7 @@ impl Throttle {
     pub async fn refund(&self, username: &str, address: Option<&str>) -> Result<(), IssuerError> {
         let mut tx = self.store.begin().await?;
         for counter in self.counters(username, address) {
-            on_backend!(&mut tx, |conn| sqlx::query(REFUND)
-                .bind(&counter.key)
-                .bind(i64::from(counter.free))
-                .execute(conn)
-                .await
-                .map(|_| ()))
-            .map_err(db)?;
+            refund_one(&mut tx, &counter).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -298,13 +271,7 @@ impl Throttle {
         for counter in self.counters(username, address) {
             if counter.key.starts_with("addr:") {
                 // The refund also lifts a delay this very attempt started.
-                on_backend!(&mut tx, |conn| sqlx::query(REFUND)
-                    .bind(&counter.key)
-                    .bind(i64::from(counter.free))
-                    .execute(conn)
-                    .await
-                    .map(|_| ()))
-                .map_err(db)?;
+                refund_one(&mut tx, &counter).await?;
             } else {
                 execute(
                     &mut tx,
@@ -325,6 +292,39 @@ const REFUND: &str = "UPDATE login_throttle SET \
      failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
      locked_until = CASE WHEN failures - 1 <= $2 THEN NULL ELSE locked_until END \
      WHERE key = $1";
+
+/// Takes one attempt back from `counter` (see [`REFUND`]).
+async fn refund_one(tx: &mut StoreTx, counter: &Counter) -> Result<(), IssuerError> {
+    on_backend!(&mut *tx, |conn| sqlx::query(REFUND)
+        .bind(&counter.key)
+        .bind(i64::from(counter.free))
+        .execute(conn)
+        .await
+        .map(|_| ()))
+    .map_err(db)
+}
+
+/// Refuses an attempt while `key`'s delay runs until `until`: counts the
+/// refusal in the row (only the first of a delay is audited) and commits.
+async fn refuse(
+    mut tx: StoreTx,
+    key: &str,
+    until: DateTime<Utc>,
+    refused: i64,
+    now: DateTime<Utc>,
+) -> Result<Refused, IssuerError> {
+    execute(
+        &mut tx,
+        "UPDATE login_throttle SET refused = refused + 1 WHERE key = $1",
+        key,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Refused {
+        retry_after: (until - now).to_std().unwrap_or(Duration::from_secs(1)),
+        first: refused == 0,
+    })
+}
 
 /// A database error as the issuer reports it (unavailable or internal).
 fn db(error: sqlx::Error) -> IssuerError {
