@@ -215,6 +215,19 @@ pub struct ServeArgs {
     )]
     pub grpc_reflection: bool,
 
+    /// Serve the web console at `/console` (issuer roles only): an account's
+    /// API keys in a browser, over the HTTP API. Turn it off where no person
+    /// manages keys through this deployment.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CONSOLE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub console: bool,
+
     /// Longest a graceful shutdown waits for in-flight calls (seconds).
     #[arg(long, env = "GATEHOUSE_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

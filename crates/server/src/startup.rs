@@ -68,6 +68,8 @@ pub struct Application {
     usage_interval: Duration,
     http_settings: HttpSettings,
     grpc_reflection: bool,
+    /// Whether `/console` is served (issuer roles only).
+    console: bool,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     trusted_proxies: Arc<gatehouse_transport::client::TrustedProxies>,
     limits: gatehouse_transport::limits::Limits,
@@ -126,6 +128,7 @@ impl Application {
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
             grpc_reflection: args.grpc_reflection,
+            console: args.console && role.issues(),
             tls: checked.tls,
             trusted_proxies: Arc::new(checked.trusted_proxies),
             limits: gatehouse_transport::limits::Limits::new(
@@ -167,6 +170,7 @@ impl Application {
             usage_interval,
             http_settings,
             grpc_reflection,
+            console,
             tls,
             trusted_proxies,
             limits,
@@ -272,9 +276,13 @@ impl Application {
             drain.cancel();
         };
         // gRPC (by content type) and HTTP/1.1 or h2c HTTP+JSON on one listener.
+        let mut http = gatehouse_transport::http::router(http, &http_settings);
+        if console {
+            http = http.merge(gatehouse_console::router());
+        }
         let app = multiplex(
             grpc.routes().prepare().into_axum_router(),
-            gatehouse_transport::http::router(http, &http_settings),
+            http,
             trusted_proxies,
             limits,
         );

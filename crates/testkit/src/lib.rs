@@ -6,9 +6,14 @@
 //!   fail with a message that says what to install; they never skip.
 //! - [`process`]: the real `gatehouse` binary on a free port, with its logs kept
 //!   for assertions, and gRPC channels to it.
+//! - [`browser`]: a headless Chromium driven over WebDriver, found or
+//!   installed (Debian's `chromium` and `chromium-driver`), or a failure that
+//!   says what to install.
 
+pub mod browser;
 pub mod postgres;
 pub mod process;
 
+pub use browser::Browser;
 pub use postgres::{PgCluster, admin_url, fresh_database, start_throwaway_cluster};
 pub use process::{Gatehouse, channel};

@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod client;
 mod config;
+mod console;
 mod faults;
 mod guard;
 mod hostile;
