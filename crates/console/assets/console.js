@@ -8,6 +8,18 @@
 
 const $ = (id) => document.getElementById(id);
 
+// Never a blank page: whatever fails from here on is said in the banner —
+// including anything the Content-Security-Policy refuses.
+window.addEventListener('error', (event) => banner(`Something went wrong in the console: ${event.message}`));
+window.addEventListener('unhandledrejection', (event) => {
+  if (!(event.reason instanceof SessionOver)) {
+    banner(`Something went wrong in the console: ${event.reason && event.reason.message}`);
+  }
+});
+document.addEventListener('securitypolicyviolation', (event) =>
+  banner(`The browser refused ${event.blockedURI || 'something'} (${event.violatedDirective}).`),
+);
+
 /** An error answered by the API (`{code, message, statusCode, reason?}`), or a
  *  network failure (status 0). */
 class ApiError extends Error {
@@ -27,11 +39,12 @@ class ApiError extends Error {
 /** Thrown once the session is over; the sign-in form already says why. */
 class SessionOver extends Error {}
 
-/** The signed-in session, or null. */
+/** The signed-in session, or null: `{access, refresh, account, user, timer,
+ *  refreshing}`. */
 let session = null;
-/** The one refresh under way: two at once would spend the same refresh token
- *  twice, which the issuer treats as theft and ends the session. */
-let refreshing = null;
+
+/** Longest an API call may take before the page says so. */
+const CALL_TIMEOUT_MS = 30000;
 
 // ---------------------------------------------------------------- the API
 
@@ -39,9 +52,10 @@ async function call(method, path, body, { auth = true, retry = true } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const current = session;
+  const sent = current && current.access;
   if (auth) {
     if (!current) throw new SessionOver();
-    headers.Authorization = `Bearer ${current.access}`;
+    headers.Authorization = `Bearer ${sent}`;
   }
   let response;
   try {
@@ -51,20 +65,27 @@ async function call(method, path, body, { auth = true, retry = true } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store',
+      signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
     });
   } catch {
     throw new ApiError(0, null);
   }
+  // Signed out (or in as someone else) meanwhile: the answer is not shown.
+  if (auth && current !== session) throw new SessionOver();
   if (response.status === 204) return null;
   const data = await response
     .text()
     .then((text) => (text ? JSON.parse(text) : null))
     .catch(() => null);
   if (response.ok) return data;
-  if (auth && retry && response.status === 401 && current) {
-    // The access token may have run out before its scheduled refresh.
-    if (await refresh(current)) return call(method, path, body, { auth, retry: false });
-    throw new SessionOver();
+  if (auth && retry && response.status === 401) {
+    // The access token ran out before its scheduled refresh (or was renewed
+    // while this call was under way): renew it once, then ask again.
+    if (current.access === sent && !(await refresh(current))) {
+      if (current !== session) throw new SessionOver();
+      throw new ApiError(0, { message: 'The session could not be renewed just now. Try again.' });
+    }
+    return call(method, path, body, { auth, retry: false });
   }
   throw new ApiError(response.status, data);
 }
@@ -73,15 +94,18 @@ const account = () => encodeURIComponent(session.account.id);
 const keysPath = () => `/api/v1/accounts/${account()}/keys`;
 const keyPath = (id) => `${keysPath()}/${encodeURIComponent(id)}`;
 
-/** Renews the session's tokens; false once the session is over. */
+/** Renews the session's tokens: true when renewed, false when it could not be
+ *  (the session is over, or the issuer is unreachable for now). One renewal
+ *  at a time per session: two at once would spend the same refresh token
+ *  twice, which the issuer treats as theft and ends the session. */
 function refresh(current = session) {
   if (!current || current !== session) return Promise.resolve(false);
-  if (!refreshing) {
-    refreshing = renew(current).finally(() => {
-      refreshing = null;
+  if (!current.refreshing) {
+    current.refreshing = renew(current).finally(() => {
+      current.refreshing = null;
     });
   }
-  return refreshing;
+  return current.refreshing;
 }
 
 async function renew(current) {
@@ -104,7 +128,8 @@ async function renew(current) {
       return false;
     }
     // The issuer is unreachable or busy: keep the session and try again.
-    banner(`${error.message} The console will try again.`);
+    // (Had the lost answer renewed the tokens, the next attempt looks like
+    // reuse and the issuer ends the session: the page then says so.)
     clearTimeout(current.timer);
     current.timer = setTimeout(() => refresh(current), 5000);
     return false;
@@ -112,9 +137,8 @@ async function renew(current) {
 }
 
 function sessionEndedMessage(error) {
-  if (error.reason === 'SESSION_EXPIRED' || error.reason === 'TOKEN_EXPIRED') {
-    return 'Your session has expired. Sign in again.';
-  }
+  const expired = ['SESSION_EXPIRED', 'TOKEN_EXPIRED', 'REFRESH_TOKEN_EXPIRED'];
+  if (expired.includes(error.reason)) return 'Your session has expired. Sign in again.';
   return `Your session has ended (${error.message}). Sign in again.`;
 }
 
@@ -132,7 +156,7 @@ function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
     if (value === false || value === null || value === undefined) continue;
-    if (name.startsWith('on')) element.addEventListener(name.slice(2), value);
+    if (typeof value === 'function') element.addEventListener(name.replace(/^on/, ''), value);
     else element.setAttribute(name, value === true ? '' : value);
   }
   for (const child of children.flat()) {
@@ -271,18 +295,38 @@ function endSession(message) {
 /** Reloads the list when the earliest grace period or expiry falls due. */
 let stateTimer = null;
 let nextPage = '';
+/** Every key shown, by id (all pages loaded so far). */
+let shown = new Map();
+/** Bumped by every reload: an older answer arriving late is dropped. */
+let generation = 0;
 
 async function loadKeys({ more = false } = {}) {
+  const mine = ++generation;
+  // A redraw replaces the row buttons: the focus goes back to the same one.
+  const focused = document.activeElement;
+  const focusRow = focused && focused.closest && focused.closest('tr[data-key-id]');
+  const focusKey = focusRow ? focusRow.dataset.keyId : null;
+  const focusAction = focusKey ? focused.className : null;
   try {
     const query = more && nextPage ? `?page_token=${encodeURIComponent(nextPage)}` : '';
     const page = await call('GET', `${keysPath()}${query}`);
-    if (!more) $('key-rows').replaceChildren();
+    if (mine !== generation) return;
+    if (!more) {
+      $('key-rows').replaceChildren();
+      shown = new Map();
+    }
+    for (const key of page.keys) shown.set(key.key_id, key);
     $('key-rows').append(...page.keys.map(row));
     nextPage = page.next_page_token || '';
     $('more-keys').hidden = !nextPage;
-    $('no-keys').hidden = $('key-rows').children.length > 0;
-    $('keys').hidden = $('key-rows').children.length === 0;
-    watchDeadlines(page.keys);
+    $('no-keys').hidden = shown.size > 0;
+    $('keys').hidden = shown.size === 0;
+    watchDeadlines([...shown.values()]);
+    if (focusKey && !document.activeElement.closest('dialog[open]')) {
+      const again = document.querySelector(`tr[data-key-id="${CSS.escape(focusKey)}"] button.${CSS.escape(focusAction)}`);
+      if (again) again.focus();
+      else if (document.activeElement === document.body) $('create-key').focus();
+    }
   } catch (error) {
     report(error);
   }
@@ -310,11 +354,16 @@ function stateOf(key) {
   return key.state;
 }
 
+/** A row's button, named with its key for screen readers. */
+function action(kind, label, key, onclick) {
+  return h('button', { type: 'button', class: kind, 'aria-label': `${label} “${key.name}”`, onclick }, label);
+}
+
 function row(key) {
   const live = key.state === 'active' || key.state === 'rotating';
   const cells = [
     h('td', { 'data-label': 'Name', class: 'name' }, key.name),
-    h('td', { 'data-label': 'Key' }, h('code', {}, `wc_…${key.hint}`)),
+    h('td', { 'data-label': 'Key' }, h('code', { title: 'The secret ends with these characters' }, `…${key.hint}`)),
     h(
       'td',
       { 'data-label': 'Scopes' },
@@ -341,10 +390,10 @@ function row(key) {
     h(
       'td',
       { class: 'actions-cell' },
-      h('button', { type: 'button', class: 'activity', onclick: () => openActivity(key) }, 'Activity'),
-      live && h('button', { type: 'button', class: 'rotate', onclick: () => openRotate(key) }, 'Rotate'),
-      live && h('button', { type: 'button', class: 'revoke', onclick: () => openRevoke(key) }, 'Revoke'),
-      h('button', { type: 'button', class: 'delete', onclick: () => openDelete(key) }, 'Delete'),
+      action('activity', 'Activity', key, () => openActivity(key)),
+      live && action('rotate', 'Rotate', key, () => openRotate(key)),
+      live && action('revoke', 'Revoke', key, () => openRevoke(key)),
+      action('delete', 'Delete', key, () => openDelete(key)),
     ),
   ];
   return h('tr', { 'data-key-id': key.key_id, 'data-name': key.name }, cells);
@@ -384,6 +433,7 @@ async function scopeGroups() {
 $('create-key').addEventListener('click', async () => {
   const form = $('create-form');
   form.reset();
+  formError('create-error', '');
   $('full-access-warning').hidden = true;
   $('scope-groups').replaceChildren();
   $('create-dialog').showModal();
@@ -402,7 +452,12 @@ $('create-key').addEventListener('click', async () => {
               h(
                 'label',
                 { class: 'choice' },
-                h('input', { type: 'checkbox', name: 'scope', value: scope.name }),
+                h('input', {
+                  type: 'checkbox',
+                  name: 'scope',
+                  value: scope.name,
+                  disabled: $('full-access').checked,
+                }),
                 h('span', {}, h('code', {}, scope.name), ' ', h('span', { class: 'description' }, scope.description)),
               ),
             ),
@@ -491,7 +546,9 @@ $('secret-done').addEventListener('click', () => {
   forgetSecret();
   $('secret-dialog').close();
 });
-// Escape closes it too.
+// Escape does not close it: the secret is shown only once, so it goes only
+// when the user says Done.
+$('secret-dialog').addEventListener('cancel', (event) => event.preventDefault());
 $('secret-dialog').addEventListener('close', forgetSecret);
 
 // ---------------------------------------------------------------- rotate, revoke, delete
@@ -502,6 +559,7 @@ function openFor(dialogId, key) {
   target = key;
   const dialog = $(dialogId);
   dialog.querySelector('form').reset();
+  for (const error of dialog.querySelectorAll('.error')) formError(error.id, '');
   for (const span of dialog.querySelectorAll('.target')) span.textContent = `“${key.name}”`;
   dialog.showModal();
   return dialog;
@@ -620,6 +678,7 @@ let tail = null;
 function stopActivity() {
   if (tail) tail.controller.abort();
   tail = null;
+  $('activity-live').textContent = '';
   $('activity-view').hidden = true;
   $('activity').replaceChildren();
 }
@@ -628,17 +687,23 @@ function openActivity(key) {
   stopActivity();
   $('activity-key').textContent = `“${key.name}”`;
   $('no-activity').hidden = false;
+  $('activity-error').hidden = true;
   $('activity-view').hidden = false;
   const me = { controller: new AbortController(), keyId: key.key_id, last: 0 };
   tail = me;
+  live(me, 'connecting…');
   follow(me);
   $('activity-close').focus();
 }
 
-$('activity-close').addEventListener('click', stopActivity);
+$('activity-close').addEventListener('click', () => {
+  stopActivity();
+  $('create-key').focus();
+});
 
-function live(text) {
-  $('activity-live').textContent = text;
+/** Says how the tail `me` is doing, while it is the one shown. */
+function live(me, text) {
+  if (tail === me) $('activity-live').textContent = text;
 }
 
 /** Follows the key's activity over Server-Sent Events, read with fetch so the
@@ -649,18 +714,19 @@ async function follow(me) {
   while (tail === me) {
     try {
       await streamOnce(me);
-      live('reconnecting…');
+      live(me, 'reconnecting…');
     } catch (error) {
       if (tail !== me) return;
+      if (error instanceof SessionOver) return;
       if (error.status === 401) {
         // The access token ran out mid-stream: renew it, then reconnect.
-        if (!(await refresh())) return;
-      } else if (error.status !== 0 && error.status < 500) {
-        live('stopped:');
-        report(error);
+        if (!(await refresh())) live(me, 'reconnecting…');
+      } else if (!(error instanceof ApiError) || (error.status !== 0 && error.status < 500)) {
+        live(me, 'stopped');
+        formError('activity-error', error.message);
         return;
       } else {
-        live('reconnecting…');
+        live(me, 'reconnecting…');
       }
     }
     await sleep(1000);
@@ -685,7 +751,7 @@ async function streamOnce(me) {
     const body = await response.json().catch(() => null);
     throw new ApiError(response.status, body);
   }
-  live('live');
+  live(me, 'live');
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   for (;;) {
@@ -786,11 +852,6 @@ function loadKeysSoon() {
   reloadSoon = setTimeout(() => session && loadKeys(), 200);
 }
 
-// ---------------------------------------------------------------- never a blank page
-
-window.addEventListener('error', (event) => banner(`Something went wrong in the console: ${event.message}`));
-window.addEventListener('unhandledrejection', (event) => {
-  if (!(event.reason instanceof SessionOver)) {
-    banner(`Something went wrong in the console: ${event.reason && event.reason.message}`);
-  }
-});
+// Ready: the sign-in form works from here on.
+$('loading').hidden = true;
+$('sign-in-submit').disabled = false;

@@ -21,10 +21,17 @@ use axum::routing::get;
 pub const PATH: &str = "/console";
 
 /// Only same-origin scripts, styles, images and API calls; no plugins,
-/// frames, forms posted by the browser, or `<base>` rewriting.
+/// frames, forms posted by the browser, or `<base>` rewriting; and Trusted
+/// Types with no policy, so no string can ever reach an HTML or script sink
+/// (`innerHTML`, `eval`, …) — the browser enforces what the script promises.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'none'; \
-     frame-ancestors 'none'; base-uri 'none'";
+     frame-ancestors 'none'; base-uri 'none'; require-trusted-types-for 'script'; \
+     trusted-types 'none'";
+
+/// Powerful features the page never uses, refused outright.
+const PERMISSIONS_POLICY: &str =
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), hid=()";
 
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/console.js");
@@ -83,6 +90,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         (
             HeaderName::from_static("cross-origin-resource-policy"),
             HeaderValue::from_static("same-origin"),
+        ),
+        (
+            HeaderName::from_static("permissions-policy"),
+            HeaderValue::from_static(PERMISSIONS_POLICY),
         ),
     ];
     (headers, body).into_response()

@@ -4,9 +4,9 @@
 //! The browser is found, in order: `GATEHOUSE_CHROMIUM` / `GATEHOUSE_CHROMEDRIVER`,
 //! then `chromium` (or `chromium-browser`, `google-chrome`) and `chromedriver`
 //! on `PATH` and in `/usr/bin`. When they are missing and the tests run as
-//! root on Debian or Ubuntu, Debian's `chromium` and `chromium-driver`
-//! packages are installed once. Otherwise the test fails with what to install:
-//! it never skips.
+//! root with apt-get, Debian's `chromium` and `chromium-driver` packages are
+//! installed once. Otherwise the test fails with what to install: it never
+//! skips.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,11 +17,12 @@ use fantoccini::{Client, ClientBuilder};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const INSTALL_HINT: &str = "The browser tests need Chromium and its WebDriver: on Debian or \
-Ubuntu `apt-get install chromium chromium-driver` (the tests do this themselves when run as \
-root), on Fedora `dnf install chromium chromedriver`, on macOS `brew install --cask chromium \
-chromedriver`; or point GATEHOUSE_CHROMIUM and GATEHOUSE_CHROMEDRIVER at a Chromium (or Chrome) \
-and the chromedriver of the same version.";
+const INSTALL_HINT: &str = "The browser tests need Chromium and its WebDriver: on Debian \
+`apt-get install chromium chromium-driver` (the tests do this themselves when run as root), \
+on Fedora `dnf install chromium chromedriver`, on macOS `brew install --cask chromium \
+chromedriver`; elsewhere (Ubuntu's packages are snaps, which do not run in containers) \
+install Google Chrome and the chromedriver of its version (Chrome for Testing), and point \
+GATEHOUSE_CHROMIUM and GATEHOUSE_CHROMEDRIVER at them.";
 
 /// Finds Chromium and chromedriver, installing them once where that is
 /// possible. Panics with installation advice when they cannot be had.
@@ -49,10 +50,12 @@ fn find() -> Option<(PathBuf, PathBuf)> {
     Some((browser, driver))
 }
 
+/// A path the environment names; one that is set but wrong is a mistake to
+/// report, not a reason to pick another (perhaps mismatched) browser.
 fn from_env(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
+    let path = PathBuf::from(std::env::var_os(name)?);
+    assert!(path.is_file(), "{name}={} is not a file", path.display());
+    Some(path)
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -91,62 +94,45 @@ fn install() -> String {
     }
 }
 
-/// A headless Chromium session, and the chromedriver serving it. Dropping it
-/// kills chromedriver's whole process group, so a failed test leaves no
-/// browser behind.
+/// A headless Chromium session, and the chromedriver serving it. One at a
+/// time per test process: two browsers beside servers and Postgres on a
+/// two-core machine make every wait a gamble.
 pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
-    driver: Child,
+    _driver: Driver,
     _profile: tempfile::TempDir,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
-impl Drop for Browser {
+/// chromedriver in its own process group; dropping it kills the group, so a
+/// failed test (or a browser that never came up) leaves no Chromium behind.
+struct Driver(Child);
+
+impl Drop for Driver {
     fn drop(&mut self) {
-        if let Some(pid) = self.driver.id() {
+        if let Some(pid) = self.0.id() {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pid}")])
                 .stderr(Stdio::null())
                 .status();
         }
+        let _ = self.0.start_kill();
     }
 }
 
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Browser {
     /// Starts chromedriver on a free port and a new headless Chromium with an
-    /// empty profile and a `width`×`height` window.
+    /// empty profile and a `width`×`height` window, once no other browser of
+    /// this process runs.
     pub async fn start(width: u32, height: u32) -> Self {
-        let (browser, driver) = chromium();
-        let port = free_port();
-        let mut child = Command::new(&driver)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            // Its own process group: Chromium's processes are killed with it.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}\n\n{INSTALL_HINT}", driver.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("started successfully") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(
-            matches!(ready, Ok(true)),
-            "chromedriver at {} did not start",
-            driver.display()
-        );
-        // Keep reading its output so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
+        let turn = TURN.lock().await;
+        let (browser, driver) = tokio::task::spawn_blocking(chromium)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let (guard, port) = start_driver(&driver).await;
         let profile = tempfile::tempdir().expect("a profile directory");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
@@ -179,8 +165,9 @@ impl Browser {
             .unwrap_or_else(|e| panic!("cannot start {} headless: {e}", browser.display()));
         Self {
             client,
-            driver: child,
+            _driver: guard,
             _profile: profile,
+            _turn: turn,
         }
     }
 
@@ -188,6 +175,42 @@ impl Browser {
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
     }
+}
+
+/// chromedriver on a free port, ready; a new port if another process took
+/// the one picked before chromedriver could bind it.
+async fn start_driver(driver: &Path) -> (Driver, u16) {
+    for _ in 0..3 {
+        let port = free_port();
+        let mut child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            // Its own process group: Chromium's processes are killed with it.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}\n\n{INSTALL_HINT}", driver.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let guard = Driver(child);
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("started successfully") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        if matches!(ready, Ok(true)) {
+            // Keep reading its output so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (guard, port);
+        }
+    }
+    panic!("chromedriver at {} did not start", driver.display());
 }
 
 fn free_port() -> u16 {

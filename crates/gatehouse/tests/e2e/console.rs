@@ -152,6 +152,13 @@ fn key(k: fantoccini::key::Key) -> String {
 
 /// Signs in by keyboard alone: type, Tab, type, Enter.
 async fn sign_in(client: &Client, username: &str, password: &str) {
+    // The script has loaded (it enables the button) and the field has focus.
+    until(
+        client,
+        10,
+        "!document.getElementById('sign-in-submit').disabled",
+    )
+    .await;
     until(client, 10, "document.activeElement.id === 'username'").await;
     let field = client.active_element().await.unwrap();
     field
@@ -292,6 +299,12 @@ async fn manage_a_key(env: Env, screenshots: bool) {
     );
     // Full access warns, as the seed does, and holds the other choices.
     click(page, "#full-access").await;
+    until(
+        page,
+        2,
+        "!document.getElementById('full-access-warning').hidden",
+    )
+    .await;
     assert!(
         text(page, "#full-access-warning")
             .await
@@ -384,7 +397,7 @@ async fn manage_a_key(env: Env, screenshots: bool) {
         .select_by_value("custom")
         .await
         .unwrap();
-    type_into(page, "#grace-seconds", "6").await;
+    type_into(page, "#grace-seconds", "15").await;
     assert!(
         text(page, "#rotate-cutoff")
             .await
@@ -394,11 +407,38 @@ async fn manage_a_key(env: Env, screenshots: bool) {
     until(page, 10, "document.getElementById('secret-dialog').open").await;
     let rotated = text(page, "#secret").await;
     assert!(rotated.starts_with("wc_live_") && rotated != secret);
+    // Both secrets work until the cut-off, which the dialog shows.
+    assert_eq!(
+        verify(&http, &base, &secret, &["claws:read"]).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        verify(&http, &base, &rotated, &["claws:read"]).await,
+        StatusCode::OK
+    );
+    until(
+        page,
+        2,
+        "!document.getElementById('secret-previous').hidden",
+    )
+    .await;
     assert!(
         text(page, "#secret-previous")
             .await
             .contains("keeps working until"),
         "the old secret's cut-off is shown"
+    );
+    // Escape does not throw away a secret shown only once.
+    page.active_element()
+        .await
+        .unwrap()
+        .send_keys(&key(fantoccini::key::Key::Escape))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        js(page, "document.getElementById('secret-dialog').open").await,
+        true
     );
     click(page, "#secret-done").await;
     until(page, 10, &state_is(name, "rotating")).await;
@@ -415,16 +455,8 @@ async fn manage_a_key(env: Env, screenshots: bool) {
     if screenshots {
         screenshot(page, "keys.png").await;
     }
-    assert_eq!(
-        verify(&http, &base, &secret, &["claws:read"]).await,
-        StatusCode::OK
-    );
-    assert_eq!(
-        verify(&http, &base, &rotated, &["claws:read"]).await,
-        StatusCode::OK
-    );
     // After the grace the list shows the key active again, by itself.
-    until(page, 20, &state_is(name, "active")).await;
+    until(page, 40, &state_is(name, "active")).await;
     until(page, 10, &activity_has("grace_expired")).await;
     assert_eq!(
         verify(&http, &base, &secret, &["claws:read"]).await,
@@ -516,8 +548,20 @@ async fn manage_a_key(env: Env, screenshots: bool) {
         .await,
         0
     );
+    // Nothing went wrong on the way (no script error, nothing the CSP refused).
+    assert_eq!(
+        js(page, "document.getElementById('banner').hidden").await,
+        true,
+        "{}",
+        text(page, "#banner").await
+    );
     page.refresh().await.unwrap();
-    until(page, 10, "!document.getElementById('sign-in-view').hidden").await;
+    until(
+        page,
+        10,
+        "!document.getElementById('sign-in-submit').disabled",
+    )
+    .await;
     assert_eq!(
         js(page, "document.getElementById('keys-view').hidden").await,
         true
@@ -566,15 +610,15 @@ async fn errors(env: Env) {
     page.goto(&format!("{base}/console")).await.unwrap();
 
     // A wrong password: the API's message, in the form.
-    let refused: Value = http
+    let refused = http
         .post(format!("{base}/api/auth/login"))
         .json(&json!({ "username": reader, "password": "not the password at all" }))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
+    // Answers that may carry tokens are never cached.
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+    let refused: Value = refused.json().await.unwrap();
     sign_in(page, reader, "not the password at all either").await;
     until(page, 10, "!document.getElementById('sign-in-error').hidden").await;
     assert_eq!(
@@ -619,6 +663,20 @@ async fn errors(env: Env) {
         1
     );
 
+    // Sign out: the page forgets the session and says so.
+    click(page, "#sign-out").await;
+    until(page, 10, "!document.getElementById('sign-in-view').hidden").await;
+    assert_eq!(text(page, "#sign-in-error").await, "You have signed out.");
+    assert_eq!(
+        js(page, "document.querySelectorAll('#key-rows tr').length").await,
+        0
+    );
+    // Sign in again, and let that session run out.
+    type_into(page, "#username", reader).await;
+    type_into(page, "#password", reader_password).await;
+    click(page, "#sign-in-submit").await;
+    until(page, 20, "!document.getElementById('keys-view').hidden").await;
+
     // The session runs out (20 s after sign-in; the console renews the
     // 3-second access tokens until then): the page says so and asks to sign
     // in again, showing nothing of the account.
@@ -630,6 +688,10 @@ async fn errors(env: Env) {
     assert_eq!(
         js(page, "document.querySelectorAll('#key-rows tr').length").await,
         0
+    );
+    assert_eq!(
+        js(page, "document.getElementById('banner').hidden").await,
+        true
     );
     browser.close().await;
 }

@@ -141,6 +141,14 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        // Answers carry tokens and secrets (login, refresh, create, rotate):
+        // no cache may keep them. Routes that may be cached (JWKS) say so.
+        .layer(
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            ),
+        )
         .layer(axum::middleware::from_fn_with_state(
             settings.body_limit,
             refuse_declared_oversize,
