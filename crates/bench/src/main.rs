@@ -12,8 +12,17 @@
 //! - how long a revocation made through the issuer takes to be seen by both
 //!   verifiers (p50, p99).
 //!
+//! - cold start ([`coldstart`]): a verifier started on a log of many keys
+//!   with a realistic history, written straight into SQLite — time to
+//!   `SERVING` and peak resident memory.
+//!
 //! Run: `cargo build --release -p gatehouse && cargo run --release -p gatehouse-bench`
 //! (Postgres from `DATABASE_URL` or a throwaway cluster, as in the tests).
+//! `--quick` is a smoke run of everything in well under a minute (CI runs it,
+//! with no thresholds); `--cold-start 10000,100000,1000000` measures only
+//! cold starts, at those sizes.
+
+mod coldstart;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +59,17 @@ struct Args {
     /// Revocations to time.
     #[arg(long, default_value_t = 200)]
     revocations: usize,
+    /// A smoke run of every measurement (one round each, 20 revocations, a
+    /// cold start on 2,000 keys): it checks the program works, not the figures.
+    #[arg(long)]
+    quick: bool,
+    /// Only measure cold starts, on logs of these many keys (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    cold_start: Vec<u64>,
+    /// Keep each generated cold-start log here and reuse it in later runs
+    /// (a million keys take minutes to write); default: a temporary directory.
+    #[arg(long)]
+    log_cache: Option<std::path::PathBuf>,
 }
 
 fn authed<T>(message: T, bearer: &str) -> anyhow::Result<Request<T>> {
@@ -168,6 +188,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
+    if args.quick {
+        args.seconds = 1;
+        args.http_seconds = 1;
+        args.revocations = 20;
+    }
     if !std::path::Path::new(&args.gatehouse).is_file() {
         bail!(
             "{} not found: run `cargo build --release -p gatehouse` first",
@@ -178,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
     args.gatehouse = std::fs::canonicalize(&args.gatehouse)?
         .to_string_lossy()
         .into_owned();
+    if !args.cold_start.is_empty() {
+        return cold_starts(&args.gatehouse, &args.cold_start, args.log_cache.as_deref()).await;
+    }
     let url = gatehouse_testkit::fresh_database().await;
     let output = tokio::process::Command::new(&args.gatehouse)
         .args([
@@ -449,5 +477,44 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    cold_starts(
+        &args.gatehouse,
+        &[if args.quick { 2_000 } else { 100_000 }],
+        args.log_cache.as_deref(),
+    )
+    .await
+}
+
+/// Cold starts at each size, as a table.
+async fn cold_starts(
+    gatehouse: &str,
+    sizes: &[u64],
+    cache: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for &keys in sizes {
+        eprintln!("cold start on {keys} keys:");
+        let measured = coldstart::measure(gatehouse, keys, cache).await?;
+        eprintln!(
+            "  SERVING after {:.2} s, peak RSS {:.0} MiB",
+            measured.to_serving.as_secs_f64(),
+            measured.peak_rss as f64 / 1048576.0
+        );
+        rows.push(measured);
+    }
+    println!();
+    println!("| keys | events | log on disk | to `SERVING` | peak RSS | RSS per key |");
+    println!("|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.0} MB | {:.2} s | {:.0} MiB | {:.0} B |",
+            r.keys,
+            r.events,
+            r.log_bytes as f64 / 1e6,
+            r.to_serving.as_secs_f64(),
+            r.peak_rss as f64 / 1048576.0,
+            r.peak_rss as f64 / r.keys.max(1) as f64
+        );
+    }
     Ok(())
 }

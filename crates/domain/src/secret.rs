@@ -41,6 +41,23 @@ impl SecretHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 32 bytes the hex stands for: what an in-memory index keys on
+    /// (a third of the hex string's size, and no allocation). `None` for a
+    /// hash that is not 64 hex digits, which no secret hashes to.
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        let hex = self.0.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let high = (pair[0] as char).to_digit(16)?;
+            let low = (pair[1] as char).to_digit(16)?;
+            *byte = u8::try_from(high << 4 | low).ok()?;
+        }
+        Some(out)
+    }
 }
 
 impl std::fmt::Debug for SecretHash {
@@ -178,6 +195,24 @@ impl KeyFormat {
         }
         let (session, _) = rest.split_at(32);
         SessionId::parse(session).ok()
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::SecretHash;
+
+    #[test]
+    fn the_digest_is_the_sha256_the_hex_spells() {
+        // SHA-256 of "abc", the FIPS 180-2 example.
+        let hash = SecretHash::of("abc");
+        let digest = hash.digest().unwrap();
+        assert_eq!(digest[..4], [0xba, 0x78, 0x16, 0xbf]);
+        assert_eq!(digest[31], 0xad);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, hash.as_str());
+        assert!(SecretHash(String::from("zz")).digest().is_none());
+        assert!(SecretHash("g".repeat(64)).digest().is_none());
     }
 }
 

@@ -115,6 +115,7 @@ impl<P: Projection> ProjectionRunner<P> {
         lock_checkpoint(&mut tx, self.projection.name()).await?;
         self.projection.reset(&mut tx).await?;
         let mut checkpoint = 0;
+        let mut progress = crate::Progress::new(self.projection.name(), self.store.head().await?);
         loop {
             let events = self.store.read_all(checkpoint + 1, self.batch_size).await?;
             let Some(last) = events.last().map(|e| e.position) else {
@@ -124,6 +125,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 self.projection.apply(&mut tx, event).await?;
             }
             checkpoint = last;
+            progress.advance(events.len(), last);
         }
         save_checkpoint(&mut tx, self.projection.name(), checkpoint).await?;
         tx.commit().await?;

@@ -38,6 +38,18 @@ impl Gatehouse {
         envs: &[(&str, &str)],
         cwd: &std::path::Path,
     ) -> Self {
+        Self::spawn_waiting(bin, args, envs, cwd, Duration::from_secs(30)).await
+    }
+
+    /// Like [`Gatehouse::spawn_in`], waiting up to `wait` for it to listen (a
+    /// verifier loads its whole index first).
+    pub async fn spawn_waiting(
+        bin: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        cwd: &std::path::Path,
+        wait: Duration,
+    ) -> Self {
         let mut command = Command::new(bin);
         command.current_dir(cwd);
         command
@@ -67,13 +79,13 @@ impl Gatehouse {
         let stdout = child.stdout.take().expect("stdout is piped");
         tokio::spawn(collect(BufReader::new(stderr), logs.clone(), Some(addr_tx)));
         tokio::spawn(collect(BufReader::new(stdout), logs.clone(), None));
-        let addr = match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
+        let addr = match tokio::time::timeout(wait, addr_rx).await {
             Ok(Ok(addr)) => addr,
             _ => {
                 let _ = child.start_kill();
                 let logs = logs.lock().map(|l| l.join("\n")).unwrap_or_default();
                 panic!(
-                    "gatehouse did not report a listening address within 30 s; its output:\n{logs}"
+                    "gatehouse did not report a listening address within {wait:?}; its output:\n{logs}"
                 );
             }
         };

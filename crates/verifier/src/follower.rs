@@ -38,15 +38,26 @@ impl Follower {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
+        let mut progress =
+            gatehouse_eventstore::Progress::new("verifier index", store.head().await?);
         let next = store
             .read_to_head(1, |batch| {
                 if let Ok(mut index) = index.write() {
                     batch.iter().for_each(|event| index.apply(event));
                 }
+                if let Some(last) = batch.last() {
+                    progress.advance(batch.len(), last.position);
+                }
             })
             .await?;
         let keys = index.read().map(|i| i.key_count()).unwrap_or(0);
-        tracing::info!(position = next - 1, keys, elapsed = ?started.elapsed(), "verifier index loaded");
+        tracing::info!(
+            position = next - 1,
+            events = progress.events(),
+            keys,
+            elapsed = ?started.elapsed(),
+            "verifier index loaded"
+        );
         let mut subscription = store.subscribe(next).await?;
         let (applied, _) = watch::channel(next - 1);
         let follower = Arc::new(Self {

@@ -6,6 +6,7 @@ use gatehouse_crypto::jwt::TokenVerifier;
 use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
 use gatehouse_domain::catalogue::{self, Catalogue, ScopeEvent};
 use gatehouse_domain::ids::{KeyId, SessionId};
+use gatehouse_domain::secret::SecretHash;
 use gatehouse_domain::session::SessionEvent;
 use gatehouse_domain::signing::SigningKeyEvent;
 use gatehouse_eventstore::RecordedEvent;
@@ -13,8 +14,9 @@ use gatehouse_eventstore::RecordedEvent;
 /// Keys, revoked sessions, signing keys and the scope catalogue, as of `position`.
 pub struct Index {
     keys: HashMap<KeyId, ApiKey>,
-    /// SHA-256 (hex) of every current and previous secret → its key.
-    by_hash: HashMap<String, KeyId>,
+    /// SHA-256 of every current and previous secret → its key; raw bytes,
+    /// not hex strings (32 bytes inline instead of a 64-byte allocation).
+    by_hash: HashMap<[u8; 32], KeyId>,
     revoked_sessions: HashSet<SessionId>,
     tokens: TokenVerifier,
     /// Which scopes are live: grants are resolved against it on every call.
@@ -84,16 +86,13 @@ impl Index {
             ApiKeyEvent::Deleted(d) => d.key_id,
         };
         let mut key = self.keys.remove(&key_id);
-        let before: Vec<String> = key
+        let before: Vec<[u8; 32]> = key
             .iter()
-            .flat_map(|k| k.secret_hashes().map(|h| h.as_str().to_string()))
+            .flat_map(|k| k.secret_hashes().filter_map(|h| h.digest()))
             .collect();
         ApiKey::apply(&mut key, event);
         let Some(key) = key else { return };
-        let after: Vec<String> = key
-            .secret_hashes()
-            .map(|h| h.as_str().to_string())
-            .collect();
+        let after: Vec<[u8; 32]> = key.secret_hashes().filter_map(|h| h.digest()).collect();
         // A secret two rotations old can never authenticate again: forget it.
         for stale in before.iter().filter(|h| !after.contains(h)) {
             self.by_hash.remove(stale);
@@ -105,8 +104,10 @@ impl Index {
     }
 
     /// The key a secret hash belongs to.
-    pub fn key_by_hash(&self, hash: &str) -> Option<&ApiKey> {
-        self.by_hash.get(hash).and_then(|id| self.keys.get(id))
+    pub fn key_by_hash(&self, hash: &SecretHash) -> Option<&ApiKey> {
+        self.by_hash
+            .get(&hash.digest()?)
+            .and_then(|id| self.keys.get(id))
     }
 
     pub fn key(&self, id: &KeyId) -> Option<&ApiKey> {
@@ -136,7 +137,6 @@ mod tests {
     use chrono::{Duration, Utc};
     use gatehouse_domain::ids::{AccountId, KeyId};
     use gatehouse_domain::scope::Scopes;
-    use gatehouse_domain::secret::SecretHash;
     use gatehouse_eventstore::StreamId;
 
     use super::*;
@@ -183,15 +183,15 @@ mod tests {
             }
         }
         assert!(
-            index.key_by_hash(SecretHash::of("s1").as_str()).is_none(),
+            index.key_by_hash(&SecretHash::of("s1")).is_none(),
             "two rotations old"
         );
         assert!(
-            index.key_by_hash(SecretHash::of("s2").as_str()).is_some(),
+            index.key_by_hash(&SecretHash::of("s2")).is_some(),
             "in grace"
         );
         assert!(
-            index.key_by_hash(SecretHash::of("s3").as_str()).is_some(),
+            index.key_by_hash(&SecretHash::of("s3")).is_some(),
             "current"
         );
         assert_eq!(index.position, position);

@@ -188,7 +188,7 @@ impl Verifier {
         now: DateTime<Utc>,
     ) -> Option<(Result<Verified, Denial>, KeyRef)> {
         let hash = SecretHash::of(secret);
-        let key = index.key_by_hash(hash.as_str())?;
+        let key = index.key_by_hash(&hash)?;
         Some((
             key.authenticate(&hash, now)
                 .map(|()| Verified {
