@@ -44,17 +44,21 @@ impl SecretHash {
 
     /// The 32 bytes the hex stands for: what an in-memory index keys on
     /// (a third of the hex string's size, and no allocation). `None` for a
-    /// hash that is not 64 hex digits, which no secret hashes to.
+    /// hash that is not 64 lowercase hex digits, which no secret hashes to.
     pub fn digest(&self) -> Option<[u8; 32]> {
         let hex = self.0.as_bytes();
         if hex.len() != 64 {
             return None;
         }
+        // Lowercase only, as `of` writes it: one digest, one spelling.
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
         let mut out = [0u8; 32];
         for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-            let high = (pair[0] as char).to_digit(16)?;
-            let low = (pair[1] as char).to_digit(16)?;
-            *byte = u8::try_from(high << 4 | low).ok()?;
+            *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
         }
         Some(out)
     }
@@ -213,6 +217,10 @@ mod digest_tests {
         assert_eq!(hex, hash.as_str());
         assert!(SecretHash(String::from("zz")).digest().is_none());
         assert!(SecretHash("g".repeat(64)).digest().is_none());
+        assert!(
+            SecretHash("AB".repeat(32)).digest().is_none(),
+            "one spelling"
+        );
     }
 }
 
