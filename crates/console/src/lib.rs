@@ -38,30 +38,27 @@ const SCRIPT: &str = include_str!("../assets/console.js");
 const STYLE: &str = include_str!("../assets/console.css");
 const ICON: &str = include_str!("../assets/icon.svg");
 
+/// Every path the console answers, with its content type and body.
+const ASSETS: [(&str, &str, &str); 5] = [
+    (PATH, "text/html; charset=utf-8", INDEX),
+    ("/console/", "text/html; charset=utf-8", INDEX),
+    (
+        "/console/console.js",
+        "text/javascript; charset=utf-8",
+        SCRIPT,
+    ),
+    ("/console/console.css", "text/css; charset=utf-8", STYLE),
+    ("/console/icon.svg", "image/svg+xml", ICON),
+];
+
 /// The console's routes (`/console`, `/console/` and its assets), for any
 /// router state.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            PATH,
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/console/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
-        )
-        .route(
-            "/console/console.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
-        )
-        .route(
-            "/console/console.css",
-            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
-        )
-        .route(
-            "/console/icon.svg",
-            get(|| async { asset("image/svg+xml", ICON) }),
-        )
+    ASSETS
+        .into_iter()
+        .fold(Router::new(), |router, (path, content_type, body)| {
+            router.route(path, get(move || async move { asset(content_type, body) }))
+        })
 }
 
 /// `body` with its type and the headers every console response carries.

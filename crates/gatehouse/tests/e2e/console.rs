@@ -14,12 +14,7 @@ use gatehouse_testkit::{Browser, Gatehouse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, postgres, sqlite};
-
-const WORKCLAW_SCOPES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/workclaw-scopes.toml"
-);
+use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, WORKCLAW, bootstrap_with, postgres, sqlite};
 
 #[tokio::test]
 async fn the_console_manages_a_key_in_a_browser_on_sqlite() {
@@ -39,25 +34,6 @@ async fn the_console_shows_what_went_wrong_on_sqlite() {
 #[tokio::test]
 async fn the_console_shows_what_went_wrong_on_postgres() {
     errors(postgres().await).await;
-}
-
-/// The WorkClaw account: the owner, the admin key and the catalogue.
-async fn bootstrap(env: &Env) -> Value {
-    let output = tokio::process::Command::new(crate::BIN)
-        .args(["bootstrap", "--username", OWNER, "--database-url", &env.url])
-        .args(["--scopes", WORKCLAW_SCOPES])
-        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
-        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
-        .env_remove("DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 async fn serve(env: &Env, extra: &[&str]) -> Gatehouse {
@@ -218,7 +194,7 @@ fn activity_has(kind: &str) -> String {
 }
 
 async fn manage_a_key(env: Env, screenshots: bool) {
-    let boot = bootstrap(&env).await;
+    let boot = bootstrap_with(&env, WORKCLAW).await;
     let server = serve(&env, &[]).await;
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
@@ -570,7 +546,7 @@ async fn manage_a_key(env: Env, screenshots: bool) {
 }
 
 async fn errors(env: Env) {
-    let boot = bootstrap(&env).await;
+    let boot = bootstrap_with(&env, WORKCLAW).await;
     // Short tokens and a short session, so one expires during the test.
     let server = serve(
         &env,

@@ -18,6 +18,11 @@ use crate::BIN;
 pub const MASTER_KEY: &str = "q9gI8yYHkC1bJ8m0m3xqk2Yw8p3X7Zl9cH0vV4r2sT8=";
 pub const OWNER: &str = "owner@example.com";
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The example catalogue the README's first steps import.
+pub const WORKCLAW: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/workclaw-scopes.toml"
+);
 
 pub struct Env {
     pub url: String,
@@ -47,8 +52,18 @@ pub fn reason(status: &Status) -> String {
 }
 
 pub async fn bootstrap(env: &Env) -> serde_json::Value {
+    bootstrap_args(env, &[]).await
+}
+
+/// `gatehouse bootstrap --scopes FILE`, as the README's first steps run it.
+pub async fn bootstrap_with(env: &Env, scopes: &str) -> serde_json::Value {
+    bootstrap_args(env, &["--scopes", scopes]).await
+}
+
+async fn bootstrap_args(env: &Env, extra: &[&str]) -> serde_json::Value {
     let output = tokio::process::Command::new(BIN)
         .args(["bootstrap", "--username", OWNER, "--database-url", &env.url])
+        .args(extra)
         .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
         .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
         .env_remove("DATABASE_URL")

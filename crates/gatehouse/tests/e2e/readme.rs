@@ -4,12 +4,9 @@
 use gatehouse_testkit::Gatehouse;
 
 use crate::BIN;
+use crate::issuer::WORKCLAW;
 
 const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
-const WORKCLAW: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/workclaw-scopes.toml"
-);
 
 /// The shell block between the walk-through markers.
 fn walkthrough() -> String {

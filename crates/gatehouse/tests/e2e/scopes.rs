@@ -18,17 +18,11 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::audit::activity;
+use crate::authed;
 use crate::cli::admin;
 use crate::issuer::{
-    Env, MASTER_KEY, OWNER, PASSWORD, event_log_text, postgres, reason, serve, sqlite,
+    Env, OWNER, PASSWORD, WORKCLAW, bootstrap_with, event_log_text, postgres, reason, serve, sqlite,
 };
-use crate::{BIN, authed};
-
-/// The example catalogue the README's first steps import.
-const WORKCLAW: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/workclaw-scopes.toml"
-);
 
 #[tokio::test]
 async fn the_catalogue_wildcards_grant_rules_and_delete_on_sqlite() {
@@ -38,25 +32,6 @@ async fn the_catalogue_wildcards_grant_rules_and_delete_on_sqlite() {
 #[tokio::test]
 async fn the_catalogue_wildcards_grant_rules_and_delete_on_postgres() {
     catalogue_flow(postgres().await).await;
-}
-
-/// `gatehouse bootstrap --scopes FILE`, as the README's first steps run it.
-async fn bootstrap_with(env: &Env, scopes: &str) -> serde_json::Value {
-    let output = tokio::process::Command::new(BIN)
-        .args(["bootstrap", "--username", OWNER, "--scopes", scopes])
-        .args(["--database-url", &env.url])
-        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
-        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
-        .env_remove("DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("bootstrap prints JSON")
 }
 
 struct Clients {
