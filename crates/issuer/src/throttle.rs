@@ -343,32 +343,21 @@ async fn execute(tx: &mut StoreTx, sql: &'static str, key: &str) -> Result<(), I
 
 type Row = (i64, Option<DateTime<Utc>>, DateTime<Utc>, i64);
 
+/// The row of `key`, created if missing, locked for the transaction. One
+/// statement: an insert-then-select lost the row to a concurrent success
+/// that deleted it in between (concurrent logins of one user got INTERNAL);
+/// `ON CONFLICT DO UPDATE` locks and returns the row that is there, and on
+/// Postgres inserts anew if the conflicting row was deleted meanwhile.
 async fn lock_row(tx: &mut StoreTx, key: &str, now: DateTime<Utc>) -> Result<Row, IssuerError> {
-    const INSERT: &str = "INSERT INTO login_throttle (key, failures, locked_until, updated_at) \
-                          VALUES ($1, 0, NULL, $2) ON CONFLICT (key) DO NOTHING";
-    let internal = db;
-    on_backend!(&mut *tx, |conn| sqlx::query(INSERT)
+    const UPSERT: &str = "INSERT INTO login_throttle (key, failures, locked_until, updated_at) \
+                          VALUES ($1, 0, NULL, $2) \
+                          ON CONFLICT (key) DO UPDATE SET key = excluded.key \
+                          RETURNING failures, locked_until, updated_at, refused";
+    let row: Row = on_backend!(&mut *tx, |conn| sqlx::query_as(UPSERT)
         .bind(key)
         .bind(now)
-        .execute(conn)
-        .await
-        .map(|_| ()))
-    .map_err(internal)?;
-    let row: Row = match tx {
-        StoreTx::Postgres(tx) => sqlx::query_as(
-            "SELECT failures, locked_until, updated_at, refused FROM login_throttle WHERE key = $1 FOR UPDATE",
-        )
-        .bind(key)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(internal)?,
-        StoreTx::Sqlite(tx) => {
-            sqlx::query_as("SELECT failures, locked_until, updated_at, refused FROM login_throttle WHERE key = $1")
-                .bind(key)
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(internal)?
-        }
-    };
+        .fetch_one(conn)
+        .await)
+    .map_err(db)?;
     Ok(row)
 }
