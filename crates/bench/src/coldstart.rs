@@ -27,8 +27,8 @@ use gatehouse_domain::session::{
 use gatehouse_eventstore::{EventStore, ExpectedVersion, NewEvent, StreamId};
 use uuid::Uuid;
 
-/// Keys per `append_all` (one transaction).
-const KEYS_PER_BATCH: u64 = 200;
+/// Keys per bulk load (one transaction).
+const KEYS_PER_BATCH: u64 = 2_000;
 /// Keys share accounts as a SaaS's customers would.
 const KEYS_PER_ACCOUNT: u64 = 20;
 
@@ -194,8 +194,9 @@ pub async fn generate(store: &EventStore, keys: u64) -> anyhow::Result<u64> {
         for k in n..upto {
             batch.extend(key_history(k, keys, now, &scopes)?);
         }
-        written += batch.iter().map(|(_, _, e)| e.len() as u64).sum::<u64>();
-        store.append_all(batch).await?;
+        written += store
+            .load_new_streams(batch.into_iter().map(|(s, _, e)| (s, e)).collect())
+            .await?;
         n = upto;
         if last_report.elapsed() > Duration::from_secs(5) || n == keys {
             let rate = written as f64 / started.elapsed().as_secs_f64();
@@ -209,16 +210,17 @@ pub async fn generate(store: &EventStore, keys: u64) -> anyhow::Result<u64> {
     Ok(written)
 }
 
-/// What a verifier's start on a log costs.
+/// What a verifier's start on a log costs, replaying it all and from a
+/// snapshot: each (from spawning the process to `SERVING` on the health
+/// service, peak resident memory (VmHWM) in bytes).
 pub struct ColdStart {
     pub keys: u64,
     pub events: u64,
-    /// From spawning the process to `SERVING` on the health service.
-    pub to_serving: Duration,
-    /// Peak resident memory (VmHWM), bytes.
-    pub peak_rss: u64,
     /// The log's size on disk (SQLite), bytes.
     pub log_bytes: u64,
+    pub replay: (Duration, u64),
+    pub from_snapshot: (Duration, u64),
+    pub snapshot_bytes: u64,
 }
 
 fn peak_rss(pid: u32) -> u64 {
@@ -241,10 +243,6 @@ pub async fn measure(
     keys: u64,
     cache: Option<&std::path::Path>,
 ) -> anyhow::Result<ColdStart> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-
     let scratch = tempfile::tempdir()?;
     let dir = match cache {
         Some(dir) => {
@@ -280,19 +278,98 @@ pub async fn measure(
     let log_bytes = std::fs::metadata(&path).map_or(0, |m| m.len())
         + std::fs::metadata(dir.join("gatehouse.db-wal")).map_or(0, |m| m.len());
 
+    // A snapshot left by an earlier run (perhaps of an older format) is
+    // dropped: the first start replays the log and writes a fresh one.
+    {
+        let store = EventStore::connect(&url, Default::default()).await?;
+        store.migrate().await?;
+        store
+            .delete_snapshot(gatehouse_verifier::snapshot::NAME)
+            .await?;
+        store.close().await;
+    }
+    let replay = start(
+        gatehouse,
+        &url,
+        &dir,
+        keys,
+        &["--ignore-snapshot", "--snapshot-every-events", "1"],
+        "verifier index snapshot",
+    )
+    .await?;
+    anyhow::ensure!(
+        replay.logs.contains("stored=true"),
+        "the first start stored no snapshot"
+    );
+    let snapshot_bytes = replay
+        .logs
+        .lines()
+        .find(|l| l.contains("verifier index snapshot"))
+        .and_then(|l| l.split("bytes=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let from_snapshot = start(
+        gatehouse,
+        &url,
+        &dir,
+        keys,
+        &["--snapshot-every-events", "0"],
+        "",
+    )
+    .await?;
+    anyhow::ensure!(
+        from_snapshot
+            .logs
+            .contains("verifier index snapshot loaded"),
+        "the second start did not load the snapshot"
+    );
+    Ok(ColdStart {
+        keys,
+        events,
+        log_bytes,
+        replay: (replay.to_serving, replay.peak_rss),
+        from_snapshot: (from_snapshot.to_serving, from_snapshot.peak_rss),
+        snapshot_bytes,
+    })
+}
+
+struct Started {
+    to_serving: Duration,
+    peak_rss: u64,
+    logs: String,
+}
+
+/// Starts `serve verifier` on `url`, measures the time to `SERVING` and
+/// peak RSS, waits for a log line containing `wait_for` (if not empty),
+/// and stops it.
+async fn start(
+    gatehouse: &str,
+    url: &str,
+    dir: &std::path::Path,
+    keys: u64,
+    extra: &[&str],
+    wait_for: &str,
+) -> anyhow::Result<Started> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let mut args = vec![
+        "serve",
+        "verifier",
+        "--database-url",
+        url,
+        "--issuer-url",
+        "http://gatehouse.bench",
+    ];
+    args.extend_from_slice(extra);
     let started = Instant::now();
     let server = gatehouse_testkit::Gatehouse::spawn_waiting(
         gatehouse,
-        &[
-            "serve",
-            "verifier",
-            "--database-url",
-            &url,
-            "--issuer-url",
-            "http://gatehouse.bench",
-        ],
+        &args,
         &[],
-        &dir,
+        dir,
         Duration::from_secs(600),
     )
     .await;
@@ -326,12 +403,18 @@ pub async fn measure(
             .find(|l| l.contains("index loaded"))
             .unwrap_or("no \"index loaded\" line")
     );
+    while !wait_for.is_empty() && !server.logs().contains(wait_for) {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "no {wait_for:?} within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = server.logs();
     server.terminate().await;
-    Ok(ColdStart {
-        keys,
-        events,
+    Ok(Started {
         to_serving,
         peak_rss,
-        log_bytes,
+        logs,
     })
 }

@@ -23,6 +23,8 @@
 //! cold starts, at those sizes.
 
 mod coldstart;
+mod figures;
+mod plot;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +72,9 @@ struct Args {
     /// (a million keys take minutes to write); default: a temporary directory.
     #[arg(long)]
     log_cache: Option<std::path::PathBuf>,
+    /// With --cold-start: also draw time and memory against keys as an SVG here.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
 }
 
 fn authed<T>(message: T, bearer: &str) -> anyhow::Result<Request<T>> {
@@ -204,7 +209,13 @@ async fn main() -> anyhow::Result<()> {
         .to_string_lossy()
         .into_owned();
     if !args.cold_start.is_empty() {
-        return cold_starts(&args.gatehouse, &args.cold_start, args.log_cache.as_deref()).await;
+        return cold_starts(
+            &args.gatehouse,
+            &args.cold_start,
+            args.log_cache.as_deref(),
+            args.plot.as_deref(),
+        )
+        .await;
     }
     let url = gatehouse_testkit::fresh_database().await;
     let output = tokio::process::Command::new(&args.gatehouse)
@@ -236,6 +247,11 @@ async fn main() -> anyhow::Result<()> {
         // Processes on different ports are one deployment: one `iss`.
         ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
         ("GATEHOUSE_LOG", "warn,gatehouse_server=info"),
+        // Concurrent logins of one user count as attempts until they
+        // succeed; the login flood and the refresh sessions are one user's.
+        ("GATEHOUSE_LOGIN_FREE_ATTEMPTS", "1000000"),
+        ("GATEHOUSE_LOGIN_FREE_ATTEMPTS_PER_USERNAME", "1000000"),
+        ("GATEHOUSE_LOGIN_FREE_ATTEMPTS_PER_ADDRESS", "1000000"),
     ];
     let issuer = Gatehouse::spawn(
         &args.gatehouse,
@@ -447,6 +463,88 @@ async fn main() -> anyhow::Result<()> {
     }
     latencies.sort();
 
+    // Never-seen EdDSA JWTs over gRPC against the in-process signature
+    // check on every core: each round a fresh pool of distinct tokens for
+    // each side, so neither ever sees a token twice.
+    let signing_key = figures::signing_key(&url).await?;
+    let pool = if args.quick { 2_000 } else { 20_000 };
+    let mut fresh_rounds = Vec::new();
+    for _ in 0..args.seconds.min(5) {
+        let tokens = Arc::new(figures::fresh_tokens(&signing_key, &account_id, pool)?);
+        let in_process = figures::verify_rate(&signing_key, tokens).await?;
+        let tokens = Arc::new(figures::fresh_tokens(&signing_key, &account_id, pool)?);
+        let over_grpc = figures::never_seen_rate(channel.clone(), tokens, args.concurrency).await?;
+        fresh_rounds.push((in_process, over_grpc));
+    }
+    let in_process_verify = median(fresh_rounds.iter().map(|r| r.0).collect());
+    let never_seen = median(fresh_rounds.iter().map(|r| r.1).collect());
+    let never_seen_ratio = median(fresh_rounds.iter().map(|r| r.1 / r.0).collect());
+
+    // Refresh (rotation + append) on the issuer against raw single-insert
+    // transactions on the same Postgres, same concurrency, alternating.
+    let refresh_concurrency = 16;
+    let mut refresh_rounds = Vec::new();
+    for _ in 0..args.seconds.min(5) {
+        let refresh = figures::refresh_rate(
+            issuer.channel().await,
+            "bench@example.com",
+            "a bench password",
+            refresh_concurrency,
+        )
+        .await?;
+        let raw = figures::raw_insert_rate(&url, refresh_concurrency).await?;
+        refresh_rounds.push((refresh, raw));
+    }
+    let refresh = median(refresh_rounds.iter().map(|r| r.0).collect());
+    let raw_insert = median(refresh_rounds.iter().map(|r| r.1).collect());
+    let refresh_ratio = median(refresh_rounds.iter().map(|r| r.0 / r.1).collect());
+
+    // Verify p99 on one combined process (issuer and verifier), idle and
+    // while 16 clients log in as fast as argon2 lets them.
+    let combined =
+        Gatehouse::spawn(&args.gatehouse, &["serve", "--database-url", &url], &envs).await;
+    let flood_window = Duration::from_secs(if args.quick { 1 } else { 5 });
+    let flooded = figures::p99_under_login_flood(
+        combined.channel().await,
+        &secret,
+        "bench@example.com",
+        "a bench password",
+        16,
+        flood_window,
+    )
+    .await;
+    let (idle_p99, flood_p99, login_rate) = flooded.inspect_err(|_| {
+        eprintln!("the combined server's log:\n{}", combined.logs());
+    })?;
+    drop(combined);
+
+    // Event appends by 1, 4 and 16 writers, on both backends.
+    let append_window = Duration::from_millis(if args.quick { 300 } else { 2_000 });
+    let mut appends = Vec::new();
+    let sqlite_dir = tempfile::tempdir()?;
+    for (backend, store_url) in [
+        ("Postgres", gatehouse_testkit::fresh_database().await),
+        (
+            "SQLite",
+            format!("sqlite:{}", sqlite_dir.path().join("appends.db").display()),
+        ),
+    ] {
+        let store = gatehouse_eventstore::EventStore::connect(
+            &store_url,
+            gatehouse_eventstore::StoreOptions {
+                max_connections: 16,
+                ..Default::default()
+            },
+        )
+        .await?;
+        store.migrate().await?;
+        for writers in [1, 4, 16] {
+            let rate = figures::append_rate(&store, writers, append_window).await?;
+            appends.push((backend, writers, rate));
+        }
+        store.close().await;
+    }
+
     println!("| measurement | result | target |");
     println!("|---|---|---|");
     println!("| empty unary RPC (health Check), baseline | {baseline:.0} calls/s | — |");
@@ -477,10 +575,42 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    println!(
+        "| in-process EdDSA verification of distinct tokens, every core, baseline | {in_process_verify:.0} tokens/s | — |"
+    );
+    println!(
+        "| Verify of never-seen EdDSA JWTs | {never_seen:.0} calls/s; **{never_seen_ratio:.2} ×** in-process (median of {} rounds) | ≥ 0.85 × |",
+        fresh_rounds.len()
+    );
+    println!(
+        "| raw single-insert transactions on the same Postgres ({refresh_concurrency} connections), baseline | {raw_insert:.0} tx/s | — |"
+    );
+    println!(
+        "| refresh (rotation + append), {refresh_concurrency} sessions at once | {refresh:.0} calls/s; **{refresh_ratio:.2} ×** raw inserts (median of {} rounds) | ≥ 0.5 × |",
+        refresh_rounds.len()
+    );
+    println!(
+        "| Verify p99, one combined process: idle → during a login flood (16 clients, {login_rate:.0} logins/s) | {:.2} ms → {:.2} ms = **{:.2} ×** | ≤ 2 × |",
+        idle_p99.as_secs_f64() * 1e3,
+        flood_p99.as_secs_f64() * 1e3,
+        flood_p99.as_secs_f64() / idle_p99.as_secs_f64().max(1e-9)
+    );
+    for (backend, writers, rate) in &appends {
+        println!(
+            "| event appends, {backend}, {writers} writer(s), one event per append | {rate:.0} events/s | — |"
+        );
+    }
     drop((issuer, verifiers));
     if args.quick {
         // The cold start's smoke run; its real figures come from --cold-start.
-        cold_starts(&args.gatehouse, &[2_000], args.log_cache.as_deref()).await?;
+        let plot = tempfile::tempdir()?;
+        cold_starts(
+            &args.gatehouse,
+            &[2_000],
+            args.log_cache.as_deref(),
+            Some(&plot.path().join("cold-start.svg")),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -490,31 +620,44 @@ async fn cold_starts(
     gatehouse: &str,
     sizes: &[u64],
     cache: Option<&std::path::Path>,
+    plot: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &keys in sizes {
         eprintln!("cold start on {keys} keys:");
         let measured = coldstart::measure(gatehouse, keys, cache).await?;
         eprintln!(
-            "  SERVING after {:.2} s, peak RSS {:.0} MiB",
-            measured.to_serving.as_secs_f64(),
-            measured.peak_rss as f64 / 1048576.0
+            "  replaying the log: SERVING after {:.2} s, peak RSS {:.0} MiB; from a snapshot: {:.2} s, {:.0} MiB",
+            measured.replay.0.as_secs_f64(),
+            measured.replay.1 as f64 / 1048576.0,
+            measured.from_snapshot.0.as_secs_f64(),
+            measured.from_snapshot.1 as f64 / 1048576.0,
         );
         rows.push(measured);
     }
     println!();
-    println!("| keys | events | log on disk | to `SERVING` | peak RSS | RSS per key |");
-    println!("|---|---|---|---|---|---|");
-    for r in rows {
+    println!(
+        "| keys | events | log on disk | snapshot | replaying the log: to `SERVING` / peak RSS | from the snapshot: to `SERVING` / peak RSS | RSS per key |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mib = |b: u64| b as f64 / 1048576.0;
+    for r in &rows {
         println!(
-            "| {} | {} | {:.0} MB | {:.2} s | {:.0} MiB | {:.0} B |",
+            "| {} | {} | {:.0} MB | {:.0} MB | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.0} B |",
             r.keys,
             r.events,
             r.log_bytes as f64 / 1e6,
-            r.to_serving.as_secs_f64(),
-            r.peak_rss as f64 / 1048576.0,
-            r.peak_rss as f64 / r.keys.max(1) as f64
+            r.snapshot_bytes as f64 / 1e6,
+            r.replay.0.as_secs_f64(),
+            mib(r.replay.1),
+            r.from_snapshot.0.as_secs_f64(),
+            mib(r.from_snapshot.1),
+            r.from_snapshot.1 as f64 / r.keys.max(1) as f64
         );
+    }
+    if let Some(path) = plot {
+        plot::cold_starts(&rows, path)?;
+        eprintln!("plot written to {}", path.display());
     }
     Ok(())
 }

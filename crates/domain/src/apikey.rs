@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::domain_events;
 use crate::ids::{AccountId, KeyId};
+use crate::keysecrets::KeySecrets;
 use crate::scope::Scopes;
 use crate::secret::SecretHash;
 
@@ -403,16 +404,24 @@ impl ApiKey {
     /// Whether `presented` is a valid secret of this key at `now`. The secret is
     /// matched first, so a wrong secret learns nothing of the key's state.
     pub fn authenticate(&self, presented: &SecretHash, now: DateTime<Utc>) -> Result<(), KeyError> {
-        let current = self.secret_hash.matches(presented);
-        let previous = self.previous.as_ref().filter(|p| p.hash.matches(presented));
-        if !current && previous.is_none() {
-            return Err(KeyError::WrongSecret);
+        match presented.digest() {
+            Some(digest) => self.secrets().authenticate(&digest, now),
+            None => Err(KeyError::WrongSecret),
         }
-        self.usable(now)?;
-        match previous {
-            Some(p) if !current && now >= p.valid_until => Err(KeyError::Rotated),
-            _ => Ok(()),
-        }
+    }
+
+    /// What deciding on a presented secret needs: the rule the aggregate
+    /// and the verifier's compact index share.
+    pub fn secrets(&self) -> KeySecrets {
+        KeySecrets::from_parts(
+            &self.secret_hash,
+            self.previous
+                .as_ref()
+                .map(|p| (p.rotation, &p.hash, p.valid_until)),
+            self.rotations,
+            self.expires_at,
+            self.revoked_at.is_some(),
+        )
     }
 
     /// Which secret of the key `presented` is: 0 for the key's first, n for
@@ -431,25 +440,12 @@ impl ApiKey {
     /// still authenticates at `now`: the current one while the key is in
     /// service, the previous one until its grace ends, older ones never.
     pub fn secret_alive(&self, version: u32, now: DateTime<Utc>) -> Result<(), KeyError> {
-        self.usable(now)?;
-        if version == self.rotations {
-            return Ok(());
-        }
-        match &self.previous {
-            Some(p) if version.checked_add(1) == Some(p.rotation) && now < p.valid_until => Ok(()),
-            _ => Err(KeyError::Rotated),
-        }
+        self.secrets().secret_alive(version, now)
     }
 
     /// Whether the key is in service at `now` (neither revoked nor expired).
     pub fn usable(&self, now: DateTime<Utc>) -> Result<(), KeyError> {
-        if self.revoked_at.is_some() {
-            return Err(KeyError::Revoked);
-        }
-        if self.expires_at.is_some_and(|at| now >= at) {
-            return Err(KeyError::Expired);
-        }
-        Ok(())
+        self.secrets().usable(now)
     }
 
     /// Decides a rotation to a secret hashing to `next`; the old secret stays

@@ -21,6 +21,7 @@ pub mod catalogue;
 pub mod email;
 pub mod events;
 pub mod ids;
+pub mod keysecrets;
 pub mod password;
 pub mod scope;
 pub mod secret;

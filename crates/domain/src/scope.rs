@@ -202,7 +202,7 @@ pub fn covers_grant(grants: &Scopes, grant: &Scope) -> bool {
 }
 
 /// A set of scopes or grants, sorted and without duplicates.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Scopes(BTreeSet<Scope>);
 

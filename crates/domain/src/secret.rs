@@ -33,6 +33,12 @@ impl SecretHash {
         Self(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
 
+    /// The raw SHA-256 of a secret: what [`Self::digest`] returns for
+    /// [`Self::of`], without the hex round trip.
+    pub fn digest_of(secret: &str) -> [u8; 32] {
+        Sha256::digest(secret.as_bytes()).into()
+    }
+
     /// Constant-time comparison.
     pub fn matches(&self, other: &SecretHash) -> bool {
         self.0.as_bytes().ct_eq(other.0.as_bytes()).into()

@@ -30,6 +30,10 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("stored event at position {position} is unreadable: {detail}")]
     Corrupt { position: i64, detail: String },
+    #[error("snapshot {name} is unreadable: {detail}")]
+    CorruptSnapshot { name: String, detail: String },
+    #[error("snapshot {name} is too large to store")]
+    SnapshotTooLarge { name: String },
     #[error("could not serialize event: {0}")]
     Serialize(#[source] serde_json::Error),
     #[error("could not create the data directory: {0}")]

@@ -6,12 +6,14 @@
 //!   stream and by global position, a change signal (`LISTEN/NOTIFY` on Postgres);
 //! - [`subscription`]: catch-up-then-live subscriptions that never skip an event;
 //! - [`projection`]: read models whose checkpoint commits with them, and rebuild;
+//! - [`snapshot`]: the latest serialized state of an in-memory read model;
 //! - [`progress`]: periodic log lines for long reads of the log;
 //! - [`error`]: [`StoreError`], the typed failures.
 
 pub mod error;
 pub mod progress;
 pub mod projection;
+pub mod snapshot;
 pub mod store;
 pub mod subscription;
 pub mod types;
@@ -19,6 +21,7 @@ pub mod types;
 pub use error::StoreError;
 pub use progress::Progress;
 pub use projection::{Outcome, Projection, ProjectionRunner};
+pub use snapshot::Snapshot;
 pub use store::{AppendResult, EventStore, MAX_READ_LIMIT, StoreOptions, StoreTx};
 pub use subscription::Subscription;
 pub use types::{

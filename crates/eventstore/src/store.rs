@@ -291,6 +291,48 @@ impl EventStore {
         Ok(results)
     }
 
+    /// Bulk load for imports and benchmarks: writes streams that do not
+    /// exist yet, each event at its version (1, 2, …), many rows per
+    /// statement, all in one transaction. The `(stream_id, stream_version)`
+    /// constraint refuses the whole load if any stream already exists, so it
+    /// never breaks a stream's history; it does skip the per-stream version
+    /// read that makes [`EventStore::append_all`] safe under concurrency, so
+    /// it is not for live writes. Returns the number of events written.
+    pub async fn load_new_streams(
+        &self,
+        streams: Vec<(StreamId, Vec<NewEvent>)>,
+    ) -> Result<u64, StoreError> {
+        let mut rows = Vec::new();
+        for (stream, events) in streams {
+            for (n, event) in validate(events)?.into_iter().enumerate() {
+                rows.push((stream.clone(), n as i64 + 1, event));
+            }
+        }
+        let written = rows.len() as u64;
+        match &self.inner.backend {
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(APPEND_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_rows(&mut tx, &rows).await?;
+                sqlx::query("SELECT pg_notify($1, '0')")
+                    .bind(NOTIFY_CHANNEL)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Backend::Sqlite { writer, .. } => {
+                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                insert_rows(&mut tx, &rows).await?;
+                tx.commit().await?;
+            }
+        }
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(written)
+    }
+
     /// Every event of one stream, in version order.
     pub async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!("{SELECT_EVENT} WHERE stream_id = $1 ORDER BY stream_version");
@@ -447,6 +489,59 @@ impl EventStore {
             }
         }
     }
+}
+
+/// Inserts `rows` (stream, version, event) many per statement.
+async fn insert_rows<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    rows: &[(StreamId, i64, ValidatedEvent)],
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'q> &'q str: sqlx::Type<DB> + sqlx::Encode<'q, DB>,
+    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+{
+    const ROWS_PER_STATEMENT: usize = 400;
+    let json = if DB::NAME == "PostgreSQL" {
+        |n: usize| format!("CAST(${n} AS JSONB)")
+    } else {
+        |n: usize| format!("${n}")
+    };
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = i * 6;
+                format!(
+                    "(${}, ${}, ${}, {}, {}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    json(p + 4),
+                    json(p + 5),
+                    p + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (stream, version, event) in chunk {
+            query = query
+                .bind(stream.as_str())
+                .bind(*version)
+                .bind(event.event_type.as_str())
+                .bind(event.payload.as_str())
+                .bind(event.metadata.as_str())
+                .bind(event.occurred_at);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Checks the stream's version and inserts the events, inside the caller's

@@ -114,6 +114,38 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_MAX_STALENESS_SECS", default_value_t = 60)]
     pub max_staleness_secs: u64,
 
+    /// A verifier stores its index as a snapshot once it has folded this
+    /// many events since the last one (and at start-up), so later start-ups
+    /// read the snapshot and only the events after it. 0: never write one.
+    #[arg(
+        long,
+        env = "GATEHOUSE_SNAPSHOT_EVERY_EVENTS",
+        default_value_t = 100_000
+    )]
+    pub snapshot_every_events: u64,
+
+    /// Start the verifier from the log alone, ignoring a stored snapshot.
+    #[arg(
+        long,
+        env = "GATEHOUSE_IGNORE_SNAPSHOT",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub ignore_snapshot: bool,
+
+    /// How long a verifier remembers a revoked login session (seconds).
+    /// User tokens that live longer than this are refused
+    /// (`TOKEN_LIFETIME_TOO_LONG`), so none outlives the memory of its
+    /// session's revocation; keep it above the access-token lifetime.
+    #[arg(
+        long,
+        env = "GATEHOUSE_REVOKED_SESSION_RETENTION_SECS",
+        default_value_t = 24 * 3600
+    )]
+    pub revoked_session_retention_secs: u64,
+
     /// How often a verifier writes its per-key usage summaries (milliseconds).
     #[arg(long, env = "GATEHOUSE_USAGE_INTERVAL_MS", default_value_t = 60_000)]
     pub usage_interval_ms: u64,

@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_server::Authorizati
 use gatehouse_transport::grpc::verifier::VerifierGrpc;
 use gatehouse_transport::http::{AppState, HttpSettings, multiplex};
 use gatehouse_verifier::Decider;
+use gatehouse_verifier::follower::SnapshotPolicy;
 use gatehouse_verifier::index::Index;
 use gatehouse_verifier::routes::RoutePolicy;
 use gatehouse_verifier::usage::UsageRecorder;
@@ -66,6 +67,7 @@ pub struct Application {
     ext_authz_routes: RoutePolicy,
     max_staleness: Duration,
     usage_interval: Duration,
+    snapshots: SnapshotPolicy,
     http_settings: HttpSettings,
     grpc_reflection: bool,
     /// Whether `/console` is served (issuer roles only).
@@ -127,6 +129,11 @@ impl Application {
             ext_authz_routes: checked.routes,
             max_staleness: Duration::from_secs(args.max_staleness_secs.max(1)),
             usage_interval: Duration::from_millis(args.usage_interval_ms.clamp(100, 3_600_000)),
+            snapshots: SnapshotPolicy {
+                every_events: args.snapshot_every_events,
+                load: !args.ignore_snapshot,
+                session_retention: Duration::from_secs(args.revoked_session_retention_secs),
+            },
             grpc_reflection: args.grpc_reflection,
             console: args.console && role.issues(),
             tls: checked.tls,
@@ -168,6 +175,7 @@ impl Application {
             ext_authz_routes,
             max_staleness,
             usage_interval,
+            snapshots,
             http_settings,
             grpc_reflection,
             console,
@@ -250,6 +258,7 @@ impl Application {
                 ext_authz_routes.clone(),
                 usage_interval,
                 max_staleness,
+                snapshots,
                 stop.clone(),
             )
             .await?;
@@ -330,6 +339,7 @@ async fn build_verifier(
     routes: RoutePolicy,
     usage_interval: Duration,
     max_staleness: Duration,
+    snapshots: SnapshotPolicy,
     stop: CancellationToken,
 ) -> Result<Decider, StartupError> {
     let key_format =
@@ -340,8 +350,13 @@ async fn build_verifier(
         &args.audience,
         args.clock_leeway_secs.min(300),
     )));
-    let follower =
-        Follower::start(store.clone(), index.clone(), stop.clone().cancelled_owned()).await?;
+    let follower = Follower::start(
+        store.clone(),
+        index.clone(),
+        snapshots,
+        stop.clone().cancelled_owned(),
+    )
+    .await?;
     let usage = Arc::new(UsageRecorder::default());
     tokio::spawn(flush_usage(
         store.clone(),
@@ -350,7 +365,9 @@ async fn build_verifier(
         stop,
     ));
     Ok(Decider {
-        verifier: Verifier::new(index, key_format).with_usage(usage),
+        verifier: Verifier::new(index, key_format)
+            .with_usage(usage)
+            .with_session_retention(snapshots.session_retention),
         follower,
         routes: Arc::new(routes),
         max_staleness,

@@ -1,6 +1,6 @@
 //! Keeps the index current from the event log.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -8,12 +8,35 @@ use gatehouse_eventstore::{EventStore, StoreError};
 use tokio::sync::{Mutex, watch};
 
 use crate::index::Index;
+use crate::snapshot;
 
 /// Shortest time between two on-demand catch-ups: random well-formed secrets
 /// cannot turn into a query stream against the database.
 const CATCH_UP_EVERY: Duration = Duration::from_millis(100);
 /// Longest a caller waits for an on-demand catch-up.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+
+/// When the index is written as a snapshot, and whether one is read.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    /// Write a snapshot once this many events were folded since the last
+    /// one (including at start-up); 0: never write.
+    pub every_events: u64,
+    /// Start from the stored snapshot, if there is a usable one.
+    pub load: bool,
+    /// Revoked sessions are forgotten this long after their revocation.
+    pub session_retention: Duration,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self {
+            every_events: 100_000,
+            load: true,
+            session_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
 
 /// Loads and tails the log into the index.
 pub struct Follower {
@@ -24,6 +47,9 @@ pub struct Follower {
     last_read: Arc<AtomicI64>,
     /// Serialises on-demand catch-ups and remembers when the last one ran.
     gate: Mutex<Option<Instant>>,
+    policy: SnapshotPolicy,
+    /// A snapshot is being written: the next waits for it.
+    snapshotting: Arc<AtomicBool>,
 }
 
 fn now_ms() -> i64 {
@@ -31,22 +57,29 @@ fn now_ms() -> i64 {
 }
 
 impl Follower {
-    /// Folds the whole log into `index`, then tails it until `stop` resolves.
+    /// Loads `index` from the latest snapshot (if `policy` allows and one is
+    /// usable) and the log after it, then tails the log until `stop`.
     pub async fn start(
         store: EventStore,
         index: Arc<RwLock<Index>>,
+        policy: SnapshotPolicy,
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
+        let head = store.head().await?;
+        if policy.load {
+            load_snapshot(&store, &index, head).await;
+        }
+        let from = index.read().map(|i| i.position).unwrap_or(0) + 1;
         let mut progress =
-            gatehouse_eventstore::Progress::new("verifier index", store.head().await?);
+            gatehouse_eventstore::Progress::new("verifier index", head.saturating_sub(from - 1));
         let next = store
-            .read_to_head(1, |batch| {
+            .read_to_head(from, |batch| {
                 if let Ok(mut index) = index.write() {
                     batch.iter().for_each(|event| index.apply(event));
                 }
                 if let Some(last) = batch.last() {
-                    progress.advance(batch.len(), last.position);
+                    progress.advance(batch.len(), last.position - (from - 1));
                 }
             })
             .await?;
@@ -66,9 +99,18 @@ impl Follower {
             applied,
             last_read: subscription.last_read(),
             gate: Mutex::new(None),
+            policy,
+            snapshotting: Arc::new(AtomicBool::new(false)),
         });
+        let mut since_snapshot = progress.events() as u64;
         let tail = follower.clone();
         tokio::spawn(async move {
+            // A long replay at start-up is worth a snapshot at once; taken
+            // here, it does not hold back serving.
+            if tail.snapshot_due(since_snapshot) {
+                tail.snapshot().await;
+                since_snapshot = 0;
+            }
             tokio::pin!(stop);
             loop {
                 tokio::select! {
@@ -80,11 +122,70 @@ impl Follower {
                             index.apply(&event);
                         }
                         tail.applied.send_replace(position);
+                        since_snapshot += 1;
+                        if tail.snapshot_due(since_snapshot) {
+                            tail.snapshot().await;
+                            since_snapshot = 0;
+                        }
                     }
                 }
             }
         });
         Ok(follower)
+    }
+
+    fn snapshot_due(&self, since: u64) -> bool {
+        self.policy.every_events > 0
+            && since >= self.policy.every_events
+            && !self.snapshotting.load(Ordering::Acquire)
+    }
+
+    /// Prunes revoked sessions past retention, serializes the index and
+    /// stores it in the background. Called by the only task that writes the
+    /// index, which waits for the serialization: under the read lock
+    /// `Verify` keeps answering, and no writer queues behind it (a queued
+    /// writer would hold new readers back). New events wait that long.
+    async fn snapshot(self: &Arc<Self>) {
+        let started = Instant::now();
+        let retention = chrono::Duration::from_std(self.policy.session_retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let pruned = match self.index.write() {
+            Ok(mut index) => index.prune_sessions(chrono::Utc::now() - retention),
+            Err(_) => return,
+        };
+        let index = self.index.clone();
+        let serialized = tokio::task::spawn_blocking(move || {
+            let index = index.read().ok()?;
+            Some((index.position, index.to_snapshot()))
+        })
+        .await;
+        let Ok(Some((position, data))) = serialized else {
+            return;
+        };
+        let serialize_time = started.elapsed();
+        self.snapshotting.store(true, Ordering::Release);
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this
+                .store
+                .save_snapshot(snapshot::NAME, position, &data)
+                .await
+            {
+                Ok(stored) => tracing::info!(
+                    position,
+                    bytes = data.len(),
+                    pruned_sessions = pruned,
+                    serialize = ?serialize_time,
+                    elapsed = ?started.elapsed(),
+                    stored,
+                    "verifier index snapshot"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, position, "could not store the index snapshot")
+                }
+            }
+            this.snapshotting.store(false, Ordering::Release);
+        });
     }
 
     /// How long since the log was last read successfully.
@@ -124,5 +225,55 @@ impl Follower {
         let mut applied = self.applied.subscribe();
         let reached = tokio::time::timeout(CATCH_UP_WAIT, applied.wait_for(|p| *p >= head)).await;
         matches!(reached, Ok(Ok(_)))
+    }
+}
+
+/// Replaces `index` with the stored snapshot when there is a usable one.
+/// Anything wrong with it (unreadable, another format, ahead of the log)
+/// is logged and start-up replays the log instead: a snapshot only saves
+/// time, it is never the only copy of anything.
+async fn load_snapshot(store: &EventStore, index: &Arc<RwLock<Index>>, head: u64) {
+    let started = Instant::now();
+    let stored = match store.load_snapshot(snapshot::NAME).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the index snapshot; replaying the log");
+            return;
+        }
+    };
+    if stored.position > head {
+        tracing::warn!(
+            snapshot = stored.position,
+            head,
+            "the index snapshot is ahead of the log (a restored database?); replaying the log"
+        );
+        return;
+    }
+    let (position, bytes) = (stored.position, stored.data.len());
+    let Ok(empty) = index.read().map(|i| i.empty_like()) else {
+        return;
+    };
+    let restored = tokio::task::spawn_blocking(move || empty.from_snapshot(stored.data)).await;
+    match restored {
+        Ok(Ok(restored)) => {
+            let keys = restored.key_count();
+            if let Ok(mut index) = index.write() {
+                *index = restored;
+            }
+            tracing::info!(
+                position,
+                bytes,
+                keys,
+                elapsed = ?started.elapsed(),
+                "verifier index snapshot loaded"
+            );
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the index snapshot is unusable; replaying the log")
+        }
+        Err(error) => {
+            tracing::warn!(%error, "loading the index snapshot failed; replaying the log")
+        }
     }
 }

@@ -1,39 +1,85 @@
 //! The in-memory index the verifier answers from.
+//!
+//! Per key it keeps only what `Verify` reads — ids, an interned scope set and
+//! the [`KeySecrets`] (two raw SHA-256 digests and three times) — in one
+//! dense vector, with two maps of small integers into it. It can be written
+//! to and restored from a snapshot (see [`crate::snapshot`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use gatehouse_crypto::jwt::TokenVerifier;
-use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+use gatehouse_domain::apikey::ApiKeyEvent;
 use gatehouse_domain::catalogue::{self, Catalogue, ScopeEvent};
-use gatehouse_domain::ids::{KeyId, SessionId};
-use gatehouse_domain::secret::SecretHash;
+use gatehouse_domain::ids::{AccountId, KeyId, SessionId};
+use gatehouse_domain::keysecrets::{KeySecrets, nanos};
+use gatehouse_domain::scope::Scopes;
 use gatehouse_domain::session::SessionEvent;
 use gatehouse_domain::signing::SigningKeyEvent;
 use gatehouse_eventstore::RecordedEvent;
+use serde::{Deserialize, Serialize};
+
+/// One key, as `Verify` needs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub id: KeyId,
+    pub account_id: AccountId,
+    /// Index into the interned scope sets.
+    scopes: u32,
+    pub secrets: KeySecrets,
+}
+
+impl KeyRecord {
+    pub(crate) fn scope_set(&self) -> u32 {
+        self.scopes
+    }
+}
+
+/// An event of a small stream (signing keys, the catalogue), kept as read
+/// so a snapshot can rebuild those parts by folding them again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct KeptEvent {
+    pub stream: String,
+    pub event_type: String,
+    pub payload: String,
+}
 
 /// Keys, revoked sessions, signing keys and the scope catalogue, as of `position`.
 pub struct Index {
-    keys: HashMap<KeyId, ApiKey>,
-    /// SHA-256 of every current and previous secret → its key; raw bytes,
-    /// not hex strings (32 bytes inline instead of a 64-byte allocation).
-    by_hash: HashMap<[u8; 32], KeyId>,
-    revoked_sessions: HashSet<SessionId>,
+    pub(crate) keys: Vec<KeyRecord>,
+    by_id: HashMap<KeyId, u32>,
+    /// SHA-256 of every current and previous secret → its key's slot.
+    by_hash: HashMap<[u8; 32], u32>,
+    /// Distinct scope sets: a million keys share a few dozen.
+    pub(crate) scope_sets: Vec<Scopes>,
+    scope_ids: HashMap<Scopes, u32>,
+    /// Revoked sessions → when (Unix ns), so they can be forgotten once
+    /// their last access token has expired.
+    pub(crate) revoked_sessions: HashMap<SessionId, i64>,
     tokens: TokenVerifier,
     /// Which scopes are live: grants are resolved against it on every call.
     catalogue: Catalogue,
+    pub(crate) kept: Vec<KeptEvent>,
     /// The last log position folded in.
     pub position: u64,
+    /// What [`Index::new`] was given, for an index restored from a snapshot.
+    pub(crate) settings: (String, String, u64),
 }
 
 impl Index {
     pub fn new(issuer: &str, audience: &str, leeway_secs: u64) -> Self {
         Self {
-            keys: HashMap::new(),
+            keys: Vec::new(),
+            by_id: HashMap::new(),
             by_hash: HashMap::new(),
-            revoked_sessions: HashSet::new(),
+            scope_sets: Vec::new(),
+            scope_ids: HashMap::new(),
+            revoked_sessions: HashMap::new(),
             tokens: TokenVerifier::new(issuer, audience, leeway_secs),
             catalogue: Catalogue::default(),
+            kept: Vec::new(),
             position: 0,
+            settings: (issuer.to_string(), audience.to_string(), leeway_secs),
         }
     }
 
@@ -52,31 +98,71 @@ impl Index {
                 if let Ok(Some(SessionEvent::Revoked(r))) =
                     SessionEvent::decode(&event.event_type, &event.payload)
                 {
-                    self.revoked_sessions.insert(r.session_id);
+                    self.revoked_sessions
+                        .insert(r.session_id, nanos(r.revoked_at));
                 }
             }
-            catalogue::STREAM => {
-                if let Ok(Some(e)) = ScopeEvent::decode(&event.event_type, &event.payload) {
-                    self.catalogue.apply(&e);
-                }
+            catalogue::STREAM | "signingkey"
+                if self.apply_small(stream, &event.event_type, &event.payload) =>
+            {
+                self.kept.push(KeptEvent {
+                    stream: stream.to_string(),
+                    event_type: event.event_type.clone(),
+                    payload: event.payload.to_string(),
+                });
             }
-            "signingkey" => match SigningKeyEvent::decode(&event.event_type, &event.payload) {
-                Ok(Some(SigningKeyEvent::Created(c))) => {
-                    if let Err(error) = self.tokens.insert_key(&c.kid, c.alg, &c.public_key) {
-                        tracing::error!(kid = %c.kid, %error, "unusable signing key in the log");
-                    }
-                }
-                Ok(Some(SigningKeyEvent::Retired(r))) => {
-                    self.tokens
-                        .retire_key(&r.kid, r.published_until.timestamp());
-                }
-                _ => {}
-            },
             _ => {}
         }
     }
 
+    /// Folds an event of the catalogue or a signing key; whether it was one.
+    pub(crate) fn apply_small(
+        &mut self,
+        stream: &str,
+        event_type: &str,
+        payload: &serde_json::Value,
+    ) -> bool {
+        if stream == catalogue::STREAM {
+            if let Ok(Some(e)) = ScopeEvent::decode(event_type, payload) {
+                self.catalogue.apply(&e);
+                return true;
+            }
+            return false;
+        }
+        match SigningKeyEvent::decode(event_type, payload) {
+            Ok(Some(SigningKeyEvent::Created(c))) => {
+                if let Err(error) = self.tokens.insert_key(&c.kid, c.alg, &c.public_key) {
+                    tracing::error!(kid = %c.kid, %error, "unusable signing key in the log");
+                }
+                true
+            }
+            Ok(Some(SigningKeyEvent::Retired(r))) => {
+                self.tokens
+                    .retire_key(&r.kid, r.published_until.timestamp());
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn apply_key(&mut self, event: &ApiKeyEvent) {
+        if let ApiKeyEvent::Created(c) = event {
+            let record = KeyRecord {
+                id: c.key_id,
+                account_id: c.account_id,
+                scopes: self.intern(&c.scopes),
+                secrets: KeySecrets::created(c),
+            };
+            match self.by_id.get(&c.key_id) {
+                Some(&slot) => {
+                    self.forget_digests(slot);
+                    self.keys[slot as usize] = record;
+                    self.index_digests(slot);
+                }
+                None => self.push(record),
+            }
+            return;
+        }
         let key_id = match event {
             ApiKeyEvent::Created(c) => c.key_id,
             ApiKeyEvent::Rotated(r) => r.key_id,
@@ -85,37 +171,92 @@ impl Index {
             ApiKeyEvent::Expired(x) => x.key_id,
             ApiKeyEvent::Deleted(d) => d.key_id,
         };
-        let mut key = self.keys.remove(&key_id);
-        let before: Vec<[u8; 32]> = key
-            .iter()
-            .flat_map(|k| k.secret_hashes().filter_map(|h| h.digest()))
-            .collect();
-        ApiKey::apply(&mut key, event);
-        let Some(key) = key else { return };
-        let after: Vec<[u8; 32]> = key.secret_hashes().filter_map(|h| h.digest()).collect();
+        let Some(&slot) = self.by_id.get(&key_id) else {
+            return;
+        };
         // A secret two rotations old can never authenticate again: forget it.
-        for stale in before.iter().filter(|h| !after.contains(h)) {
-            self.by_hash.remove(stale);
-        }
-        for hash in after {
-            self.by_hash.insert(hash, key_id);
-        }
-        self.keys.insert(key_id, key);
+        self.forget_digests(slot);
+        self.keys[slot as usize].secrets.record(event);
+        self.index_digests(slot);
     }
 
-    /// The key a secret hash belongs to.
-    pub fn key_by_hash(&self, hash: &SecretHash) -> Option<&ApiKey> {
-        self.by_hash
-            .get(&hash.digest()?)
-            .and_then(|id| self.keys.get(id))
+    fn push(&mut self, record: KeyRecord) {
+        let slot = u32::try_from(self.keys.len()).expect("fewer than 2^32 keys");
+        self.by_id.insert(record.id, slot);
+        self.keys.push(record);
+        self.index_digests(slot);
     }
 
-    pub fn key(&self, id: &KeyId) -> Option<&ApiKey> {
-        self.keys.get(id)
+    fn forget_digests(&mut self, slot: u32) {
+        for digest in self.keys[slot as usize].secrets.digests() {
+            if self.by_hash.get(&digest) == Some(&slot) {
+                self.by_hash.remove(&digest);
+            }
+        }
+    }
+
+    fn index_digests(&mut self, slot: u32) {
+        for digest in self.keys[slot as usize].secrets.digests() {
+            self.by_hash.insert(digest, slot);
+        }
+    }
+
+    fn intern(&mut self, scopes: &Scopes) -> u32 {
+        if let Some(&id) = self.scope_ids.get(scopes) {
+            return id;
+        }
+        let id = u32::try_from(self.scope_sets.len()).expect("fewer than 2^32 scope sets");
+        self.scope_sets.push(scopes.clone());
+        self.scope_ids.insert(scopes.clone(), id);
+        id
+    }
+
+    /// Rebuilds the maps over `keys` and `scope_sets` (after a snapshot load).
+    pub(crate) fn reindex(&mut self) {
+        self.by_id = HashMap::with_capacity(self.keys.len());
+        self.by_hash = HashMap::with_capacity(self.keys.len() * 5 / 4);
+        for slot in 0..self.keys.len() {
+            let record = &self.keys[slot];
+            self.by_id.insert(record.id, slot as u32);
+            for digest in record.secrets.digests() {
+                self.by_hash.insert(digest, slot as u32);
+            }
+        }
+        self.scope_ids = self
+            .scope_sets
+            .iter()
+            .enumerate()
+            .map(|(id, scopes)| (scopes.clone(), id as u32))
+            .collect();
+    }
+
+    /// The key a secret's SHA-256 belongs to, with its scopes.
+    pub fn key_by_digest(&self, digest: &[u8; 32]) -> Option<(&KeyRecord, &Scopes)> {
+        self.by_hash.get(digest).map(|&slot| self.slot(slot))
+    }
+
+    pub fn key(&self, id: &KeyId) -> Option<(&KeyRecord, &Scopes)> {
+        self.by_id.get(id).map(|&slot| self.slot(slot))
+    }
+
+    fn slot(&self, slot: u32) -> (&KeyRecord, &Scopes) {
+        let record = &self.keys[slot as usize];
+        (record, &self.scope_sets[record.scopes as usize])
     }
 
     pub fn session_revoked(&self, id: &SessionId) -> bool {
-        self.revoked_sessions.contains(id)
+        self.revoked_sessions.contains_key(id)
+    }
+
+    /// Forgets sessions revoked before `before`: every access token of such
+    /// a session was minted before its revocation, so once `before` is a
+    /// token lifetime (plus clock leeway) ago, all of them have expired and
+    /// the signature check refuses them without this set.
+    pub fn prune_sessions(&mut self, before: DateTime<Utc>) -> usize {
+        let before = nanos(before);
+        let count = self.revoked_sessions.len();
+        self.revoked_sessions.retain(|_, at| *at >= before);
+        count - self.revoked_sessions.len()
     }
 
     pub fn tokens(&self) -> &TokenVerifier {
@@ -126,17 +267,30 @@ impl Index {
         &self.catalogue
     }
 
+    /// An empty index with the same token settings.
+    pub fn empty_like(&self) -> Self {
+        let (issuer, audience, leeway) = &self.settings;
+        Self::new(issuer, audience, *leeway)
+    }
+
     /// How many keys are indexed.
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    /// How many revoked sessions are remembered.
+    pub fn revoked_session_count(&self) -> usize {
+        self.revoked_sessions.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, Utc};
+    use gatehouse_domain::apikey::ApiKey;
     use gatehouse_domain::ids::{AccountId, KeyId};
     use gatehouse_domain::scope::Scopes;
+    use gatehouse_domain::secret::SecretHash;
     use gatehouse_eventstore::StreamId;
 
     use super::*;
@@ -171,30 +325,30 @@ mod tests {
         .unwrap();
         let mut index = Index::new("iss", "aud", 0);
         index.apply(&recorded(1, &stream, &created));
+        let mut key = None;
+        ApiKey::apply(&mut key, &created);
         let mut position = 1;
         for next in ["s2", "s3"] {
-            let key = index.key(&key_id).unwrap().clone();
             for event in key
+                .clone()
+                .unwrap()
                 .rotate(SecretHash::of(next), next.into(), Duration::hours(1), now)
                 .unwrap()
             {
                 position += 1;
                 index.apply(&recorded(position, &stream, &event));
+                ApiKey::apply(&mut key, &event);
             }
         }
-        assert!(
-            index.key_by_hash(&SecretHash::of("s1")).is_none(),
-            "two rotations old"
-        );
-        assert!(
-            index.key_by_hash(&SecretHash::of("s2")).is_some(),
-            "in grace"
-        );
-        assert!(
-            index.key_by_hash(&SecretHash::of("s3")).is_some(),
-            "current"
-        );
+        let found = |s: &str| index.key_by_digest(&SecretHash::digest_of(s)).is_some();
+        assert!(!found("s1"), "two rotations old");
+        assert!(found("s2"), "in grace");
+        assert!(found("s3"), "current");
         assert_eq!(index.position, position);
+        assert_eq!(
+            index.key(&key_id).unwrap().0.secrets,
+            key.unwrap().secrets()
+        );
     }
 
     fn uuid_v7() -> uuid::Uuid {

@@ -3,6 +3,8 @@
 //!
 //! - [`index`]: the in-memory index — API keys by secret hash, revoked
 //!   sessions, signing keys — folded from the event log;
+//! - [`snapshot`]: the index as bytes, stored every so many events and
+//!   loaded at start-up so only later events are folded;
 //! - [`verify`]: [`Verifier`] — the decision for one credential, with a bounded
 //!   cache of already-verified tokens;
 //! - [`follower`]: loads the index at start-up, tails the log, reports lag,
@@ -20,6 +22,7 @@ pub mod decide;
 pub mod follower;
 pub mod index;
 pub mod routes;
+pub mod snapshot;
 pub mod usage;
 pub mod verify;
 

@@ -87,6 +87,10 @@ pub struct Verifier {
     /// SHA-256 of (audience, token) → claims, until the token's `exp`: a
     /// repeat presentation costs a hash instead of an Ed25519 check.
     cache: Arc<RwLock<HashMap<[u8; 32], CachedToken>>>,
+    /// Longest a user token may live (`exp - iat`, seconds): the index
+    /// forgets a revoked session after that long, so a longer-lived token
+    /// could outlive the memory of its revocation; it is refused instead.
+    max_user_token_secs: i64,
 }
 
 /// What [`Verifier::verify`] could not decide without the log.
@@ -103,8 +107,16 @@ impl Verifier {
             index,
             key_format,
             usage: None,
+            max_user_token_secs: i64::MAX,
             cache: Arc::new(RwLock::new(HashMap::new())),
         }
+    }
+
+    /// Refuses user tokens that live longer than the index remembers a
+    /// revoked session (see [`crate::follower::SnapshotPolicy`]).
+    pub fn with_session_retention(mut self, retention: std::time::Duration) -> Self {
+        self.max_user_token_secs = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Counts key uses in `usage`.
@@ -187,17 +199,18 @@ impl Verifier {
         secret: &str,
         now: DateTime<Utc>,
     ) -> Option<(Result<Verified, Denial>, KeyRef)> {
-        let hash = SecretHash::of(secret);
-        let key = index.key_by_hash(&hash)?;
+        let digest = SecretHash::digest_of(secret);
+        let (key, scopes) = index.key_by_digest(&digest)?;
         Some((
-            key.authenticate(&hash, now)
+            key.secrets
+                .authenticate(&digest, now)
                 .map(|()| Verified {
                     account_id: key.account_id.to_string(),
                     subject: key.id.to_string(),
                     kind: Kind::ApiKey,
                     key_id: Some(key.id.to_string()),
-                    scopes: key.scopes.clone(),
-                    expires_at: key.expires_at,
+                    scopes: scopes.clone(),
+                    expires_at: key.secrets.expires_at(),
                     session_id: None,
                 })
                 .map_err(|e| Denial::Unauthenticated(e.reason())),
@@ -232,7 +245,7 @@ impl Verifier {
                     .tokens()
                     .verify(token, audience)
                     .map_err(|e| Denial::Unauthenticated(e.reason()))
-                    .and_then(parse_claims);
+                    .and_then(|claims| parse_claims(claims, self.max_user_token_secs));
                 match parsed {
                     Ok(parsed) => {
                         self.remember(fingerprint, &parsed, token_kid(token), now);
@@ -253,11 +266,12 @@ impl Verifier {
             Revocable::Key(key_id, secret) => match index.key(&key_id) {
                 // A secret newer than this index knows: it is behind, not
                 // the token wrong — catch up and ask again, as for a key.
-                Some(key) if secret > key.rotations => {
+                Some((key, _)) if secret > key.secrets.rotations => {
                     (Err(Denial::Unauthenticated(UNKNOWN_TOKEN_KEY)), None)
                 }
-                Some(key) => (
-                    key.secret_alive(secret, now)
+                Some((key, _)) => (
+                    key.secrets
+                        .secret_alive(secret, now)
                         .map(|()| verified)
                         .map_err(|e| Denial::Unauthenticated(e.reason())),
                     Some((key.id, key.account_id)),
@@ -321,11 +335,17 @@ enum Revocable {
 }
 
 /// Turns verified claims into the principal, parsed once per token.
-fn parse_claims(claims: AccessClaims) -> Result<(Verified, Revocable), Denial> {
+fn parse_claims(
+    claims: AccessClaims,
+    max_user_token_secs: i64,
+) -> Result<(Verified, Revocable), Denial> {
     let malformed = || Denial::Unauthenticated("CREDENTIAL_MALFORMED");
     let scopes = Scopes::from_claim(&claims.scope).map_err(|_| malformed())?;
     let expires_at = DateTime::from_timestamp(claims.exp, 0);
     match claims.sid {
+        Some(_) if claims.exp.saturating_sub(claims.iat) > max_user_token_secs => {
+            Err(Denial::Unauthenticated("TOKEN_LIFETIME_TOO_LONG"))
+        }
         Some(sid) => {
             let session = SessionId::parse(&sid).map_err(|_| malformed())?;
             Ok((

@@ -2,6 +2,7 @@
 //! instantiated once for Postgres and once for SQLite by `conformance!`.
 
 mod append;
+mod bulk;
 mod harness;
 mod projection;
 mod subscription;
@@ -36,6 +37,8 @@ conformance!(
     append::bad_appends_return_typed_errors_and_write_nothing,
     append::events_cannot_be_updated_or_deleted,
     append::append_all_is_all_or_nothing_across_streams,
+    bulk::bulk_loads_write_new_streams_in_order_and_refuse_existing_ones,
+    bulk::snapshots_keep_the_latest_position_and_round_trip_large_data,
     subscription::concurrent_writers_and_a_live_subscriber_see_every_event_once_in_order,
     subscription::subscriptions_start_where_asked_and_refuse_unknown_positions,
     subscription::a_subscriber_in_another_process_is_woken_by_appends,

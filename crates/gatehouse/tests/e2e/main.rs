@@ -17,6 +17,7 @@ mod password;
 mod readme;
 mod scopes;
 mod serve;
+mod snapshots;
 mod tls;
 mod verifier;
 

@@ -1,0 +1,248 @@
+//! The index as bytes: what a verifier stores every so many events and
+//! starts from, so start-up folds only the events after the snapshot.
+//!
+//! Format: an 8-byte tag with the format version, then the fields in
+//! postcard (compact, varint-coded serde). A tag this build does not know
+//! makes the snapshot unusable, and start-up replays the log instead.
+
+use std::collections::HashMap;
+
+use gatehouse_domain::ids::SessionId;
+use gatehouse_domain::scope::Scopes;
+use serde::{Deserialize, Serialize};
+
+use crate::index::{Index, KeptEvent, KeyRecord};
+
+/// The snapshot's name in the store.
+pub const NAME: &str = "verifier-index";
+
+/// Format 1. Change the last byte whenever what is serialized changes.
+const TAG: [u8; 8] = *b"GHVIDX\x00\x01";
+
+#[derive(Serialize)]
+struct Out<'a> {
+    position: u64,
+    scope_sets: &'a [Scopes],
+    keys: &'a [KeyRecord],
+    revoked_sessions: &'a HashMap<SessionId, i64>,
+    kept: &'a [KeptEvent],
+}
+
+#[derive(Deserialize)]
+struct In {
+    position: u64,
+    scope_sets: Vec<Scopes>,
+    keys: Vec<KeyRecord>,
+    revoked_sessions: HashMap<SessionId, i64>,
+    kept: Vec<KeptEvent>,
+}
+
+/// Why a snapshot could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("written by another format (tag {0:?})")]
+    Format(Vec<u8>),
+    #[error("undecodable: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("a key refers to scope set {0}, which it does not hold")]
+    ScopeSet(u32),
+    #[error("a kept event is unreadable: {0}")]
+    Kept(#[from] serde_json::Error),
+}
+
+impl Index {
+    /// The index as snapshot bytes.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let out = Out {
+            position: self.position,
+            scope_sets: &self.scope_sets,
+            keys: &self.keys,
+            revoked_sessions: &self.revoked_sessions,
+            kept: &self.kept,
+        };
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_extend(&out, TAG.to_vec()).expect("the index serializes")
+    }
+
+    /// An index restored from snapshot bytes, with this index's token
+    /// settings. `data` is consumed so its memory is free before the maps
+    /// are built.
+    pub fn from_snapshot(&self, data: Vec<u8>) -> Result<Self, SnapshotError> {
+        let Some(body) = data.strip_prefix(&TAG) else {
+            return Err(SnapshotError::Format(
+                data.iter().take(8).copied().collect(),
+            ));
+        };
+        let decoded: In = postcard::from_bytes(body)?;
+        drop(data);
+        if let Some(bad) = decoded
+            .keys
+            .iter()
+            .find(|k| k.scope_set() as usize >= decoded.scope_sets.len())
+        {
+            return Err(SnapshotError::ScopeSet(bad.scope_set()));
+        }
+        let mut index = self.empty_like();
+        for kept in &decoded.kept {
+            let payload: serde_json::Value = serde_json::from_str(&kept.payload)?;
+            index.apply_small(&kept.stream, &kept.event_type, &payload);
+        }
+        index.kept = decoded.kept;
+        index.keys = decoded.keys;
+        index.scope_sets = decoded.scope_sets;
+        index.revoked_sessions = decoded.revoked_sessions;
+        index.position = decoded.position;
+        index.reindex();
+        Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+    use gatehouse_domain::ids::{AccountId, KeyId, SessionId, UserId};
+    use gatehouse_domain::secret::SecretHash;
+    use gatehouse_domain::session::{RevocationReason, SessionEvent, SessionRevoked};
+    use gatehouse_eventstore::{RecordedEvent, StreamId};
+
+    use super::*;
+
+    fn recorded(
+        position: u64,
+        stream: &str,
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream_id: StreamId::parse(stream).unwrap(),
+            stream_version: position,
+            event_type: event_type.into(),
+            payload,
+            metadata: Default::default(),
+            occurred_at: Utc::now(),
+        }
+    }
+
+    /// An index with keys in every state, a revoked session and shared scope sets.
+    fn sample() -> (Index, Vec<String>, SessionId) {
+        let now = Utc::now();
+        let mut index = Index::new("iss", "aud", 5);
+        let mut position = 0;
+        let mut secrets = Vec::new();
+        let mut apply = |index: &mut Index, stream: &str, event: &ApiKeyEvent| {
+            position += 1;
+            index.apply(&recorded(
+                position,
+                stream,
+                event.event_type(),
+                event.payload(),
+            ));
+        };
+        for n in 0..40 {
+            let id = KeyId::from_uuid(uuid::Uuid::now_v7());
+            let secret = format!("secret-{n}");
+            let scopes = if n % 2 == 0 {
+                &["keys:read"][..]
+            } else {
+                &["keys:read", "keys:write"]
+            };
+            let created = ApiKey::create(
+                id,
+                AccountId::from_uuid(uuid::Uuid::now_v7()),
+                "k",
+                Scopes::parse(scopes).unwrap(),
+                SecretHash::of(&secret),
+                "hint".into(),
+                (n % 5 == 0).then(|| now + Duration::hours(1)),
+                now,
+            )
+            .unwrap();
+            let mut key = None;
+            ApiKey::apply(&mut key, &created);
+            apply(&mut index, &id.stream(), &created);
+            secrets.push(secret);
+            let mut later = Vec::new();
+            if n % 3 == 0 {
+                let next = format!("secret-{n}-next");
+                later.extend(
+                    key.clone()
+                        .unwrap()
+                        .rotate(SecretHash::of(&next), "h".into(), Duration::minutes(5), now)
+                        .unwrap(),
+                );
+                secrets.push(next);
+            }
+            if n % 7 == 0 {
+                later.extend(key.clone().unwrap().revoke("r", now).unwrap());
+            }
+            for event in later {
+                apply(&mut index, &id.stream(), &event);
+            }
+        }
+        let session = SessionId::from_uuid(uuid::Uuid::now_v7());
+        let revoked = SessionEvent::Revoked(SessionRevoked {
+            session_id: session,
+            user_id: UserId::from_uuid(uuid::Uuid::now_v7()),
+            account_id: AccountId::from_uuid(uuid::Uuid::now_v7()),
+            reason: RevocationReason::Logout,
+            revoked_at: now,
+        });
+        index.apply(&recorded(
+            1000,
+            &format!("session-{}", uuid::Uuid::now_v7()),
+            revoked.event_type(),
+            revoked.payload(),
+        ));
+        (index, secrets, session)
+    }
+
+    #[test]
+    fn a_restored_index_decides_like_the_one_it_was_taken_from() {
+        let (index, secrets, session) = sample();
+        let restored = index.from_snapshot(index.to_snapshot()).unwrap();
+        assert_eq!(restored.position, index.position);
+        assert_eq!(restored.key_count(), index.key_count());
+        assert!(restored.session_revoked(&session));
+        let now = Utc::now();
+        for at in [now, now + Duration::minutes(10), now + Duration::hours(2)] {
+            for secret in &secrets {
+                let digest = SecretHash::digest_of(secret);
+                let decide = |i: &Index| {
+                    i.key_by_digest(&digest).map(|(k, scopes)| {
+                        (
+                            k.id,
+                            k.account_id,
+                            scopes.clone(),
+                            k.secrets.authenticate(&digest, at),
+                        )
+                    })
+                };
+                let expected = decide(&index);
+                assert!(expected.is_some(), "{secret} is indexed");
+                assert_eq!(decide(&restored), expected, "{secret} at {at}");
+            }
+        }
+        // Scope sets stay shared: 40 keys, two distinct sets.
+        assert_eq!(restored.scope_sets.len(), 2);
+    }
+
+    #[test]
+    fn foreign_or_damaged_snapshots_are_refused_not_misread() {
+        let (index, _, _) = sample();
+        let data = index.to_snapshot();
+        let mut other_format = data.clone();
+        other_format[7] = 99;
+        assert!(matches!(
+            index.from_snapshot(other_format),
+            Err(SnapshotError::Format(_))
+        ));
+        let truncated = data[..data.len() / 2].to_vec();
+        assert!(matches!(
+            index.from_snapshot(truncated),
+            Err(SnapshotError::Decode(_))
+        ));
+        assert!(index.from_snapshot(Vec::new()).is_err());
+    }
+}
