@@ -10,11 +10,16 @@
 //!   exchange (`POST /v1/auth/sdk-token`) against the in-process signing rate
 //!   of this machine's cores;
 //! - how long a revocation made through the issuer takes to be seen by both
-//!   verifiers (p50, p99).
+//!   verifiers (p50, p99);
+//! - the rest of DESIGN §6 ([`figures`]): never-seen EdDSA JWTs against the
+//!   in-process verification rate, refresh against raw single-insert
+//!   transactions, Verify p99 during a login flood against idle, and event
+//!   appends by 1, 4 and 16 writers on both backends.
 //!
 //! - cold start ([`coldstart`]): a verifier started on a log of many keys
 //!   with a realistic history, written straight into SQLite — time to
-//!   `SERVING` and peak resident memory.
+//!   `SERVING` and peak resident memory, replaying the log and from a
+//!   snapshot; `--plot` draws them ([`plot`]).
 //!
 //! Run: `cargo build --release -p gatehouse && cargo run --release -p gatehouse-bench`
 //! (Postgres from `DATABASE_URL` or a throwaway cluster, as in the tests).
@@ -466,6 +471,7 @@ async fn main() -> anyhow::Result<()> {
     // Never-seen EdDSA JWTs over gRPC against the in-process signature
     // check on every core: each round a fresh pool of distinct tokens for
     // each side, so neither ever sees a token twice.
+    eprintln!("measuring: never-seen EdDSA JWTs");
     let signing_key = figures::signing_key(&url).await?;
     let pool = if args.quick { 2_000 } else { 20_000 };
     let mut fresh_rounds = Vec::new();
@@ -482,6 +488,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Refresh (rotation + append) on the issuer against raw single-insert
     // transactions on the same Postgres, same concurrency, alternating.
+    eprintln!("measuring: refresh against raw inserts");
     let refresh_concurrency = 16;
     let mut refresh_rounds = Vec::new();
     for _ in 0..args.seconds.min(5) {
@@ -501,6 +508,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Verify p99 on one combined process (issuer and verifier), idle and
     // while 16 clients log in as fast as argon2 lets them.
+    eprintln!("measuring: Verify p99 during a login flood");
     let combined =
         Gatehouse::spawn(&args.gatehouse, &["serve", "--database-url", &url], &envs).await;
     let flood_window = Duration::from_secs(if args.quick { 1 } else { 5 });
@@ -519,6 +527,7 @@ async fn main() -> anyhow::Result<()> {
     drop(combined);
 
     // Event appends by 1, 4 and 16 writers, on both backends.
+    eprintln!("measuring: event appends");
     let append_window = Duration::from_millis(if args.quick { 300 } else { 2_000 });
     let mut appends = Vec::new();
     let sqlite_dir = tempfile::tempdir()?;

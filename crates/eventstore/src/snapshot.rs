@@ -116,6 +116,14 @@ impl EventStore {
         let Some((position, size, chunks, taken_at)) = header else {
             return Ok(None);
         };
+        // The header is data: a damaged one must not size an allocation.
+        let fits = chunks >= 0 && size >= 0 && size <= i64::from(chunks) * CHUNK as i64;
+        if !fits {
+            return Err(StoreError::CorruptSnapshot {
+                name: name.into(),
+                detail: format!("{size} bytes in {chunks} chunks"),
+            });
+        }
         let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         // Chunk by chunk, so the rows never sit in memory beside the whole.
         for seq in 0..chunks {

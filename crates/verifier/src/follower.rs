@@ -15,6 +15,10 @@ use crate::snapshot;
 const CATCH_UP_EVERY: Duration = Duration::from_millis(100);
 /// Longest a caller waits for an on-demand catch-up.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+/// Revoked sessions are kept this much longer than the retention: it covers
+/// the clock leeway a token's `exp` is given (at most 5 minutes) and skew
+/// between the issuer that stamped `iat` and revocation and this clock.
+const PRUNE_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// When the index is written as a snapshot, and whether one is read.
 #[derive(Debug, Clone, Copy)]
@@ -24,8 +28,22 @@ pub struct SnapshotPolicy {
     pub every_events: u64,
     /// Start from the stored snapshot, if there is a usable one.
     pub load: bool,
-    /// Revoked sessions are forgotten this long after their revocation.
+    /// Revoked sessions are forgotten this long (plus a margin for clock
+    /// leeway and skew) after their revocation.
     pub session_retention: Duration,
+}
+
+impl SnapshotPolicy {
+    /// Sessions revoked before this may be forgotten at `now`; `None` when
+    /// the retention reaches further back than time can be counted.
+    pub fn prune_before(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let retention = chrono::Duration::from_std(self.session_retention).ok()?;
+        now.checked_sub_signed(retention)?
+            .checked_sub_signed(PRUNE_MARGIN)
+    }
 }
 
 impl Default for SnapshotPolicy {
@@ -66,10 +84,10 @@ impl Follower {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
-        let head = store.head().await?;
         if policy.load {
-            load_snapshot(&store, &index, head).await;
+            load_snapshot(&store, &index, &policy).await;
         }
+        let head = store.head().await?;
         let from = index.read().map(|i| i.position).unwrap_or(0) + 1;
         let mut progress =
             gatehouse_eventstore::Progress::new("verifier index", head.saturating_sub(from - 1));
@@ -147,11 +165,13 @@ impl Follower {
     /// writer would hold new readers back). New events wait that long.
     async fn snapshot(self: &Arc<Self>) {
         let started = Instant::now();
-        let retention = chrono::Duration::from_std(self.policy.session_retention)
-            .unwrap_or(chrono::Duration::MAX);
-        let pruned = match self.index.write() {
-            Ok(mut index) => index.prune_sessions(chrono::Utc::now() - retention),
-            Err(_) => return,
+        let pruned = match (
+            self.index.write(),
+            self.policy.prune_before(chrono::Utc::now()),
+        ) {
+            (Ok(mut index), Some(before)) => index.prune_sessions(before),
+            (Ok(_), None) => 0,
+            (Err(_), _) => return,
         };
         let index = self.index.clone();
         let serialized = tokio::task::spawn_blocking(move || {
@@ -232,13 +252,22 @@ impl Follower {
 /// Anything wrong with it (unreadable, another format, ahead of the log)
 /// is logged and start-up replays the log instead: a snapshot only saves
 /// time, it is never the only copy of anything.
-async fn load_snapshot(store: &EventStore, index: &Arc<RwLock<Index>>, head: u64) {
+async fn load_snapshot(store: &EventStore, index: &Arc<RwLock<Index>>, policy: &SnapshotPolicy) {
     let started = Instant::now();
     let stored = match store.load_snapshot(snapshot::NAME).await {
         Ok(Some(stored)) => stored,
         Ok(None) => return,
         Err(error) => {
             tracing::warn!(%error, "could not read the index snapshot; replaying the log");
+            return;
+        }
+    };
+    // The head after the snapshot was read: one stored meanwhile by another
+    // verifier is not mistaken for one ahead of the log.
+    let head = match store.head().await {
+        Ok(head) => head,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the log's head; replaying the log");
             return;
         }
     };
@@ -256,6 +285,19 @@ async fn load_snapshot(store: &EventStore, index: &Arc<RwLock<Index>>, head: u64
     };
     let restored = tokio::task::spawn_blocking(move || empty.from_snapshot(stored.data)).await;
     match restored {
+        // Pruned further than this verifier's retention allows: it would
+        // accept tokens of sessions the snapshot has forgotten.
+        Ok(Ok(restored))
+            if restored.pruned_before().is_some_and(|pruned| {
+                policy
+                    .prune_before(chrono::Utc::now())
+                    .is_none_or(|own| pruned > own)
+            }) =>
+        {
+            tracing::warn!(
+                "the index snapshot forgot revoked sessions this verifier's retention keeps; replaying the log"
+            );
+        }
         Ok(Ok(restored)) => {
             let keys = restored.key_count();
             if let Ok(mut index) = index.write() {
@@ -275,5 +317,28 @@ async fn load_snapshot(store: &EventStore, index: &Arc<RwLock<Index>>, head: u64
         Err(error) => {
             tracing::warn!(%error, "loading the index snapshot failed; replaying the log")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pruning_cut_off_keeps_a_margin_and_never_overflows() {
+        let now = chrono::Utc::now();
+        let policy = SnapshotPolicy {
+            session_retention: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        assert_eq!(
+            policy.prune_before(now),
+            Some(now - chrono::Duration::hours(1) - PRUNE_MARGIN)
+        );
+        let forever = SnapshotPolicy {
+            session_retention: Duration::MAX,
+            ..Default::default()
+        };
+        assert_eq!(forever.prune_before(now), None);
     }
 }

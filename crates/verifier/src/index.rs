@@ -56,6 +56,8 @@ pub struct Index {
     /// Revoked sessions → when (Unix ns), so they can be forgotten once
     /// their last access token has expired.
     pub(crate) revoked_sessions: HashMap<SessionId, i64>,
+    /// Sessions revoked before this (Unix ns) have been forgotten.
+    pub(crate) pruned_before: i64,
     tokens: TokenVerifier,
     /// Which scopes are live: grants are resolved against it on every call.
     catalogue: Catalogue,
@@ -75,6 +77,7 @@ impl Index {
             scope_sets: Vec::new(),
             scope_ids: HashMap::new(),
             revoked_sessions: HashMap::new(),
+            pruned_before: i64::MIN,
             tokens: TokenVerifier::new(issuer, audience, leeway_secs),
             catalogue: Catalogue::default(),
             kept: Vec::new(),
@@ -254,6 +257,7 @@ impl Index {
     /// the signature check refuses them without this set.
     pub fn prune_sessions(&mut self, before: DateTime<Utc>) -> usize {
         let before = nanos(before);
+        self.pruned_before = self.pruned_before.max(before);
         let count = self.revoked_sessions.len();
         self.revoked_sessions.retain(|_, at| *at >= before);
         count - self.revoked_sessions.len()
@@ -276,6 +280,11 @@ impl Index {
     /// How many keys are indexed.
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Sessions revoked before this have been forgotten (`None`: none were).
+    pub fn pruned_before(&self) -> Option<DateTime<Utc>> {
+        (self.pruned_before != i64::MIN).then(|| DateTime::from_timestamp_nanos(self.pruned_before))
     }
 
     /// How many revoked sessions are remembered.

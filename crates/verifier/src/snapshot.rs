@@ -19,9 +19,20 @@ pub const NAME: &str = "verifier-index";
 /// Format 1. Change the last byte whenever what is serialized changes.
 const TAG: [u8; 8] = *b"GHVIDX\x00\x01";
 
+/// How events are folded into the index. Bump it whenever decoding or
+/// folding changes (a new event type, a fixed rule): a snapshot folded by
+/// other rules would otherwise carry them on, silently. Snapshots also
+/// record the build's version, so one written by another release — which
+/// may not know every event type in the log — is never loaded.
+const FOLD: u32 = 1;
+const BUILD: &str = env!("CARGO_PKG_VERSION");
+
 #[derive(Serialize)]
 struct Out<'a> {
+    fold: u32,
+    build: &'a str,
     position: u64,
+    pruned_before: i64,
     scope_sets: &'a [Scopes],
     keys: &'a [KeyRecord],
     revoked_sessions: &'a HashMap<SessionId, i64>,
@@ -30,7 +41,10 @@ struct Out<'a> {
 
 #[derive(Deserialize)]
 struct In {
+    fold: u32,
+    build: String,
     position: u64,
+    pruned_before: i64,
     scope_sets: Vec<Scopes>,
     keys: Vec<KeyRecord>,
     revoked_sessions: HashMap<SessionId, i64>,
@@ -42,6 +56,8 @@ struct In {
 pub enum SnapshotError {
     #[error("written by another format (tag {0:?})")]
     Format(Vec<u8>),
+    #[error("folded by build {build} (rules {fold}); this is {BUILD} (rules {FOLD})")]
+    Build { build: String, fold: u32 },
     #[error("undecodable: {0}")]
     Decode(#[from] postcard::Error),
     #[error("a key refers to scope set {0}, which it does not hold")]
@@ -54,7 +70,10 @@ impl Index {
     /// The index as snapshot bytes.
     pub fn to_snapshot(&self) -> Vec<u8> {
         let out = Out {
+            fold: FOLD,
+            build: BUILD,
             position: self.position,
+            pruned_before: self.pruned_before,
             scope_sets: &self.scope_sets,
             keys: &self.keys,
             revoked_sessions: &self.revoked_sessions,
@@ -75,6 +94,12 @@ impl Index {
         };
         let decoded: In = postcard::from_bytes(body)?;
         drop(data);
+        if decoded.fold != FOLD || decoded.build != BUILD {
+            return Err(SnapshotError::Build {
+                build: decoded.build,
+                fold: decoded.fold,
+            });
+        }
         if let Some(bad) = decoded
             .keys
             .iter()
@@ -92,6 +117,7 @@ impl Index {
         index.scope_sets = decoded.scope_sets;
         index.revoked_sessions = decoded.revoked_sessions;
         index.position = decoded.position;
+        index.pruned_before = decoded.pruned_before;
         index.reindex();
         Ok(index)
     }
@@ -244,5 +270,38 @@ mod tests {
             Err(SnapshotError::Decode(_))
         ));
         assert!(index.from_snapshot(Vec::new()).is_err());
+        // Folded by other rules or another release: refused, not loaded.
+        for (fold, build) in [(FOLD + 1, BUILD), (FOLD, "0.0.0-other")] {
+            let out = Out {
+                fold,
+                build,
+                position: index.position,
+                pruned_before: index.pruned_before,
+                scope_sets: &index.scope_sets,
+                keys: &index.keys,
+                revoked_sessions: &index.revoked_sessions,
+                kept: &index.kept,
+            };
+            let data = postcard::to_extend(&out, TAG.to_vec()).unwrap();
+            assert!(matches!(
+                index.from_snapshot(data),
+                Err(SnapshotError::Build { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn pruned_sessions_are_forgotten_and_the_snapshot_says_how_far() {
+        let (mut index, _, session) = sample();
+        assert_eq!(index.pruned_before(), None);
+        // Revoked "now": kept by a cut-off in the past, forgotten by a later one.
+        assert_eq!(index.prune_sessions(Utc::now() - Duration::hours(1)), 0);
+        assert!(index.session_revoked(&session));
+        let cut = Utc::now() + Duration::seconds(1);
+        assert_eq!(index.prune_sessions(cut), 1);
+        assert!(!index.session_revoked(&session));
+        let restored = index.from_snapshot(index.to_snapshot()).unwrap();
+        assert_eq!(restored.pruned_before(), Some(cut));
+        assert_eq!(restored.revoked_session_count(), 0);
     }
 }
