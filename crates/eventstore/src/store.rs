@@ -260,10 +260,7 @@ impl EventStore {
         match &self.inner.backend {
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(APPEND_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
+                lock_appends(&mut tx).await?;
                 for (stream, expected, events) in &batches {
                     results.push(insert_events(&mut tx, stream, *expected, events).await?);
                 }
@@ -312,10 +309,7 @@ impl EventStore {
         match &self.inner.backend {
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(APPEND_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await?;
+                lock_appends(&mut tx).await?;
                 insert_rows(&mut tx, &rows).await?;
                 sqlx::query("SELECT pg_notify($1, '0')")
                     .bind(NOTIFY_CHANNEL)
@@ -489,6 +483,18 @@ impl EventStore {
             }
         }
     }
+}
+
+/// Takes the log's append lock for the transaction: appends commit one at a
+/// time, so positions become visible in order and no reader skips one.
+async fn lock_appends(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK_KEY)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Inserts `rows` (stream, version, event) many per statement.

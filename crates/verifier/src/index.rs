@@ -149,23 +149,6 @@ impl Index {
     }
 
     fn apply_key(&mut self, event: &ApiKeyEvent) {
-        if let ApiKeyEvent::Created(c) = event {
-            let record = KeyRecord {
-                id: c.key_id,
-                account_id: c.account_id,
-                scopes: self.intern(&c.scopes),
-                secrets: KeySecrets::created(c),
-            };
-            match self.by_id.get(&c.key_id) {
-                Some(&slot) => {
-                    self.forget_digests(slot);
-                    self.keys[slot as usize] = record;
-                    self.index_digests(slot);
-                }
-                None => self.push(record),
-            }
-            return;
-        }
         let key_id = match event {
             ApiKeyEvent::Created(c) => c.key_id,
             ApiKeyEvent::Rotated(r) => r.key_id,
@@ -174,11 +157,29 @@ impl Index {
             ApiKeyEvent::Expired(x) => x.key_id,
             ApiKeyEvent::Deleted(d) => d.key_id,
         };
-        let Some(&slot) = self.by_id.get(&key_id) else {
-            return;
+        let slot = match (self.by_id.get(&key_id).copied(), event) {
+            (Some(slot), _) => slot,
+            (None, ApiKeyEvent::Created(c)) => {
+                let record = KeyRecord {
+                    id: c.key_id,
+                    account_id: c.account_id,
+                    scopes: self.intern(&c.scopes),
+                    secrets: KeySecrets::created(c),
+                };
+                self.push(record);
+                return;
+            }
+            (None, _) => return,
         };
         // A secret two rotations old can never authenticate again: forget it.
         self.forget_digests(slot);
+        if let ApiKeyEvent::Created(c) = event {
+            // A second `Created` of a key starts it over, as the aggregate does.
+            let scopes = self.intern(&c.scopes);
+            let record = &mut self.keys[slot as usize];
+            record.account_id = c.account_id;
+            record.scopes = scopes;
+        }
         self.keys[slot as usize].secrets.record(event);
         self.index_digests(slot);
     }
