@@ -6,11 +6,13 @@
 //!   stream and by global position, a change signal (`LISTEN/NOTIFY` on Postgres);
 //! - [`subscription`]: catch-up-then-live subscriptions that never skip an event;
 //! - [`projection`]: read models whose checkpoint commits with them, and rebuild;
+//! - `group`: group commit of concurrent Postgres appends;
 //! - [`snapshot`]: the latest serialized state of an in-memory read model;
 //! - [`progress`]: periodic log lines for long reads of the log;
 //! - [`error`]: [`StoreError`], the typed failures.
 
 pub mod error;
+mod group;
 pub mod progress;
 pub mod projection;
 pub mod snapshot;

@@ -16,6 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::watch;
 
+use crate::group::Committer;
 use crate::types::{ValidatedEvent, validate};
 use crate::{ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StoreError, StreamId};
 
@@ -81,7 +82,11 @@ struct Inner {
 }
 
 pub(crate) enum Backend {
-    Postgres(PgPool),
+    Postgres {
+        pool: PgPool,
+        /// Commits concurrent appends together (see `crate::group`).
+        committer: Committer,
+    },
     Sqlite {
         /// One connection: SQLite has one writer, and queueing here instead of
         /// in `SQLITE_BUSY` retries keeps appends fair.
@@ -169,9 +174,10 @@ impl EventStore {
             .await?;
         let (changes, _) = watch::channel(0);
         let listener = tokio::spawn(listen_for_appends(pool.clone(), changes.clone()));
+        let committer = Committer::start(pool.clone(), changes.clone());
         Ok(Self {
             inner: Arc::new(Inner {
-                backend: Backend::Postgres(pool),
+                backend: Backend::Postgres { pool, committer },
                 changes,
                 poll_interval: options.poll_interval,
                 _listener: Some(AbortOnDrop(listener)),
@@ -213,7 +219,7 @@ impl EventStore {
     /// `"postgres"` or `"sqlite"`.
     pub fn backend_name(&self) -> &'static str {
         match self.inner.backend {
-            Backend::Postgres(_) => "postgres",
+            Backend::Postgres { .. } => "postgres",
             Backend::Sqlite { .. } => "sqlite",
         }
     }
@@ -222,7 +228,7 @@ impl EventStore {
     /// processes at once (sqlx takes a lock).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.inner.backend {
-            Backend::Postgres(pool) => PG_MIGRATOR.run(pool).await?,
+            Backend::Postgres { pool, .. } => PG_MIGRATOR.run(pool).await?,
             Backend::Sqlite { writer, .. } => SQLITE_MIGRATOR.run(writer).await?,
         }
         Ok(())
@@ -257,33 +263,17 @@ impl EventStore {
             .map(|(stream, expected, events)| Ok((stream, expected, validate(events)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut results = Vec::with_capacity(batches.len());
-        match &self.inner.backend {
-            Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                lock_appends(&mut tx).await?;
-                for (stream, expected, events) in &batches {
-                    results.push(insert_events(&mut tx, stream, *expected, events).await?);
-                }
-                let last = results.iter().map(|r| r.last_position).max().unwrap_or(0);
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(NOTIFY_CHANNEL)
-                    .bind(last.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| commit_conflict(e, &batches))?;
-            }
-            Backend::Sqlite { writer, .. } => {
-                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                for (stream, expected, events) in &batches {
-                    results.push(insert_events(&mut tx, stream, *expected, events).await?);
-                }
-                tx.commit()
-                    .await
-                    .map_err(|e| commit_conflict(e, &batches))?;
-            }
+        let writer = match &self.inner.backend {
+            Backend::Postgres { committer, .. } => return committer.append(batches).await,
+            Backend::Sqlite { writer, .. } => writer,
+        };
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+        for (stream, expected, events) in &batches {
+            results.push(insert_events(&mut tx, stream, *expected, events).await?);
         }
+        tx.commit()
+            .await
+            .map_err(|e| commit_conflict(e, &batches))?;
         self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(results)
     }
@@ -307,14 +297,11 @@ impl EventStore {
         }
         let written = rows.len() as u64;
         match &self.inner.backend {
-            Backend::Postgres(pool) => {
+            Backend::Postgres { pool, .. } => {
                 let mut tx = pool.begin().await?;
                 lock_appends(&mut tx).await?;
                 insert_rows(&mut tx, &rows).await?;
-                sqlx::query("SELECT pg_notify($1, '0')")
-                    .bind(NOTIFY_CHANNEL)
-                    .execute(&mut *tx)
-                    .await?;
+                notify_appended(&mut tx, 0).await?;
                 tx.commit().await?;
             }
             Backend::Sqlite { writer, .. } => {
@@ -331,7 +318,7 @@ impl EventStore {
     pub async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!("{SELECT_EVENT} WHERE stream_id = $1 ORDER BY stream_version");
         let rows: Vec<EventRow> = match &self.inner.backend {
-            Backend::Postgres(pool) => {
+            Backend::Postgres { pool, .. } => {
                 sqlx::query_as(&sql)
                     .bind(stream.as_str())
                     .fetch_all(pool)
@@ -352,7 +339,7 @@ impl EventStore {
         const SQL: &str =
             "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1";
         let version: i64 = match &self.inner.backend {
-            Backend::Postgres(pool) => {
+            Backend::Postgres { pool, .. } => {
                 sqlx::query_scalar(SQL)
                     .bind(stream.as_str())
                     .fetch_one(pool)
@@ -388,7 +375,7 @@ impl EventStore {
         let sql = format!("{SELECT_EVENT} WHERE position >= $1 ORDER BY position LIMIT $2");
         let limit = limit as i64;
         let rows: Vec<EventRow> = match &self.inner.backend {
-            Backend::Postgres(pool) => {
+            Backend::Postgres { pool, .. } => {
                 sqlx::query_as(&sql)
                     .bind(from_i64)
                     .bind(limit)
@@ -437,7 +424,7 @@ impl EventStore {
     pub async fn head(&self) -> Result<Position, StoreError> {
         const SQL: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
         let head: i64 = match &self.inner.backend {
-            Backend::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await?,
+            Backend::Postgres { pool, .. } => sqlx::query_scalar(SQL).fetch_one(pool).await?,
             Backend::Sqlite { reader, .. } => sqlx::query_scalar(SQL).fetch_one(reader).await?,
         };
         Ok(to_u64(head))
@@ -457,7 +444,7 @@ impl EventStore {
     /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE` on the writer).
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         Ok(match &self.inner.backend {
-            Backend::Postgres(pool) => StoreTx::Postgres(pool.begin().await?),
+            Backend::Postgres { pool, .. } => StoreTx::Postgres(pool.begin().await?),
             Backend::Sqlite { writer, .. } => {
                 StoreTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
             }
@@ -468,7 +455,7 @@ impl EventStore {
     /// does not wait for the writer).
     pub async fn begin_read(&self) -> Result<StoreTx, StoreError> {
         Ok(match &self.inner.backend {
-            Backend::Postgres(pool) => StoreTx::Postgres(pool.begin().await?),
+            Backend::Postgres { pool, .. } => StoreTx::Postgres(pool.begin().await?),
             Backend::Sqlite { reader, .. } => StoreTx::Sqlite(reader.begin().await?),
         })
     }
@@ -476,7 +463,7 @@ impl EventStore {
     /// Closes the pools; later calls fail.
     pub async fn close(&self) {
         match &self.inner.backend {
-            Backend::Postgres(pool) => pool.close().await,
+            Backend::Postgres { pool, .. } => pool.close().await,
             Backend::Sqlite { writer, reader } => {
                 writer.close().await;
                 reader.close().await;
@@ -485,9 +472,22 @@ impl EventStore {
     }
 }
 
+/// Signals listeners (on commit) that the log grew to `last`.
+pub(crate) async fn notify_appended(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    last: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(last.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Takes the log's append lock for the transaction: appends commit one at a
 /// time, so positions become visible in order and no reader skips one.
-async fn lock_appends(
+pub(crate) async fn lock_appends(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
 ) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

@@ -144,6 +144,109 @@ pub async fn racing_writers_on_one_stream_exactly_one_wins(h: Harness) {
     }
 }
 
+/// Many appends at once (on Postgres they commit in groups): each caller
+/// gets the outcome of its own append, with the positions and versions of
+/// its own events, and a lost race fails only the loser.
+pub async fn many_concurrent_appends_each_get_their_own_outcome(h: Harness) {
+    let barrier = Arc::new(Barrier::new(64));
+    let tasks: Vec<_> = (0..64u64)
+        .map(|n| {
+            let (store, barrier) = (h.store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let own = stream(&format!("apikey-own{n}"));
+                barrier.wait().await;
+                match n {
+                    // Alone on their streams.
+                    0..32 => store
+                        .append(&own, ExpectedVersion::NoStream, vec![event(n); 3])
+                        .await
+                        .map(|r| vec![r]),
+                    // Racing to create one stream.
+                    32..48 => store
+                        .append(
+                            &stream("apikey-contended"),
+                            ExpectedVersion::NoStream,
+                            vec![event(n)],
+                        )
+                        .await
+                        .map(|r| vec![r]),
+                    // Their own stream and a shared one, all or nothing.
+                    _ => {
+                        store
+                            .append_all(vec![
+                                (own, ExpectedVersion::NoStream, vec![event(n)]),
+                                (
+                                    stream("apikey-shared"),
+                                    ExpectedVersion::Any,
+                                    vec![event(n)],
+                                ),
+                            ])
+                            .await
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+
+    for (n, result) in results.iter().enumerate().take(32) {
+        let result = &result.as_ref().unwrap()[0];
+        let written = h
+            .store
+            .read_stream(&stream(&format!("apikey-own{n}")))
+            .await
+            .unwrap();
+        assert_eq!(result.stream_version, 3);
+        assert_eq!(
+            (result.first_position, result.last_position),
+            (written[0].position, written[2].position),
+            "append {n} was told the positions of other events"
+        );
+        assert!(written.iter().all(|e| e.payload == json!({ "n": n })));
+    }
+
+    let racers = &results[32..48];
+    assert_eq!(racers.iter().filter(|r| r.is_ok()).count(), 1, "{racers:?}");
+    for lost in racers.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(lost, StoreError::WrongExpectedVersion { actual: 1, .. }),
+            "{lost:?}"
+        );
+    }
+    let winner = racers.iter().find_map(|r| r.as_ref().ok()).unwrap();
+    let contended = h
+        .store
+        .read_stream(&stream("apikey-contended"))
+        .await
+        .unwrap();
+    assert_eq!(contended.len(), 1);
+    assert_eq!(winner[0].first_position, contended[0].position);
+
+    let shared = h.store.read_stream(&stream("apikey-shared")).await.unwrap();
+    let versions: Vec<u64> = shared.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=16).collect::<Vec<_>>());
+    let mut told: Vec<u64> = Vec::new();
+    for (n, result) in results.iter().enumerate().skip(48) {
+        let result = result.as_ref().unwrap();
+        let at = shared
+            .iter()
+            .find(|e| e.position == result[1].first_position)
+            .expect("the told position holds an event of the shared stream");
+        assert_eq!(at.payload, json!({ "n": n }));
+        assert_eq!(at.stream_version, result[1].stream_version);
+        told.push(result[1].stream_version);
+    }
+    told.sort_unstable();
+    assert_eq!(told, versions);
+
+    let all = everything(&h).await;
+    assert_eq!(all.len(), 32 * 3 + 1 + 16 * 2);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+}
+
 pub async fn bad_appends_return_typed_errors_and_write_nothing(h: Harness) {
     let id = stream("apikey-bad");
     h.store
