@@ -316,7 +316,7 @@ impl Application {
             )),
             None => Box::pin(server.serve_with_incoming_shutdown(
                 tokio_stream::StreamExt::map(TcpListenerStream::new(listener), move |accepted| {
-                    accepted.inspect(|stream| set_keepalive(stream, keepalive))
+                    accepted.inspect(|stream| tune_socket(stream, keepalive))
                 }),
                 signal,
             )),
@@ -492,15 +492,47 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// TCP keep-alive on an accepted connection (tonic sets it only on listeners
-/// it binds itself), so a peer that vanished without a FIN is reaped —
-/// HTTP/1.1 connections included, which HTTP/2 pings do not cover.
-pub(crate) fn set_keepalive(stream: &tokio::net::TcpStream, keepalive: Option<Duration>) {
+/// Socket options on an accepted connection, which tonic sets only on
+/// listeners it binds itself:
+/// - `TCP_NODELAY`: an answer written in pieces (HTTP/2 headers, data,
+///   trailers) otherwise waits for the peer's delayed ACK, 40 ms on Linux;
+///   measured, a single refresh over gRPC took 44 ms instead of 1.5 ms;
+/// - keep-alive, so a peer that vanished without a FIN is reaped —
+///   HTTP/1.1 connections included, which HTTP/2 pings do not cover.
+pub(crate) fn tune_socket(stream: &tokio::net::TcpStream, keepalive: Option<Duration>) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
     let Some(time) = keepalive else { return };
     let settings = socket2::TcpKeepalive::new()
         .with_time(time)
         .with_interval(Duration::from_secs(10));
     if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&settings) {
         tracing::debug!(%error, "could not set TCP keep-alive");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_waiting_and_are_kept_alive() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, (stream, _)) = (client.unwrap(), accepted.unwrap());
+        assert!(!stream.nodelay().unwrap(), "the kernel default changed");
+
+        tune_socket(&stream, Some(Duration::from_secs(30)));
+        assert!(stream.nodelay().unwrap());
+        assert!(socket2::SockRef::from(&stream).keepalive().unwrap());
+
+        // Without keep-alive configured, TCP_NODELAY is still set.
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (_client, (stream, _)) = (client.unwrap(), accepted.unwrap());
+        tune_socket(&stream, None);
+        assert!(stream.nodelay().unwrap());
     }
 }

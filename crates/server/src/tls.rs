@@ -74,7 +74,7 @@ pub fn incoming(
                     continue;
                 }
             };
-            crate::startup::set_keepalive(&stream, keepalive);
+            crate::startup::tune_socket(&stream, keepalive);
             let Ok(permit) = permits.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "too many TLS handshakes in progress; closing the connection");
                 metrics::counter!("gatehouse_tls_handshakes_shed_total").increment(1);
