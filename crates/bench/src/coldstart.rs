@@ -11,6 +11,7 @@
 //! streams a real login also appends to; and the log is in generation order,
 //! not time order. So a real log of as many keys is larger, and slower to read.
 
+use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -25,6 +26,7 @@ use gatehouse_domain::session::{
     RefreshTokenRotated, RevocationReason, SessionEvent, SessionRevoked, SessionStarted,
 };
 use gatehouse_eventstore::{EventStore, ExpectedVersion, NewEvent, StreamId};
+use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
 /// Keys per bulk load (one transaction).
@@ -180,12 +182,15 @@ fn key_history(
 }
 
 /// Writes the history of `keys` keys into `store`, reporting progress (keys
-/// written, events/s) every few seconds. Returns the number of events.
+/// written, events/s): as a bar when standard error is a terminal, else as a
+/// line every few seconds (a bar's redraws would fill a log file). Either
+/// way a last line records the totals. Returns the number of events.
 pub async fn generate(store: &EventStore, keys: u64) -> anyhow::Result<u64> {
     let now = Utc::now();
     let scopes = Scopes::parse(&["keys:read", "activity:read"])?;
     let started = Instant::now();
     let mut last_report = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| generator_bar(keys));
     let mut written = 0u64;
     let mut n = 0;
     while n < keys {
@@ -198,7 +203,15 @@ pub async fn generate(store: &EventStore, keys: u64) -> anyhow::Result<u64> {
             .load_new_streams(batch.into_iter().map(|(s, _, e)| (s, e)).collect())
             .await?;
         n = upto;
-        if last_report.elapsed() > Duration::from_secs(5) || n == keys {
+        if let Some(bar) = &bar {
+            let rate = written as f64 / started.elapsed().as_secs_f64();
+            bar.set_position(n);
+            bar.set_message(format!("{written} events, {rate:.0} events/s"));
+            if n == keys {
+                bar.finish_and_clear();
+            }
+        }
+        if (bar.is_none() && last_report.elapsed() > Duration::from_secs(5)) || n == keys {
             let rate = written as f64 / started.elapsed().as_secs_f64();
             eprintln!(
                 "  generated {n}/{keys} keys ({:.0} %), {written} events, {rate:.0} events/s",
@@ -208,6 +221,19 @@ pub async fn generate(store: &EventStore, keys: u64) -> anyhow::Result<u64> {
         }
     }
     Ok(written)
+}
+
+/// The generator's bar of keys written; its message carries events and rate.
+fn generator_bar(keys: u64) -> ProgressBar {
+    let style = ProgressStyle::with_template(
+        "  generating [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} keys, eta {eta}, {msg}",
+    )
+    .expect("the template is valid")
+    .progress_chars("=> ");
+    let bar = ProgressBar::new(keys).with_style(style);
+    // Redrawn between batches too, so elapsed and eta keep moving.
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
 }
 
 /// What a verifier's start on a log costs, replaying it all and from a

@@ -8,7 +8,8 @@
 //! - [`projection`]: read models whose checkpoint commits with them, and rebuild;
 //! - `group`: group commit of concurrent Postgres appends;
 //! - [`snapshot`]: the latest serialized state of an in-memory read model;
-//! - [`progress`]: periodic log lines for long reads of the log;
+//! - [`progress`]: periodic log lines, or a bar on a terminal when a command
+//!   opts in, for long reads of the log;
 //! - [`error`]: [`StoreError`], the typed failures.
 
 pub mod error;

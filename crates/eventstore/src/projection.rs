@@ -129,6 +129,9 @@ impl<P: Projection> ProjectionRunner<P> {
         }
         save_checkpoint(&mut tx, self.projection.name(), checkpoint).await?;
         tx.commit().await?;
+        // Shown through the commit (a long one still ticks), cleared before
+        // the caller reports.
+        progress.finish();
         Ok(checkpoint)
     }
 

@@ -23,6 +23,9 @@ pub async fn migrate(database: &DatabaseArgs) -> anyhow::Result<()> {
 }
 
 pub async fn rebuild(name: &str, database: &DatabaseArgs) -> anyhow::Result<()> {
+    // Run by hand and watched: a bar on a terminal rather than log lines
+    // (which admin commands' default `warn` filter hides anyway).
+    gatehouse_eventstore::progress::show_bars();
     let store = open(database).await?;
     let checkpoint = match name {
         gatehouse_projections::StreamIndex::NAME => {
