@@ -3,7 +3,9 @@
 //! Appends are serialised (Postgres: a transaction-scoped advisory lock;
 //! SQLite: one writer connection with `BEGIN IMMEDIATE`), so positions become
 //! visible in increasing order and a reader never passes over an event that a
-//! slower transaction commits later — the sequence-gap problem.
+//! slower transaction commits later — the sequence-gap problem. On Postgres,
+//! concurrent appends of one process share a transaction (`crate::group`),
+//! so the lock costs one WAL flush per group rather than per append.
 
 use std::path::Path;
 use std::str::FromStr;
