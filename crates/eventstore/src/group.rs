@@ -125,9 +125,11 @@ async fn commit(pool: &PgPool, group: &[Pending]) -> Result<Vec<Outcome>, StoreE
         .collect();
     names.sort_unstable();
     names.dedup();
+    // A MAX per stream (not one GROUP BY), so each is one backward step of
+    // the (stream_id, stream_version) index however long the stream is.
     let found: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT stream_id, MAX(stream_version) FROM events \
-         WHERE stream_id = ANY($1) GROUP BY stream_id",
+        "SELECT s.id, COALESCE((SELECT MAX(stream_version) FROM events \
+         WHERE stream_id = s.id), 0) FROM UNNEST($1::TEXT[]) AS s(id)",
     )
     .bind(&names)
     .fetch_all(&mut *tx)
