@@ -26,7 +26,7 @@ use gatehouse_domain::session::{
     RefreshTokenRotated, RevocationReason, SessionEvent, SessionRevoked, SessionStarted,
 };
 use gatehouse_eventstore::{EventStore, ExpectedVersion, NewEvent, StreamId};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 use uuid::Uuid;
 
 /// Keys per bulk load (one transaction).
@@ -230,7 +230,10 @@ fn generator_bar(keys: u64) -> ProgressBar {
     )
     .expect("the template is valid")
     .progress_chars("=> ");
-    let bar = ProgressBar::new(keys).with_style(style);
+    // Cleared however the generator ends (an error returned early included).
+    let bar = ProgressBar::new(keys)
+        .with_style(style)
+        .with_finish(ProgressFinish::AndClear);
     // Redrawn between batches too, so elapsed and eta keep moving.
     bar.enable_steady_tick(Duration::from_millis(250));
     bar

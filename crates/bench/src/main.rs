@@ -343,6 +343,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(verify(secret.clone())),
         Arc::new(verify(token.clone())),
     );
+    eprintln!("measuring: Verify over gRPC against the empty RPC");
     let mut rounds = Vec::new();
     for _ in 0..args.seconds {
         let e = empty.clone();
@@ -399,6 +400,7 @@ async fn main() -> anyhow::Result<()> {
             async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
         })
     };
+    eprintln!("measuring: Verify and the SDK exchange over HTTP");
     let mut http_rounds = Vec::new();
     for _ in 0..args.http_seconds {
         let e = http_empty.clone();
@@ -418,6 +420,7 @@ async fn main() -> anyhow::Result<()> {
     let exchange_ratio = median(http_rounds.iter().map(|r| r.2 / r.3).collect());
 
     // Revocation propagation to both verifiers.
+    eprintln!("measuring: revocation seen by both verifiers");
     let mut clients = Vec::new();
     for verifier in &verifiers {
         clients.push(VerifierServiceClient::new(verifier.channel().await));

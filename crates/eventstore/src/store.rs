@@ -627,7 +627,11 @@ fn commit_conflict(
 
 /// A unique violation on `(stream_id, stream_version)` means another writer
 /// won the race: report it as the typed conflict, not a database error.
-fn conflict_or(error: sqlx::Error, stream: &StreamId, expected: ExpectedVersion) -> StoreError {
+pub(crate) fn conflict_or(
+    error: sqlx::Error,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+) -> StoreError {
     let unique_violation = error
         .as_database_error()
         .is_some_and(|db| db.is_unique_violation());

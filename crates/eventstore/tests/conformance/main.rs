@@ -35,6 +35,7 @@ conformance!(
     append::appends_and_reads_back_streams_and_the_global_log,
     append::racing_writers_on_one_stream_exactly_one_wins,
     append::many_concurrent_appends_each_get_their_own_outcome,
+    append::data_the_database_refuses_fails_only_its_own_append,
     append::bad_appends_return_typed_errors_and_write_nothing,
     append::events_cannot_be_updated_or_deleted,
     append::append_all_is_all_or_nothing_across_streams,
