@@ -313,7 +313,10 @@ pub async fn data_the_database_refuses_fails_only_its_own_append(h: Harness) {
             assert_eq!(written[0].payload, json!({ "n": n }));
         }
     }
-    assert_eq!(everything(&h).await.len(), if refuses_nul { 23 } else { 24 });
+    assert_eq!(
+        everything(&h).await.len(),
+        if refuses_nul { 23 } else { 24 }
+    );
 }
 
 pub async fn bad_appends_return_typed_errors_and_write_nothing(h: Harness) {
