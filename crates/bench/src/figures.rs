@@ -276,6 +276,86 @@ pub async fn refresh_rate(
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
+/// What a flood of one wrong password did: attempts answered, how many a
+/// running delay refused, and the events the log grew by meanwhile.
+pub struct Growth {
+    pub attempts: u64,
+    pub refused: u64,
+    pub events: u64,
+    pub failures: u64,
+}
+
+/// `clients` tasks send `username` with a wrong password as fast as they
+/// are answered, for `duration`; the log is read before and after.
+pub async fn log_growth_under_wrong_password(
+    channel: Channel,
+    url: &str,
+    username: &str,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Growth> {
+    let store = EventStore::connect(url, Default::default()).await?;
+    let before = store.head().await?;
+    let (attempts, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let deadline = Instant::now() + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let mut auth = AuthServiceClient::new(channel.clone());
+            let (attempts, refused) = (attempts.clone(), refused.clone());
+            let username = username.to_string();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let answer = auth
+                        .login(pb::LoginRequest {
+                            username: username.clone(),
+                            password: "not the password at all".into(),
+                        })
+                        .await;
+                    match answer {
+                        // Cut off by the request deadline while argon2 was
+                        // queued (debug builds): answered all the same.
+                        Err(status)
+                            if matches!(
+                                status.code(),
+                                tonic::Code::Unauthenticated | tonic::Code::DeadlineExceeded
+                            ) => {}
+                        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(status) => anyhow::bail!("a wrong password got {status:?}"),
+                        Ok(_) => anyhow::bail!("a wrong password logged in"),
+                    }
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let (mut events, mut failures, mut from) = (0, 0, before + 1);
+    loop {
+        let page = store
+            .read_all(from, gatehouse_eventstore::MAX_READ_LIMIT)
+            .await?;
+        let Some(last) = page.last() else { break };
+        from = last.position + 1;
+        events += page.len() as u64;
+        failures += page
+            .iter()
+            .filter(|e| e.event_type == "LoginFailed.v1")
+            .count() as u64;
+    }
+    store.close().await;
+    Ok(Growth {
+        attempts: attempts.load(Ordering::Relaxed),
+        refused: refused.load(Ordering::Relaxed),
+        events,
+        failures,
+    })
+}
+
 /// Single-row insert transactions per second on the same Postgres,
 /// `concurrency` connections, each `BEGIN; INSERT; COMMIT` in a loop.
 pub async fn raw_insert_rate(url: &str, concurrency: usize) -> anyhow::Result<f64> {

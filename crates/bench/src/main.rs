@@ -529,6 +529,31 @@ async fn main() -> anyhow::Result<()> {
     })?;
     drop(combined);
 
+    // Event-log growth under a flood of one wrong password, on an issuer
+    // with the default throttle (the bench's others have it out of the way).
+    eprintln!("measuring: event-log growth under a flood of one wrong password");
+    let growth_window = Duration::from_secs(if args.quick { 1 } else { 5 });
+    let guarded = Gatehouse::spawn(
+        &args.gatehouse,
+        &["serve", "issuer", "--database-url", &url],
+        &[
+            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
+            ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
+            // The listening address is an info line of the server.
+            ("GATEHOUSE_LOG", "warn,gatehouse_server=info"),
+        ],
+    )
+    .await;
+    let growth = figures::log_growth_under_wrong_password(
+        guarded.channel().await,
+        &url,
+        "bench@example.com",
+        16,
+        growth_window,
+    )
+    .await?;
+    drop(guarded);
+
     // Event appends by 1, 4 and 16 writers, on both backends.
     eprintln!("measuring: event appends");
     let append_window = Duration::from_millis(if args.quick { 300 } else { 2_000 });
@@ -606,6 +631,14 @@ async fn main() -> anyhow::Result<()> {
         idle_p99.as_secs_f64() * 1e3,
         flood_p99.as_secs_f64() * 1e3,
         flood_p99.as_secs_f64() / idle_p99.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "| event-log growth, 16 clients sending one wrong password for {} s (default throttle) | {} attempts ({} refused by a running delay) → **{} events** ({} `LoginFailed.v1`) | O(1) per throttle window |",
+        growth_window.as_secs(),
+        growth.attempts,
+        growth.refused,
+        growth.events,
+        growth.failures,
     );
     for (backend, writers, rate) in &appends {
         println!(
