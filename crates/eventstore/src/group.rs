@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::store::{conflict_or, lock_appends, notify_appended};
+use crate::store::{Row, conflict_or, insert_rows, lock_appends, notify_appended};
 use crate::types::ValidatedEvent;
 use crate::{AppendResult, ExpectedVersion, StoreError, StreamId};
 
@@ -36,10 +36,6 @@ type Outcome = Result<Vec<AppendResult>, StoreError>;
 const MAX_GROUP: usize = 256;
 /// Appends that may queue before callers wait to enqueue.
 const QUEUE: usize = 4 * MAX_GROUP;
-/// Rows per INSERT statement (6 parameters each, well under 65,535).
-const ROWS_PER_STATEMENT: usize = 400;
-/// JSON bytes per INSERT statement, about.
-const BYTES_PER_STATEMENT: usize = 8 * 1024 * 1024;
 
 struct Pending {
     batches: Batches,
@@ -243,7 +239,7 @@ async fn commit(pool: &PgPool, group: &[Pending]) -> Result<Vec<Decision>, Faile
     // Decide each append in queue order; rows of the accepted ones. A caller
     // that left meanwhile is not written (as a dropped transaction was not).
     let mut refusals: Vec<Option<Decision>> = Vec::with_capacity(group.len());
-    let mut rows: Vec<(&StreamId, i64, &ValidatedEvent)> = Vec::new();
+    let mut rows: Vec<Row<'_>> = Vec::new();
     for pending in group {
         if pending.reply.is_closed() {
             refusals.push(Some(Decision::Gone));
@@ -276,11 +272,9 @@ async fn commit(pool: &PgPool, group: &[Pending]) -> Result<Vec<Decision>, Faile
     }
 
     let mut positions: HashMap<(&str, i64), u64> = HashMap::with_capacity(rows.len());
-    for chunk in statements(&rows) {
-        for (stream, version, position) in insert_returning(&mut tx, chunk).await.map_err(before)? {
-            if let Ok(i) = names.binary_search(&stream.as_str()) {
-                positions.insert((names[i], version), u64::try_from(position).unwrap_or(0));
-            }
+    for (stream, version, position) in insert_rows(&mut tx, &rows).await.map_err(before)? {
+        if let Ok(i) = names.binary_search(&stream.as_str()) {
+            positions.insert((names[i], version), u64::try_from(position).unwrap_or(0));
         }
     }
     if !rows.is_empty() {
@@ -313,68 +307,4 @@ async fn commit(pool: &PgPool, group: &[Pending]) -> Result<Vec<Decision>, Faile
         decisions.push(Decision::Written(appended));
     }
     Ok(decisions)
-}
-
-/// Splits `rows` into INSERT statements of at most [`ROWS_PER_STATEMENT`]
-/// rows and about [`BYTES_PER_STATEMENT`] of JSON (one row may exceed it),
-/// so a group of large events does not become one huge message.
-fn statements<'r, 'a>(
-    rows: &'r [(&'a StreamId, i64, &'a ValidatedEvent)],
-) -> impl Iterator<Item = &'r [(&'a StreamId, i64, &'a ValidatedEvent)]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0;
-        let mut end = 0;
-        while end < rest.len().min(ROWS_PER_STATEMENT) {
-            let (_, _, event) = rest[end];
-            bytes += event.payload.len() + event.metadata.len();
-            if end > 0 && bytes > BYTES_PER_STATEMENT {
-                break;
-            }
-            end += 1;
-        }
-        let (chunk, tail) = rest.split_at(end);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
-/// One multi-row INSERT; returns each row's stream, version and position.
-async fn insert_returning(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    rows: &[(&StreamId, i64, &ValidatedEvent)],
-) -> Result<Vec<(String, i64, i64)>, StoreError> {
-    let values: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let p = i * 6;
-            format!(
-                "(${}, ${}, ${}, CAST(${} AS JSONB), CAST(${} AS JSONB), ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6
-            )
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
-         VALUES {} RETURNING stream_id, stream_version, position",
-        values.join(", ")
-    );
-    let mut query = sqlx::query_as(&sql);
-    for (stream, version, event) in rows {
-        query = query
-            .bind(stream.as_str())
-            .bind(*version)
-            .bind(event.event_type.as_str())
-            .bind(event.payload.as_str())
-            .bind(event.metadata.as_str())
-            .bind(event.occurred_at);
-    }
-    Ok(query.fetch_all(&mut **tx).await?)
 }

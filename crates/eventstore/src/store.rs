@@ -298,6 +298,7 @@ impl EventStore {
             }
         }
         let written = rows.len() as u64;
+        let rows: Vec<Row<'_>> = rows.iter().map(|(s, v, e)| (s, *v, e)).collect();
         match &self.inner.backend {
             Backend::Postgres { pool, .. } => {
                 let mut tx = pool.begin().await?;
@@ -499,11 +500,20 @@ pub(crate) async fn lock_appends(
     Ok(())
 }
 
-/// Inserts `rows` (stream, version, event) many per statement.
-async fn insert_rows<DB>(
+/// Rows per INSERT statement (6 parameters each, well under 65,535).
+const ROWS_PER_STATEMENT: usize = 400;
+/// JSON bytes per INSERT statement, about.
+const BYTES_PER_STATEMENT: usize = 8 * 1024 * 1024;
+
+/// One row of [`insert_rows`]: an event at its stream and version.
+pub(crate) type Row<'a> = (&'a StreamId, i64, &'a ValidatedEvent);
+
+/// Inserts `rows`, many per statement (see [`statements`]); returns each
+/// row's stream, version and position. Shared SQL for both backends.
+pub(crate) async fn insert_rows<DB>(
     tx: &mut sqlx::Transaction<'static, DB>,
-    rows: &[(StreamId, i64, ValidatedEvent)],
-) -> Result<(), StoreError>
+    rows: &[Row<'_>],
+) -> Result<Vec<(String, i64, i64)>, StoreError>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -511,14 +521,15 @@ where
     i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
     for<'q> &'q str: sqlx::Type<DB> + sqlx::Encode<'q, DB>,
     DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    (String, i64, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    const ROWS_PER_STATEMENT: usize = 400;
     let json = if DB::NAME == "PostgreSQL" {
         |n: usize| format!("CAST(${n} AS JSONB)")
     } else {
         |n: usize| format!("${n}")
     };
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    let mut written = Vec::with_capacity(rows.len());
+    for chunk in statements(rows) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = i * 6;
@@ -534,10 +545,11 @@ where
             })
             .collect();
         let sql = format!(
-            "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) VALUES {}",
+            "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
+             VALUES {} RETURNING stream_id, stream_version, position",
             values.join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_as(&sql);
         for (stream, version, event) in chunk {
             query = query
                 .bind(stream.as_str())
@@ -547,9 +559,34 @@ where
                 .bind(event.metadata.as_str())
                 .bind(event.occurred_at);
         }
-        query.execute(&mut **tx).await?;
+        written.extend(query.fetch_all(&mut **tx).await?);
     }
-    Ok(())
+    Ok(written)
+}
+
+/// Splits `rows` into INSERT statements of at most [`ROWS_PER_STATEMENT`]
+/// rows and about [`BYTES_PER_STATEMENT`] of JSON (one row may exceed it),
+/// so many or large events do not become one huge message.
+fn statements<'r, 'a>(rows: &'r [Row<'a>]) -> impl Iterator<Item = &'r [Row<'a>]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut end = 0;
+        while end < rest.len().min(ROWS_PER_STATEMENT) {
+            let (_, _, event) = rest[end];
+            bytes += event.payload.len() + event.metadata.len();
+            if end > 0 && bytes > BYTES_PER_STATEMENT {
+                break;
+            }
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 /// Checks the stream's version and inserts the events, inside the caller's
