@@ -247,6 +247,7 @@ async fn main() -> anyhow::Result<()> {
         .context("account_id")?
         .to_string();
     let admin = boot["secret"].as_str().context("secret")?.to_string();
+    // The first three: every process; the rest: all but the log-growth one.
     let envs = [
         ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
         // Processes on different ports are one deployment: one `iss`.
@@ -536,12 +537,7 @@ async fn main() -> anyhow::Result<()> {
     let guarded = Gatehouse::spawn(
         &args.gatehouse,
         &["serve", "issuer", "--database-url", &url],
-        &[
-            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
-            ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
-            // The listening address is an info line of the server.
-            ("GATEHOUSE_LOG", "warn,gatehouse_server=info"),
-        ],
+        &envs[..3],
     )
     .await;
     let growth = figures::log_growth_under_wrong_password(
