@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         RouteScopes::new()
             .route(Some(Method::GET), "/claws", ["claws:read"])
             .route(Some(Method::POST), "/claws", ["claws:write"]),
-    );
+    )?;
     let app = axum::Router::new()
         .route(
             "/claws",

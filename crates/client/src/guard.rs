@@ -12,6 +12,9 @@ use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
 use tonic::transport::Channel;
 use tonic_types::{ErrorDetails, StatusExt as _};
 
+pub use gatehouse_domain::routes::RouteError;
+use gatehouse_domain::routes::{Route, RouteDecision, RoutePolicy};
+
 /// A verified caller, put in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -24,9 +27,12 @@ pub struct Principal {
     pub scopes: Vec<String>,
 }
 
-/// Which scopes each route needs: `METHOD /prefix → scopes`, the longest
-/// matching prefix wins; a route no rule matches needs a valid credential
-/// and no scope.
+/// Which scopes each route needs: `METHOD /prefix → scopes`, decided by
+/// Gatehouse's one route policy (the same as ext_authz's): the longest
+/// whole-segment prefix of the normalised path (ignoring ASCII case) wins,
+/// then a rule for the request's method beats one for any method; a route
+/// no rule matches needs a valid credential and no scope. Two rules for one
+/// method and prefix are refused by [`GuardLayer::routes`].
 #[derive(Debug, Clone, Default)]
 pub struct RouteScopes {
     rules: Vec<(Option<Method>, String, Vec<String>)>,
@@ -52,22 +58,17 @@ impl RouteScopes {
         self
     }
 
-    fn scopes_for(&self, method: &Method, path: &str) -> &[String] {
-        // HEAD is served by GET handlers (axum), so it needs GET's scopes.
-        let method_matches =
-            |m: &Method| m == method || (*m == Method::GET && *method == Method::HEAD);
-        // A prefix covers whole path segments: `/api/public` is not a
-        // prefix of `/api/publicx`.
-        let covers = |prefix: &str| {
-            path.strip_prefix(prefix).is_some_and(|rest| {
-                rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/')
-            })
-        };
-        self.rules
+    /// The rules as the route policy: each prefix a plain path, each scope
+    /// concrete, no two rules for one method and prefix.
+    pub fn policy(&self) -> Result<RoutePolicy, RouteError> {
+        let routes = self
+            .rules
             .iter()
-            .filter(|(m, prefix, _)| m.as_ref().is_none_or(method_matches) && covers(prefix))
-            .max_by_key(|(m, prefix, _)| (prefix.len(), m.is_some()))
-            .map_or(&[], |(_, _, scopes)| scopes.as_slice())
+            .map(|(method, prefix, scopes)| {
+                Route::new(method.as_ref().map_or("*", Method::as_str), prefix, scopes)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RoutePolicy::new(routes, false)
     }
 }
 
@@ -104,7 +105,7 @@ impl GuardBody for tonic::body::Body {
 
 struct Guard {
     verifier: VerifierServiceClient<Channel>,
-    routes: RouteScopes,
+    routes: RoutePolicy,
     deadline: Duration,
     when_unavailable: WhenUnavailable,
 }
@@ -122,7 +123,7 @@ impl GuardLayer {
         Self {
             guard: Arc::new(Guard {
                 verifier: VerifierServiceClient::new(channel),
-                routes: RouteScopes::default(),
+                routes: RoutePolicy::default(),
                 deadline: Duration::from_secs(2),
                 when_unavailable: WhenUnavailable::default(),
             }),
@@ -142,9 +143,12 @@ impl GuardLayer {
         }
     }
 
-    /// The scopes each route needs.
-    pub fn routes(self, routes: RouteScopes) -> Self {
-        self.with(|g| g.routes = routes)
+    /// The scopes each route needs; a table with two rules for one method
+    /// and prefix, or a rule that is not a plain path with concrete scopes,
+    /// is refused.
+    pub fn routes(self, routes: RouteScopes) -> Result<Self, RouteError> {
+        let policy = routes.policy()?;
+        Ok(self.with(|g| g.routes = policy))
     }
 
     /// The longest a `Verify` may take before Gatehouse counts as
@@ -263,7 +267,20 @@ impl Guard {
         path: &str,
         authorization: Option<&HeaderValue>,
     ) -> Result<Option<Principal>, Denial> {
-        let scopes = self.routes.scopes_for(method, path).to_vec();
+        let scopes = match self.routes.decide(method.as_str(), path) {
+            RouteDecision::Require(scopes) => scopes,
+            // Unmatched is the policy's answer only when it denies them,
+            // which a guard's never does; answer it as unsafe all the same.
+            RouteDecision::Unsafe | RouteDecision::Unmatched => {
+                return Err(Denial {
+                    status: StatusCode::BAD_REQUEST,
+                    reason: "PATH_REJECTED".into(),
+                    message: "the request path cannot be matched safely".into(),
+                    presented: false,
+                    scope: None,
+                });
+            }
+        };
         let credential = authorization
             .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
             .filter(|c| !c.is_empty());
@@ -410,30 +427,45 @@ where
 mod tests {
     use super::*;
 
+    fn scopes_for(routes: &RouteScopes, method: &Method, path: &str) -> Vec<String> {
+        match routes.policy().unwrap().decide(method.as_str(), path) {
+            RouteDecision::Require(scopes) => scopes,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn the_longest_matching_prefix_and_then_the_method_decide() {
         let routes = RouteScopes::new()
             .route(None, "/claws", ["claws:read"])
             .route(Some(Method::POST), "/claws", ["claws:write"])
             .route(None, "/claws/admin", ["team:write"]);
-        assert_eq!(routes.scopes_for(&Method::GET, "/claws/1"), ["claws:read"]);
         assert_eq!(
-            routes.scopes_for(&Method::POST, "/claws/1"),
+            scopes_for(&routes, &Method::GET, "/claws/1"),
+            ["claws:read"]
+        );
+        assert_eq!(
+            scopes_for(&routes, &Method::POST, "/claws/1"),
             ["claws:write"]
         );
         assert_eq!(
-            routes.scopes_for(&Method::GET, "/claws/admin/x"),
+            scopes_for(&routes, &Method::GET, "/claws/admin/x"),
             ["team:write"]
         );
-        assert!(routes.scopes_for(&Method::GET, "/other").is_empty());
+        assert!(scopes_for(&routes, &Method::GET, "/other").is_empty());
         assert_eq!(
-            routes.scopes_for(&Method::HEAD, "/claws/1"),
+            scopes_for(&routes, &Method::HEAD, "/claws/1"),
             ["claws:read"],
             "HEAD is a GET"
         );
         assert!(
-            routes.scopes_for(&Method::GET, "/clawsx").is_empty(),
+            scopes_for(&routes, &Method::GET, "/clawsx").is_empty(),
             "prefixes cover whole segments"
+        );
+        assert_eq!(
+            scopes_for(&routes, &Method::POST, "/claws/../claws/1"),
+            ["claws:write"],
+            "paths are normalised as ext_authz normalises them"
         );
         let open = RouteScopes::new().route(None, "/api", ["api:read"]).route(
             None,
@@ -441,9 +473,19 @@ mod tests {
             Vec::<String>::new(),
         );
         assert_eq!(
-            open.scopes_for(&Method::GET, "/api/publicx/secret"),
+            scopes_for(&open, &Method::GET, "/api/publicx/secret"),
             ["api:read"]
         );
-        assert!(open.scopes_for(&Method::GET, "/api/public/doc").is_empty());
+        assert!(scopes_for(&open, &Method::GET, "/api/public/doc").is_empty());
+    }
+
+    #[test]
+    fn a_table_whose_order_would_decide_is_refused() {
+        let twice = RouteScopes::new()
+            .route(Some(Method::GET), "/claws", ["claws:read"])
+            .route(Some(Method::GET), "/claws/", ["claws:write"]);
+        assert!(matches!(twice.policy(), Err(RouteError::Duplicate { .. })));
+        let wildcard = RouteScopes::new().route(None, "/claws", ["claws:*"]);
+        assert!(matches!(wildcard.policy(), Err(RouteError::Invalid { .. })));
     }
 }

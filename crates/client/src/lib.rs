@@ -43,5 +43,7 @@ mod token;
 
 pub use admin::{AdminClient, AdminError};
 pub use bearer::{Bearer, BearerLayer, BearerMiddleware};
-pub use guard::{GuardBody, GuardLayer, Guarded, Principal, RouteScopes, WhenUnavailable};
+pub use guard::{
+    GuardBody, GuardLayer, Guarded, Principal, RouteError, RouteScopes, WhenUnavailable,
+};
 pub use token::{Credentials, Error, TokenSource, TokenSourceConfig};

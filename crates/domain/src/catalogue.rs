@@ -127,8 +127,12 @@ pub enum Grant {
     /// and the grantor must be able to give it.
     New,
     /// A key's existing grants (rotate, revoke, delete): the grantor must be
-    /// able to give each that still grants something; retired and unknown
-    /// grants are carried along, as they grant nothing.
+    /// able to give every one of them, retired ones included. Grants are
+    /// stored as written and resolved at check time, so a retired scope
+    /// granted nothing today but comes back to every key holding it when it
+    /// is defined again; skipping it would let a narrower caller take over
+    /// (rotate and read the new secret of) a key that is wider once it
+    /// returns.
     Existing,
 }
 
@@ -267,8 +271,8 @@ impl Catalogue {
 
     /// The grant rule, the one place it is decided: may a holder of `grantor`
     /// give `grants`? New grants must exist (a wildcard must reach at least
-    /// one live scope) and be live; every grant that still grants something
-    /// must be within the grantor's reach (`resource:*` needs `resource:*` or
+    /// one live scope) and be live; every grant, and for an existing key's
+    /// grants every retired one too, must be within the grantor's reach (`resource:*` needs `resource:*` or
     /// `*`; `*` needs `*`; `platform:admin` needs itself). Unknown scopes are
     /// reported first, then retired ones, then the ones the grantor lacks.
     pub fn check_grant(
@@ -285,8 +289,8 @@ impl Catalogue {
             match (standing, purpose) {
                 (Standing::Unknown, Grant::New) => unknown.push(grant.to_string()),
                 (Standing::Retired, Grant::New) => retired.push(grant.to_string()),
-                (Standing::Unknown | Standing::Retired, Grant::Existing) => {}
-                (Standing::BuiltIn | Standing::Live, _) => {
+                (Standing::BuiltIn | Standing::Live, _)
+                | (Standing::Unknown | Standing::Retired, Grant::Existing) => {
                     if !covers_grant(grantor, grant) {
                         lacking.push(grant.to_string());
                     }
@@ -546,12 +550,34 @@ mod tests {
     #[test]
     fn existing_grants_need_covering_only_where_they_still_grant() {
         let catalogue = workclaw();
-        // Given a key holding a retired scope and a live one.
-        let key = scopes(&["legacy:read", "claws:read"]);
-        // Then a holder of the live one may act on it; the retired one is moot.
+        // Given a key holding a scope that is retired now and a live one.
+        let mut catalogue = catalogue;
+        let retired = catalogue.retire("claws:write", Utc::now()).unwrap();
+        catalogue.apply(&retired);
+        let key = scopes(&["claws:write", "claws:read"]);
+        // Then a holder of the live one alone may not act on it: the retired
+        // grant comes back to the key if the scope is defined again.
         assert_eq!(
             catalogue.check_grant(&scopes(&["claws:read"]), &key, Grant::Existing),
+            Err(GrantError::CannotGrant(vec!["claws:write".into()]))
+        );
+        // A holder of both, or of the resource's wildcard, may.
+        assert_eq!(
+            catalogue.check_grant(
+                &scopes(&["claws:read", "claws:write"]),
+                &key,
+                Grant::Existing
+            ),
             Ok(())
+        );
+        assert_eq!(
+            catalogue.check_grant(&scopes(&["claws:*"]), &key, Grant::Existing),
+            Ok(())
+        );
+        // New grants of it are still refused as retired.
+        assert_eq!(
+            catalogue.check_grant(&scopes(&["*"]), &scopes(&["claws:write"]), Grant::New),
+            Err(GrantError::Retired(vec!["claws:write".into()]))
         );
         // And a full-access key can be acted on only by a holder of `*`.
         let admin = scopes(&["*", "platform:admin"]);

@@ -12,6 +12,8 @@
 //!   [`signing`] (signing keys), [`catalogue`] (the scope catalogue and the
 //!   one grant rule), [`usage`] (verifiers' usage summaries);
 //! - [`activity`]: the kinds of entry in the key activity log;
+//! - [`routes`]: the one route policy (which scopes a request needs), for
+//!   ext_authz, forward auth and the client crate's guard;
 //! - [`events`]: the macro mapping an aggregate's events to versioned names.
 
 pub mod account;
@@ -23,6 +25,7 @@ pub mod events;
 pub mod ids;
 pub mod keysecrets;
 pub mod password;
+pub mod routes;
 pub mod scope;
 pub mod secret;
 pub mod session;

@@ -50,6 +50,25 @@ impl StoreError {
         matches!(self, Self::WrongExpectedVersion { .. })
     }
 
+    /// True when the append is refused for what it holds — invalid or too
+    /// large, or data the database will not take (SQLSTATE classes 22, data
+    /// exception, and 23, integrity constraint) — not for the database being
+    /// unable to write: retried unchanged, it fails the same way.
+    pub fn is_refused_content(&self) -> bool {
+        match self {
+            Self::InvalidStreamId { .. }
+            | Self::EmptyAppend
+            | Self::TooManyEvents { .. }
+            | Self::InvalidEventType
+            | Self::PayloadTooLarge { .. }
+            | Self::Serialize(_) => true,
+            Self::Database(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
+            _ => false,
+        }
+    }
+
     /// True when the database could not be reached, before any statement of
     /// the call ran: no connection from the pool in time, a closed pool, a
     /// server refusing connections (SQLSTATE 08001/08004, 53300, 57P03), or

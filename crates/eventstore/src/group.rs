@@ -183,8 +183,7 @@ fn commit_conflict(error: StoreError, batches: &Batches) -> StoreError {
 /// 22, data exception, and 23, integrity constraint), which one append of
 /// a group can cause, rather than being unreachable.
 fn refused_data(error: &StoreError) -> bool {
-    matches!(error, StoreError::Database(sqlx::Error::Database(db))
-        if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
+    matches!(error, StoreError::Database(_)) && error.is_refused_content()
 }
 
 /// The same failure for another caller (errors are not `Clone`): kept as

@@ -122,13 +122,17 @@ pub enum StoreTx {
 }
 
 impl StoreTx {
-    /// Commits the transaction.
+    /// Commits the transaction on a task of its own (see [`detached`]): a
+    /// caller that stops waiting cannot leave the COMMIT half-done.
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(tx) => tx.commit().await?,
-            Self::Sqlite(tx) => tx.commit().await?,
-        }
-        Ok(())
+        detached(async move {
+            match self {
+                Self::Postgres(tx) => tx.commit().await?,
+                Self::Sqlite(tx) => tx.commit().await?,
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -172,6 +176,7 @@ impl EventStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
             .connect_with(connect)
             .await?;
         let (changes, _) = watch::channel(0);
@@ -201,6 +206,7 @@ impl EventStore {
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
             .connect_with(connect.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
@@ -264,20 +270,25 @@ impl EventStore {
             .into_iter()
             .map(|(stream, expected, events)| Ok((stream, expected, validate(events)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut results = Vec::with_capacity(batches.len());
         let writer = match &self.inner.backend {
+            // The committer task writes it: out of the caller's reach already.
             Backend::Postgres { committer, .. } => return committer.append(batches).await,
-            Backend::Sqlite { writer, .. } => writer,
+            Backend::Sqlite { writer, .. } => writer.clone(),
         };
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        for (stream, expected, events) in &batches {
-            results.push(insert_events(&mut tx, stream, *expected, events).await?);
-        }
-        tx.commit()
-            .await
-            .map_err(|e| commit_conflict(e, &batches))?;
-        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(results)
+        let inner = self.inner.clone();
+        detached(async move {
+            let mut results = Vec::with_capacity(batches.len());
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            for (stream, expected, events) in &batches {
+                results.push(insert_events(&mut tx, stream, *expected, events).await?);
+            }
+            tx.commit()
+                .await
+                .map_err(|e| commit_conflict(e, &batches))?;
+            inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+            Ok(results)
+        })
+        .await
     }
 
     /// Bulk load for imports and benchmarks: writes streams that do not
@@ -298,23 +309,27 @@ impl EventStore {
             }
         }
         let written = rows.len() as u64;
-        let rows: Vec<Row<'_>> = rows.iter().map(|(s, v, e)| (s, *v, e)).collect();
-        match &self.inner.backend {
-            Backend::Postgres { pool, .. } => {
-                let mut tx = pool.begin().await?;
-                lock_appends(&mut tx).await?;
-                insert_rows(&mut tx, &rows).await?;
-                notify_appended(&mut tx, 0).await?;
-                tx.commit().await?;
+        let inner = self.inner.clone();
+        detached(async move {
+            let rows: Vec<Row<'_>> = rows.iter().map(|(s, v, e)| (s, *v, e)).collect();
+            match &inner.backend {
+                Backend::Postgres { pool, .. } => {
+                    let mut tx = pool.begin().await?;
+                    lock_appends(&mut tx).await?;
+                    insert_rows(&mut tx, &rows).await?;
+                    notify_appended(&mut tx, 0).await?;
+                    tx.commit().await?;
+                }
+                Backend::Sqlite { writer, .. } => {
+                    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+                    insert_rows(&mut tx, &rows).await?;
+                    tx.commit().await?;
+                }
             }
-            Backend::Sqlite { writer, .. } => {
-                let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-                insert_rows(&mut tx, &rows).await?;
-                tx.commit().await?;
-            }
-        }
-        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
-        Ok(written)
+            inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+            Ok(written)
+        })
+        .await
     }
 
     /// Every event of one stream, in version order.
@@ -445,22 +460,62 @@ impl EventStore {
     }
 
     /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE` on the writer).
+    /// The BEGIN runs on a task of its own (see [`detached`]): a caller that
+    /// stops waiting for it gets no transaction, and the one begun for it is
+    /// rolled back when the task drops it, instead of going back to the pool
+    /// open — which on SQLite, with its one writer connection, failed every
+    /// later write of the process.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
-        Ok(match &self.inner.backend {
-            Backend::Postgres { pool, .. } => StoreTx::Postgres(pool.begin().await?),
-            Backend::Sqlite { writer, .. } => {
-                StoreTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
-            }
+        let inner = self.inner.clone();
+        detached(async move {
+            Ok(match &inner.backend {
+                Backend::Postgres { pool, .. } => StoreTx::Postgres(pool.begin().await?),
+                Backend::Sqlite { writer, .. } => {
+                    StoreTx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?)
+                }
+            })
         })
+        .await
     }
 
     /// Begins a read-only unit of work (SQLite: on a reader connection, so it
     /// does not wait for the writer).
     pub async fn begin_read(&self) -> Result<StoreTx, StoreError> {
-        Ok(match &self.inner.backend {
-            Backend::Postgres { pool, .. } => StoreTx::Postgres(pool.begin().await?),
-            Backend::Sqlite { reader, .. } => StoreTx::Sqlite(reader.begin().await?),
+        let inner = self.inner.clone();
+        detached(async move {
+            Ok(match &inner.backend {
+                Backend::Postgres { pool, .. } => StoreTx::Postgres(pool.begin().await?),
+                Backend::Sqlite { reader, .. } => StoreTx::Sqlite(reader.begin().await?),
+            })
         })
+        .await
+    }
+
+    /// Whether the store can take a write now: Postgres answers a statement;
+    /// SQLite's writer connection begins and rolls back a write transaction
+    /// within `wait`. Readiness asks this, so a writer that cannot write
+    /// shows as not ready instead of as a 500 on every write.
+    pub async fn check_writable(&self, wait: Duration) -> Result<(), StoreError> {
+        let inner = self.inner.clone();
+        let probe = detached(async move {
+            match &inner.backend {
+                Backend::Postgres { pool, .. } => {
+                    sqlx::query("SELECT 1").execute(pool).await?;
+                }
+                Backend::Sqlite { writer, .. } => {
+                    writer
+                        .begin_with("BEGIN IMMEDIATE")
+                        .await?
+                        .rollback()
+                        .await?;
+                }
+            }
+            Ok(())
+        });
+        match tokio::time::timeout(wait, probe).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::Database(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     /// Closes the pools; later calls fail.
@@ -473,6 +528,31 @@ impl EventStore {
             }
         }
     }
+}
+
+/// Runs `work` on a task of its own and waits for it. A caller that stops
+/// waiting (a request deadline, a reset connection, an HTTP/2 `RST_STREAM`)
+/// drops only this wait: the work runs on, so a transaction it opened is
+/// committed or rolled back, never left open on a pooled connection.
+async fn detached<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    tokio::spawn(work)
+        .await
+        .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
+}
+
+/// The pools' last line of defence: a connection still inside a transaction
+/// is never handed out again (it is closed, which rolls back), whatever
+/// left it so.
+fn outside_transaction<C: sqlx::Connection>(conn: &mut C) -> bool {
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("a pooled connection was left inside a transaction; closing it");
+    }
+    clean
 }
 
 /// Signals listeners (on commit) that the log grew to `last`.

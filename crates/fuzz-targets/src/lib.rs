@@ -109,11 +109,7 @@ pub fn scopes(data: &[u8]) {
             "idempotent"
         );
     }
-    if let Ok(routes) = Route::parse_table(&raw) {
-        let policy = RoutePolicy {
-            routes,
-            deny_unmatched: true,
-        };
+    if let Ok(policy) = Route::parse_table(&raw).and_then(|routes| RoutePolicy::new(routes, true)) {
         for (method, path) in [("GET", "/"), ("HEAD", raw.as_str()), ("POST", "/a/../b")] {
             match policy.decide(method, path) {
                 RouteDecision::Require(scopes) => {

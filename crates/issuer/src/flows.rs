@@ -320,9 +320,13 @@ impl Issuer {
         Ok(self.load_account(account).await?.is_some())
     }
 
-    /// Whether the event log answers (for readiness probes).
+    /// Whether the event log answers and can take a write (for readiness
+    /// probes): an issuer whose writer is stuck cannot log in, rotate or revoke.
     pub async fn ready(&self) -> Result<(), IssuerError> {
         self.store.head().await?;
+        self.store
+            .check_writable(std::time::Duration::from_secs(2))
+            .await?;
         Ok(())
     }
 

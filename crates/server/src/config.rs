@@ -110,6 +110,20 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
             "--request-timeout-ms (GATEHOUSE_REQUEST_TIMEOUT_MS) must be 100 to 3600000".into(),
         );
     }
+    if args.max_connections == Some(0) {
+        problems.push("--max-connections (GATEHOUSE_MAX_CONNECTIONS) must be at least 1".into());
+    }
+    if !(1..=3600).contains(&args.connection_first_byte_secs) {
+        problems.push(
+            "--connection-first-byte-secs (GATEHOUSE_CONNECTION_FIRST_BYTE_SECS) must be 1 to 3600"
+                .into(),
+        );
+    }
+    if !(1..=86_400).contains(&args.connection_idle_secs) {
+        problems.push(
+            "--connection-idle-secs (GATEHOUSE_CONNECTION_IDLE_SECS) must be 1 to 86400".into(),
+        );
+    }
     if args.max_streams_per_connection == 0 {
         problems.push(
             "--max-streams-per-connection (GATEHOUSE_MAX_STREAMS_PER_CONNECTION) must be at least 1"
@@ -123,13 +137,15 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
     if args.metrics_listen == Some(args.listen) && args.listen.port() != 0 {
         problems.push("--metrics-listen must differ from --listen".into());
     }
-    let routes = match Route::parse_table(&args.ext_authz_routes) {
-        Ok(routes) => routes,
+    let routes = match Route::parse_table(&args.ext_authz_routes)
+        .and_then(|routes| RoutePolicy::new(routes, args.ext_authz_deny_unmatched))
+    {
+        Ok(policy) => policy,
         Err(e) => {
             problems.push(format!(
                 "--ext-authz-routes (GATEHOUSE_EXT_AUTHZ_ROUTES): {e}"
             ));
-            Vec::new()
+            RoutePolicy::default()
         }
     };
     let tls = match (&args.tls_cert_file, &args.tls_key_file) {
@@ -174,10 +190,7 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
     }
     if problems.is_empty() {
         Ok(Checked {
-            routes: RoutePolicy {
-                routes,
-                deny_unmatched: args.ext_authz_deny_unmatched,
-            },
+            routes,
             cors_origins,
             trusted_proxies,
             tls,

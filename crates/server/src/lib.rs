@@ -10,6 +10,7 @@
 
 pub mod compose;
 pub mod config;
+pub mod conn;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

@@ -183,6 +183,29 @@ pub struct ServeArgs {
     #[arg(long, env = "GATEHOUSE_HTTP2_KEEPALIVE_SECS", default_value_t = 60)]
     pub http2_keepalive_secs: u64,
 
+    /// Connections open at once on the port; beyond it a new connection
+    /// takes the slot of one that has not sent a byte yet or has been idle
+    /// for 5 s, or else is closed at once. Default: the descriptor limit
+    /// (raised to its hard limit at start-up) less a quarter of it, at most
+    /// 1,024, kept for the database and files.
+    #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Longest a new connection may stay silent before its first byte
+    /// (seconds); then it is closed.
+    #[arg(
+        long,
+        env = "GATEHOUSE_CONNECTION_FIRST_BYTE_SECS",
+        default_value_t = 10
+    )]
+    pub connection_first_byte_secs: u64,
+
+    /// Longest a connection may go without a byte in either direction
+    /// (seconds); then it is closed. HTTP/2 keep-alive pings count, so a
+    /// live HTTP/2 client stays connected.
+    #[arg(long, env = "GATEHOUSE_CONNECTION_IDLE_SECS", default_value_t = 300)]
+    pub connection_idle_secs: u64,
+
     /// Largest HTTP request body accepted, in bytes; larger ones get 413.
     #[arg(long, env = "GATEHOUSE_HTTP_BODY_LIMIT_BYTES", default_value_t = 1 << 20)]
     pub http_body_limit_bytes: u64,

@@ -23,7 +23,6 @@ use gatehouse_api::v1::{
 use gatehouse_eventstore::{EventStore, ProjectionRunner, StoreError};
 use gatehouse_projections::{ApiKeys, KeyActivity, StreamIndex};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
@@ -75,6 +74,8 @@ pub struct Application {
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     trusted_proxies: Arc<gatehouse_transport::client::TrustedProxies>,
     limits: gatehouse_transport::limits::Limits,
+    /// Bounds on accepted connections (count, silence, idleness).
+    connections: crate::conn::ConnectionLimits,
     max_streams: u32,
     max_header_bytes: u32,
     keepalive: Duration,
@@ -146,6 +147,13 @@ impl Application {
                 args.max_concurrent_requests,
                 Duration::from_millis(args.request_timeout_ms),
             ),
+            connections: crate::conn::ConnectionLimits {
+                max_connections: args.max_connections.unwrap_or_else(|| {
+                    crate::conn::default_max_connections(crate::conn::raise_descriptor_limit())
+                }),
+                first_byte: Duration::from_secs(args.connection_first_byte_secs),
+                idle: Duration::from_secs(args.connection_idle_secs),
+            },
             max_streams: args.max_streams_per_connection,
             max_header_bytes: args.max_header_bytes,
             keepalive: Duration::from_secs(args.http2_keepalive_secs),
@@ -186,6 +194,7 @@ impl Application {
             tls,
             trusted_proxies,
             limits,
+            connections,
             max_streams,
             max_header_bytes,
             keepalive,
@@ -311,13 +320,15 @@ impl Application {
             Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
         > = match tls {
             Some(config) => Box::pin(server.serve_with_incoming_shutdown(
-                crate::tls::incoming(listener, config, keepalive, stop.clone()),
+                crate::tls::incoming(
+                    crate::conn::accept(listener, connections, keepalive, stop.clone()),
+                    config,
+                    stop.clone(),
+                ),
                 signal,
             )),
             None => Box::pin(server.serve_with_incoming_shutdown(
-                tokio_stream::StreamExt::map(TcpListenerStream::new(listener), move |accepted| {
-                    accepted.inspect(|stream| tune_socket(stream, keepalive))
-                }),
+                crate::conn::accept(listener, connections, keepalive, stop.clone()),
                 signal,
             )),
         };

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::conn::Tracked;
 
 /// Longest a client may take over its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,36 +49,34 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-/// Accepts connections on `listener` and hands over those that complete a
-/// TLS handshake. Each handshake runs on its own task, bounded in time and
-/// in number, so a client that stalls mid-handshake holds up nobody else.
+/// Hands over the connections of `accepted` that complete a TLS handshake.
+/// Each handshake runs on its own task, bounded in time and in number, so a
+/// client that stalls mid-handshake holds up nobody else.
 pub fn incoming(
-    listener: TcpListener,
+    mut accepted: tokio_stream::wrappers::ReceiverStream<std::io::Result<Tracked<TcpStream>>>,
     config: Arc<ServerConfig>,
-    keepalive: Option<Duration>,
     stop: CancellationToken,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<Tracked<TcpStream>>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
-            let accepted = tokio::select! {
+            let next = tokio::select! {
                 () = stop.cancelled() => return,
-                accepted = listener.accept() => accepted,
+                next = tokio_stream::StreamExt::next(&mut accepted) => next,
             };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of descriptors and the like: pause, do not spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            let stream = match next {
+                Some(Ok(stream)) => stream,
+                Some(Err(_)) => continue,
+                None => return,
             };
-            crate::startup::tune_socket(&stream, keepalive);
+            let peer = stream.get_ref().peer_addr().ok();
             let Ok(permit) = permits.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "too many TLS handshakes in progress; closing the connection");
+                tracing::warn!(
+                    ?peer,
+                    "too many TLS handshakes in progress; closing the connection"
+                );
                 metrics::counter!("gatehouse_tls_handshakes_shed_total").increment(1);
                 drop(stream);
                 continue;
@@ -88,8 +88,8 @@ pub fn incoming(
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }
-                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    Ok(Err(error)) => tracing::debug!(?peer, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
                 }
             });
         }

@@ -8,10 +8,16 @@
 //! never a status of the other protocol. Verification and health checks,
 //! answered from memory, are not counted: a flood of logins waiting for
 //! argon2 must not stop `Verify`.
+//!
+//! A request takes its slot only once its body has arrived (up to
+//! [`BUFFERED_BODY_BYTES`]; a larger body is passed on as it streams), so
+//! clients that declare a body and send a byte of it cannot hold every slot
+//! while their bodies never come; the deadline covers the wait for it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -96,13 +102,85 @@ fn refuse(
     error.into_response()
 }
 
+/// Most of a request body read before the request takes its slot: more
+/// than any body the API accepts (the HTTP body limit, gRPC's 4 MiB message).
+pub const BUFFERED_BODY_BYTES: usize = 4 << 20 | 64 << 10;
+
+/// Reads `body` until it ends or [`BUFFERED_BODY_BYTES`] have arrived, and
+/// returns a body that yields the same frames (trailers included), then
+/// whatever is left of the original.
+async fn arrived(body: Body) -> Body {
+    use futures::StreamExt as _;
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut frames = Vec::new();
+    let mut bytes = 0;
+    let ended = loop {
+        if bytes > BUFFERED_BODY_BYTES {
+            break false;
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                bytes += frame.data_ref().map_or(0, |d| d.len());
+                frames.push(Ok(frame));
+            }
+            Some(Err(error)) => {
+                frames.push(Err(error));
+                break true;
+            }
+            None => break true,
+        }
+    };
+    let read = futures::stream::iter(frames);
+    if ended {
+        Body::new(http_body_util::StreamBody::new(read))
+    } else {
+        let rest = http_body_util::BodyStream::new(body);
+        Body::new(http_body_util::StreamBody::new(read.chain(rest)))
+    }
+}
+
 /// Middleware: sheds a request beyond the concurrency limit and answers one
 /// that passes its deadline.
 pub async fn enforce(State(limits): State<Limits>, request: Request, next: Next) -> Response {
     let grpc = is_grpc(&request);
     let counted = !answered_from_memory(request.uri().path());
-    let _permit = match limits.concurrent.as_ref().filter(|_| counted) {
-        Some(semaphore) => match semaphore.clone().try_acquire_owned() {
+    let deadline = grpc_timeout(&request).map_or(limits.deadline, |t| t.min(limits.deadline));
+    let semaphore = limits.concurrent.clone().filter(|_| counted);
+    let answer = async move {
+        let request = match semaphore {
+            Some(_) => {
+                let (parts, body) = request.into_parts();
+                Request::from_parts(parts, arrived(body).await)
+            }
+            None => request,
+        };
+        take_slot(semaphore, grpc, request, next).await
+    };
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("gatehouse_requests_timed_out_total").increment(1);
+            refuse(
+                grpc,
+                tonic::Code::DeadlineExceeded,
+                StatusCode::GATEWAY_TIMEOUT,
+                "the request took longer than the server's deadline",
+                "DEADLINE_EXCEEDED",
+            )
+        }
+    }
+}
+
+/// Runs `request` holding a slot of `semaphore` (if any), or sheds it.
+async fn take_slot(
+    semaphore: Option<Arc<Semaphore>>,
+    grpc: bool,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _permit = match semaphore {
+        Some(semaphore) => match semaphore.try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
                 metrics::counter!("gatehouse_requests_shed_total").increment(1);
@@ -117,20 +195,7 @@ pub async fn enforce(State(limits): State<Limits>, request: Request, next: Next)
         },
         None => None,
     };
-    let deadline = grpc_timeout(&request).map_or(limits.deadline, |t| t.min(limits.deadline));
-    match tokio::time::timeout(deadline, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            metrics::counter!("gatehouse_requests_timed_out_total").increment(1);
-            refuse(
-                grpc,
-                tonic::Code::DeadlineExceeded,
-                StatusCode::GATEWAY_TIMEOUT,
-                "the request took longer than the server's deadline",
-                "DEADLINE_EXCEEDED",
-            )
-        }
-    }
+    next.run(request).await
 }
 
 #[cfg(test)]

@@ -27,6 +27,15 @@ impl Decider {
         self.follower.lag() <= self.max_staleness
     }
 
+    /// Whether key usage is being recorded: not when every flush has failed
+    /// for longer than the staleness bound (the audit is going blind).
+    pub fn records_usage(&self) -> bool {
+        self.verifier
+            .usage()
+            .and_then(|usage| usage.failing_for())
+            .is_none_or(|failing| failing <= self.max_staleness)
+    }
+
     /// Decides, and counts the outcome by result and reason. `caller` (an
     /// address) goes into the key's usage summary.
     pub async fn decide(

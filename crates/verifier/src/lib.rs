@@ -14,17 +14,19 @@
 //!   per key per interval;
 //! - [`decide`]: [`Decider`] — the decision every transport serves (one
 //!   catch-up for an unknown key, outcomes counted);
-//! - [`routes`]: the ext_authz route policy (scopes by method and normalised path).
+//! - [`routes`]: the route policy (scopes by method and normalised path),
+//!   re-exported from the domain, where the one rule lives.
 //!
 //! No transport lives here: gRPC, Envoy and HTTP adapters are in `gatehouse-transport`.
 
 pub mod decide;
 pub mod follower;
 pub mod index;
-pub mod routes;
 pub mod snapshot;
 pub mod usage;
 pub mod verify;
+
+pub use gatehouse_domain::routes;
 
 pub use decide::Decider;
 pub use follower::Follower;

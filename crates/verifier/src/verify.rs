@@ -125,6 +125,11 @@ impl Verifier {
         self
     }
 
+    /// Where key uses are counted, if anywhere.
+    pub fn usage(&self) -> Option<&Arc<UsageRecorder>> {
+        self.usage.as_ref()
+    }
+
     /// Decides from memory.
     pub fn verify(
         &self,

@@ -138,6 +138,7 @@ async fn guard(env: Env) {
 
     let layer = GuardLayer::new(gatehouse.channel().await)
         .routes(routes())
+        .unwrap()
         .deadline(Duration::from_secs(2));
     let service = axum_service(layer.clone()).await;
     let grpc = tonic_service(layer).await;
@@ -341,6 +342,7 @@ async fn guard(env: Env) {
                 .connect_lazy(),
         )
         .routes(routes())
+        .unwrap()
         .deadline(Duration::from_millis(300)),
     )
     .await;
@@ -355,11 +357,12 @@ async fn guard(env: Env) {
 
     // Gatehouse down: fail closed by default (503), open when chosen.
     let nowhere = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-    let closed = axum_service(GuardLayer::new(nowhere.clone()).routes(routes())).await;
+    let closed = axum_service(GuardLayer::new(nowhere.clone()).routes(routes()).unwrap()).await;
     let (status, _, body) = call(http.get(format!("{closed}/keys")).bearer_auth(&admin)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["reason"], "AUTH_UNAVAILABLE");
-    let grpc_closed = tonic_service(GuardLayer::new(nowhere.clone()).routes(routes())).await;
+    let grpc_closed =
+        tonic_service(GuardLayer::new(nowhere.clone()).routes(routes()).unwrap()).await;
     let denied = health(&grpc_closed, Some(&admin)).await.unwrap_err();
     assert_eq!(denied.code(), Code::Unavailable);
     let open = axum::Router::new()
@@ -376,6 +379,7 @@ async fn guard(env: Env) {
         .layer(
             GuardLayer::new(nowhere)
                 .routes(routes())
+                .unwrap()
                 .when_unavailable(WhenUnavailable::FailOpen),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

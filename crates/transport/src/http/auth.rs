@@ -296,6 +296,11 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Probe>, ApiErr
     {
         return Err(unavailable("the verifier has not read the log recently"));
     }
+    if let Some(decider) = &state.decider
+        && !decider.records_usage()
+    {
+        return Err(unavailable("the verifier cannot record key usage"));
+    }
     Ok(Json(Probe { status: "ready" }))
 }
 
