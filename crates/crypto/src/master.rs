@@ -54,6 +54,11 @@ impl MasterKey {
 
     /// Reads the key file, or creates it (0600) if it does not exist. Returns
     /// whether it was created.
+    ///
+    /// Safe when several processes start at once on one fresh data
+    /// directory: the key is written whole to a file of its own and linked
+    /// into place, which fails if another process linked first; that one's
+    /// key is then read. No process ever reads a half-written key.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), CryptoError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Ok((Self::from_base64(&text)?, false)),
@@ -68,22 +73,48 @@ impl MasterKey {
                         .map_err(|e| CryptoError::MasterKey(e.to_string()))?;
                 }
                 let encoded = Self::generate_base64()?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|e| {
-                    CryptoError::MasterKey(format!("cannot create {}: {e}", path.display()))
-                })?;
-                file.write_all(encoded.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| CryptoError::MasterKey(e.to_string()))?;
-                Ok((Self::from_base64(&encoded)?, true))
+                if Self::create_whole(path, &encoded)? {
+                    Ok((Self::from_base64(&encoded)?, true))
+                } else {
+                    // Another process created it first: use that one.
+                    Self::load_or_create(path)
+                }
             }
             Err(e) => Err(CryptoError::MasterKey(format!(
                 "cannot read {}: {e}",
                 path.display()
             ))),
+        }
+    }
+
+    /// Writes `encoded` to a private temporary file beside `path` and links it
+    /// to `path`; `false` if `path` already exists.
+    fn create_whole(path: &Path, encoded: &str) -> Result<bool, CryptoError> {
+        let fail = |e: std::io::Error| {
+            CryptoError::MasterKey(format!("cannot create {}: {e}", path.display()))
+        };
+        let mut temp = path.as_os_str().to_owned();
+        let nonce: [u8; 8] = crate::random::bytes()?;
+        temp.push(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            u64::from_le_bytes(nonce)
+        ));
+        let temp = std::path::PathBuf::from(temp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options.open(&temp).and_then(|mut file| {
+            file.write_all(encoded.as_bytes())?;
+            file.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(fail(e)),
         }
     }
 

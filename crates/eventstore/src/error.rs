@@ -36,7 +36,7 @@ pub enum StoreError {
     SnapshotTooLarge { name: String },
     #[error("could not serialize event: {0}")]
     Serialize(#[source] serde_json::Error),
-    #[error("could not create the data directory: {0}")]
+    #[error("data directory: {0}")]
     DataDir(#[source] std::io::Error),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -71,7 +71,8 @@ impl StoreError {
 
     /// True when the database could not be reached, before any statement of
     /// the call ran: no connection from the pool in time, a closed pool, a
-    /// server refusing connections (SQLSTATE 08001/08004, 53300, 57P03), or
+    /// server refusing connections (SQLSTATE 08001/08004, 53300, 57P03, and
+    /// 55000, 3D000, 28000, 28P01 when connecting), or
     /// SQLite's write lock held. Nothing was written, so the caller may retry
     /// (UNAVAILABLE). An error *during* a statement or a commit (a dropped
     /// connection) is not one of these: the write may have landed, and a
@@ -85,7 +86,23 @@ impl StoreError {
             sqlx::Error::Database(db) => db.code().is_some_and(|code| {
                 matches!(
                     code.as_ref(),
-                    "08001" | "08004" | "53300" | "57P03" | "5" | "261" | "517" | "773"
+                    // Cannot connect, refused, too many connections,
+                    // starting up; the database not accepting connections
+                    // (ALLOW_CONNECTIONS false), missing, or the login
+                    // refused — outages of the deployment, never of the
+                    // request; SQLite busy and locked.
+                    "08001"
+                        | "08004"
+                        | "53300"
+                        | "57P03"
+                        | "55000"
+                        | "3D000"
+                        | "28000"
+                        | "28P01"
+                        | "5"
+                        | "261"
+                        | "517"
+                        | "773"
                 )
             }),
             _ => false,

@@ -81,7 +81,15 @@ struct Inner {
     poll_interval: Duration,
     /// Keeps the Postgres `LISTEN` task alive exactly as long as the store.
     _listener: Option<AbortOnDrop>,
+    /// How far each reader of this process (its verifier) has applied the
+    /// log: an append returns once every one has applied it, so a call that
+    /// revoked a key returns only when this process refuses it.
+    local_readers: std::sync::Mutex<Vec<watch::Receiver<u64>>>,
 }
+
+/// Longest an append waits for this process's readers to apply it; past
+/// it the append returns anyway (the propagation bound then applies).
+const LOCAL_READERS_WAIT: Duration = Duration::from_secs(1);
 
 pub(crate) enum Backend {
     Postgres {
@@ -94,6 +102,9 @@ pub(crate) enum Backend {
         /// in `SQLITE_BUSY` retries keeps appends fair.
         writer: SqlitePool,
         reader: SqlitePool,
+        /// The database file, whose lock file serialises migrations across
+        /// processes; `None` in memory.
+        path: Option<std::path::PathBuf>,
     },
 }
 
@@ -188,6 +199,7 @@ impl EventStore {
                 changes,
                 poll_interval: options.poll_interval,
                 _listener: Some(AbortOnDrop(listener)),
+                local_readers: Default::default(),
             }),
         })
     }
@@ -216,10 +228,15 @@ impl EventStore {
         let (changes, _) = watch::channel(0);
         Ok(Self {
             inner: Arc::new(Inner {
-                backend: Backend::Sqlite { writer, reader },
+                backend: Backend::Sqlite {
+                    writer,
+                    reader,
+                    path: is_plain_file(path).then(|| path.to_path_buf()),
+                },
                 changes,
                 poll_interval: options.poll_interval,
                 _listener: None,
+                local_readers: Default::default(),
             }),
         })
     }
@@ -233,11 +250,19 @@ impl EventStore {
     }
 
     /// Applies the schema migrations of this backend. Safe to run from several
-    /// processes at once (sqlx takes a lock).
+    /// processes at once: on Postgres sqlx takes an advisory lock; on SQLite,
+    /// where sqlx takes none, an exclusive lock on `<database>.migrate.lock`
+    /// makes the others wait and then find the schema applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.inner.backend {
             Backend::Postgres { pool, .. } => PG_MIGRATOR.run(pool).await?,
-            Backend::Sqlite { writer, .. } => SQLITE_MIGRATOR.run(writer).await?,
+            Backend::Sqlite { writer, path, .. } => {
+                let _lock = match path {
+                    Some(path) => Some(lock_file(path).await.map_err(StoreError::DataDir)?),
+                    None => None,
+                };
+                SQLITE_MIGRATOR.run(writer).await?;
+            }
         }
         Ok(())
     }
@@ -260,6 +285,47 @@ impl EventStore {
     /// stream's expectation is checked as in [`EventStore::append`]; one
     /// failure writes nothing (e.g. a user and the claim on their username).
     pub async fn append_all(
+        &self,
+        batches: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let results = self.append_unseen(batches).await?;
+        if let Some(last) = results.iter().map(|r| r.last_position).max() {
+            self.wait_for_local_readers(last).await;
+        }
+        Ok(results)
+    }
+
+    /// Registers a reader of this process (a verifier's index) by the
+    /// position it has applied; appends wait for it (see `local_readers`).
+    pub fn register_local_reader(&self, applied: watch::Receiver<u64>) {
+        if let Ok(mut readers) = self.inner.local_readers.lock() {
+            readers.push(applied);
+        }
+    }
+
+    /// Waits (bounded) until every local reader has applied `position`.
+    async fn wait_for_local_readers(&self, position: Position) {
+        let readers: Vec<watch::Receiver<u64>> = match self.inner.local_readers.lock() {
+            Ok(readers) => readers.clone(),
+            Err(_) => return,
+        };
+        for mut reader in readers {
+            if *reader.borrow() >= position {
+                continue;
+            }
+            let reached = tokio::time::timeout(
+                LOCAL_READERS_WAIT,
+                reader.wait_for(|applied| *applied >= position),
+            )
+            .await;
+            if reached.is_err() {
+                tracing::debug!(position, "a local reader did not apply an append in time");
+            }
+        }
+    }
+
+    /// [`EventStore::append_all`] without waiting for local readers.
+    async fn append_unseen(
         &self,
         batches: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<AppendResult>, StoreError> {
@@ -522,7 +588,7 @@ impl EventStore {
     pub async fn close(&self) {
         match &self.inner.backend {
             Backend::Postgres { pool, .. } => pool.close().await,
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 writer.close().await;
                 reader.close().await;
             }
@@ -827,15 +893,40 @@ async fn listen_for_appends(pool: PgPool, changes: watch::Sender<u64>) {
     }
 }
 
+/// Whether `path` names a file (not an in-memory database or a URI with
+/// parameters).
+fn is_plain_file(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    !(name.starts_with(":memory:") || name.contains('?') || name.starts_with("file:"))
+}
+
+/// Takes an exclusive lock on `<path>.migrate.lock` (created 0600), waiting
+/// for another process that holds it; released when the file is dropped.
+async fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".migrate.lock");
+    let lock = std::path::PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&lock)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 /// Creates `path` (and its missing directories) readable by its owner only:
 /// directories 0700, the file 0600. An existing database file, or its WAL
 /// and shared-memory files, that others may read is tightened to 0600 —
 /// SQLite gives the files it creates the database file's mode. An existing
-/// directory is left alone (it may be the working directory).
+/// directory is not changed (it may be the working directory), but one that
+/// others may write to is refused: they could swap the files in it.
 fn private_file(path: &Path) -> std::io::Result<()> {
-    // An in-memory database or a URI with parameters is no plain file.
-    let name = path.to_string_lossy();
-    if name.starts_with(":memory:") || name.contains('?') || name.starts_with("file:") {
+    if !is_plain_file(path) {
         return Ok(());
     }
     if let Some(dir) = path
@@ -847,6 +938,21 @@ fn private_file(path: &Path) -> std::io::Result<()> {
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir)?;
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is writable by other users (mode {:o}), who could replace the database or the master key in it; make it private (chmod 700) or choose another directory",
+                    dir.display(),
+                    mode & 0o7777
+                ),
+            ));
+        }
     }
     if !path.exists() {
         let mut options = std::fs::OpenOptions::new();

@@ -595,7 +595,11 @@ impl Issuer {
                 now,
             )
             .await;
-        attempt.settle();
+        let correct = user.is_some() && matches!(matched, Ok(true));
+        if let Err(error) = attempt.settle(correct).await {
+            // The password was right: clearing the counter is best effort.
+            tracing::warn!(%error, "could not clear the login throttle after a success");
+        }
         let matched = matched?;
         let (user, mut user_version) = match (user, matched) {
             (Some(found), true) => found,
@@ -691,15 +695,6 @@ impl Issuer {
                 }
                 Err(other) => return Err(other.into()),
             }
-        }
-        // The session is committed: clearing the counter is best effort, so
-        // the caller is never told "failed" about a login that happened.
-        if let Err(error) = self
-            .throttle
-            .succeeded(username, ctx.client_address.as_deref())
-            .await
-        {
-            tracing::warn!(%error, "could not clear the login throttle after a success");
         }
         Ok(LoginResult {
             tokens: TokenPair {
@@ -848,14 +843,11 @@ impl Issuer {
                 now,
             )
             .await;
-        attempt.settle();
+        attempt.settle(matches!(matched, Ok(true))).await?;
         let matched = matched?;
         if !matched {
             return Err(IssuerError::WrongPassword);
         }
-        self.throttle
-            .succeeded(&username, ctx.client_address.as_deref())
-            .await?;
         let new_hash = self.hasher.hash(new_password).await?;
         let actor = Some(user.id.to_string());
         let (mut user, mut version) = (user, version);

@@ -46,9 +46,20 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// The password was checked: the attempt counts as it is.
-    pub fn settle(mut self) {
-        self.pending = None;
+    /// The password was checked. A wrong one counts as it is; a right one
+    /// clears the counters (see [`Throttle::succeeded`]) on a task of its
+    /// own, so a caller that leaves from here on (a deadline, a reset) cannot
+    /// turn a correct password into a counted failure.
+    pub async fn settle(mut self, correct: bool) -> Result<(), IssuerError> {
+        let Some((throttle, username, address)) = self.pending.take() else {
+            return Ok(());
+        };
+        if !correct {
+            return Ok(());
+        }
+        tokio::spawn(async move { throttle.succeeded(&username, address.as_deref()).await })
+            .await
+            .map_err(|e| IssuerError::Internal(format!("the throttle's task failed: {e}")))?
     }
 }
 

@@ -111,6 +111,8 @@ impl Follower {
         );
         let mut subscription = store.subscribe(next).await?;
         let (applied, _) = watch::channel(next - 1);
+        // This process's own appends return once the index has them.
+        store.register_local_reader(applied.subscribe());
         let follower = Arc::new(Self {
             store,
             index,

@@ -8,6 +8,7 @@ mod config;
 mod console;
 mod faults;
 mod guard;
+mod hardening;
 mod hostile;
 mod http;
 mod interop;
