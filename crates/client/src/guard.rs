@@ -28,8 +28,9 @@ pub struct Principal {
 }
 
 /// Which scopes each route needs: `METHOD /prefix → scopes`, decided by
-/// Gatehouse's one route policy (the same as ext_authz's): the longest
-/// whole-segment prefix of the normalised path (ignoring ASCII case) wins,
+/// Gatehouse's one route policy (the same as ext_authz's) on the path as the
+/// service's router sees it: the longest whole-segment prefix (ignoring
+/// ASCII case) wins,
 /// then a rule for the request's method beats one for any method; a route
 /// no rule matches needs a valid credential and no scope. Two rules for one
 /// method and prefix are refused by [`GuardLayer::routes`].
@@ -267,7 +268,8 @@ impl Guard {
         path: &str,
         authorization: Option<&HeaderValue>,
     ) -> Result<Option<Principal>, Denial> {
-        let scopes = match self.routes.decide(method.as_str(), path) {
+        // The path as the service's router sees it (axum matches raw paths).
+        let scopes = match self.routes.decide_literal(method.as_str(), path) {
             RouteDecision::Require(scopes) => scopes,
             // Unmatched is the policy's answer only when it denies them,
             // which a guard's never does; answer it as unsafe all the same.
@@ -428,7 +430,11 @@ mod tests {
     use super::*;
 
     fn scopes_for(routes: &RouteScopes, method: &Method, path: &str) -> Vec<String> {
-        match routes.policy().unwrap().decide(method.as_str(), path) {
+        match routes
+            .policy()
+            .unwrap()
+            .decide_literal(method.as_str(), path)
+        {
             RouteDecision::Require(scopes) => scopes,
             other => panic!("{other:?}"),
         }
@@ -465,7 +471,7 @@ mod tests {
         assert_eq!(
             scopes_for(&routes, &Method::POST, "/claws/../claws/1"),
             ["claws:write"],
-            "paths are normalised as ext_authz normalises them"
+            "dot segments do not route around a rule"
         );
         let open = RouteScopes::new().route(None, "/api", ["api:read"]).route(
             None,

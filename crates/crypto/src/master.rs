@@ -109,12 +109,30 @@ impl MasterKey {
             file.write_all(encoded.as_bytes())?;
             file.sync_all()
         });
-        let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+        written.map_err(fail)?;
+        let linked = std::fs::hard_link(&temp, path);
         let _ = std::fs::remove_file(&temp);
         match linked {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(fail(e)),
+            // A filesystem without hard links (FAT, some network mounts):
+            // create it in place, as exclusive as the filesystem allows.
+            Err(_) => {
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                match options.open(path) {
+                    Ok(mut file) => {
+                        file.write_all(encoded.as_bytes())
+                            .and_then(|()| file.sync_all())
+                            .map_err(fail)?;
+                        Ok(true)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(fail(e)),
+                }
+            }
         }
     }
 

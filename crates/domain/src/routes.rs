@@ -173,7 +173,20 @@ impl RoutePolicy {
         let Some(path) = normalize_path(path) else {
             return RouteDecision::Unsafe;
         };
-        let path = path.to_ascii_lowercase();
+        self.choose(method, &path.to_ascii_lowercase())
+    }
+
+    /// Decides on the path as it is (query dropped, ASCII case ignored), not
+    /// normalised: for a guard in front of a router that matches raw paths
+    /// (axum does), where `/claws/..` reaches the `/claws/{id}` handler and
+    /// so must meet the `/claws` rule, not the root's.
+    pub fn decide_literal(&self, method: &str, path: &str) -> RouteDecision {
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        self.choose(method, &path.to_ascii_lowercase())
+    }
+
+    /// The rule for `path` (already as rules are compared).
+    fn choose(&self, method: &str, path: &str) -> RouteDecision {
         let under = |prefix: &str| {
             prefix.is_empty()
                 || path == prefix
@@ -438,6 +451,29 @@ mod tests {
         .unwrap();
         assert_eq!(policy.decide("HEAD", "/x"), require(&["x:read"]));
         assert_eq!(policy.decide("GET", "/x"), require(&["x:write"]));
+    }
+
+    #[test]
+    fn a_literal_decision_matches_the_path_as_a_router_sees_it() {
+        let policy = RoutePolicy::new(
+            Route::parse_table("* /claws claws:read; POST /claws claws:write").unwrap(),
+            false,
+        )
+        .unwrap();
+        // A raw router sends `/claws/..` to `/claws/{id}`: the rule holds.
+        assert_eq!(
+            policy.decide_literal("GET", "/claws/.."),
+            require(&["claws:read"])
+        );
+        assert_eq!(
+            policy.decide_literal("GET", "/claws/%2e%2e"),
+            require(&["claws:read"])
+        );
+        assert_eq!(
+            policy.decide_literal("POST", "/Claws/1?x=1"),
+            require(&["claws:write"])
+        );
+        assert_eq!(policy.decide_literal("GET", "/clawsx"), require(&[]));
     }
 
     #[test]

@@ -82,14 +82,17 @@ struct Inner {
     /// Keeps the Postgres `LISTEN` task alive exactly as long as the store.
     _listener: Option<AbortOnDrop>,
     /// How far each reader of this process (its verifier) has applied the
-    /// log: an append returns once every one has applied it, so a call that
-    /// revoked a key returns only when this process refuses it.
+    /// log, for [`EventStore::wait_for_local_readers`].
     local_readers: std::sync::Mutex<Vec<watch::Receiver<u64>>>,
+    /// The last write probe and whether it passed: probes run one at a time
+    /// and are reused for a second, so a flood of readiness checks cannot
+    /// queue ahead of real writes.
+    write_probe: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
-/// Longest an append waits for this process's readers to apply it; past
-/// it the append returns anyway (the propagation bound then applies).
-const LOCAL_READERS_WAIT: Duration = Duration::from_secs(1);
+/// Longest a revocation waits for this process's readers to apply it; past
+/// it the call returns anyway (the propagation bound then applies).
+const LOCAL_READERS_WAIT: Duration = Duration::from_millis(500);
 
 pub(crate) enum Backend {
     Postgres {
@@ -200,6 +203,7 @@ impl EventStore {
                 poll_interval: options.poll_interval,
                 _listener: Some(AbortOnDrop(listener)),
                 local_readers: Default::default(),
+                write_probe: Default::default(),
             }),
         })
     }
@@ -223,6 +227,7 @@ impl EventStore {
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
             .connect_with(connect)
             .await?;
         let (changes, _) = watch::channel(0);
@@ -237,6 +242,7 @@ impl EventStore {
                 poll_interval: options.poll_interval,
                 _listener: None,
                 local_readers: Default::default(),
+                write_probe: Default::default(),
             }),
         })
     }
@@ -288,29 +294,29 @@ impl EventStore {
         &self,
         batches: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
     ) -> Result<Vec<AppendResult>, StoreError> {
-        let results = self.append_unseen(batches).await?;
-        if let Some(last) = results.iter().map(|r| r.last_position).max() {
-            self.wait_for_local_readers(last).await;
-        }
-        Ok(results)
+        self.append_unseen(batches).await
     }
 
     /// Registers a reader of this process (a verifier's index) by the
-    /// position it has applied; appends wait for it (see `local_readers`).
+    /// position it has applied; a closed channel (the reader stopped) is
+    /// waited for no more.
     pub fn register_local_reader(&self, applied: watch::Receiver<u64>) {
         if let Ok(mut readers) = self.inner.local_readers.lock() {
             readers.push(applied);
         }
     }
 
-    /// Waits (bounded) until every local reader has applied `position`.
-    async fn wait_for_local_readers(&self, position: Position) {
+    /// Waits (bounded) until every local reader has applied `position`: a
+    /// call that revoked something returns only once this process refuses
+    /// it. Only revocations wait (a wait after the commit is time in which a
+    /// caller's deadline could answer a committed write with an error).
+    pub async fn wait_for_local_readers(&self, position: Position) {
         let readers: Vec<watch::Receiver<u64>> = match self.inner.local_readers.lock() {
             Ok(readers) => readers.clone(),
             Err(_) => return,
         };
         for mut reader in readers {
-            if *reader.borrow() >= position {
+            if *reader.borrow() >= position || reader.has_changed().is_err() {
                 continue;
             }
             let reached = tokio::time::timeout(
@@ -324,7 +330,7 @@ impl EventStore {
         }
     }
 
-    /// [`EventStore::append_all`] without waiting for local readers.
+    /// [`EventStore::append_all`]'s work.
     async fn append_unseen(
         &self,
         batches: Vec<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
@@ -562,6 +568,22 @@ impl EventStore {
     /// within `wait`. Readiness asks this, so a writer that cannot write
     /// shows as not ready instead of as a 500 on every write.
     pub async fn check_writable(&self, wait: Duration) -> Result<(), StoreError> {
+        let mut last = self.inner.write_probe.lock().await;
+        if let Some((at, passed)) = *last
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return if passed {
+                Ok(())
+            } else {
+                Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+            };
+        }
+        let outcome = self.probe_write(wait).await;
+        *last = Some((std::time::Instant::now(), outcome.is_ok()));
+        outcome
+    }
+
+    async fn probe_write(&self, wait: Duration) -> Result<(), StoreError> {
         let inner = self.inner.clone();
         let probe = detached(async move {
             match &inner.backend {
@@ -923,8 +945,9 @@ async fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
 /// directories 0700, the file 0600. An existing database file, or its WAL
 /// and shared-memory files, that others may read is tightened to 0600 —
 /// SQLite gives the files it creates the database file's mode. An existing
-/// directory is not changed (it may be the working directory), but one that
-/// others may write to is refused: they could swap the files in it.
+/// directory is kept as it is (it may be the working directory), except
+/// that others' write access to it is taken away (or, where this user
+/// cannot, a world-writable one is refused): they could swap its files.
 fn private_file(path: &Path) -> std::io::Result<()> {
     if !is_plain_file(path) {
         return Ok(());
@@ -944,14 +967,32 @@ fn private_file(path: &Path) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(dir)?.permissions().mode();
         if mode & 0o022 != 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "{} is writable by other users (mode {:o}), who could replace the database or the master key in it; make it private (chmod 700) or choose another directory",
-                    dir.display(),
-                    mode & 0o7777
+            // Others could replace the database or the master key in it:
+            // take their write access away, as the files' read access is.
+            let tightened = std::fs::Permissions::from_mode(mode & !0o022 & 0o7777);
+            match std::fs::set_permissions(dir, tightened) {
+                Ok(()) => tracing::warn!(
+                    path = %dir.display(),
+                    mode = format!("{:o}", mode & 0o7777),
+                    "others could write to the data directory; took their write access away"
                 ),
-            ));
+                // Not ours to change, and only a group may write (a volume
+                // shared through its group, as Kubernetes' fsGroup does).
+                Err(_) if mode & 0o002 == 0 => tracing::warn!(
+                    path = %dir.display(),
+                    "the data directory's group may write to it: its members could replace the database or the master key"
+                ),
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} is writable by other users (mode {:o}), who could replace the database or the master key in it, and cannot be made private by this user; use a directory of this user's (a subdirectory is created 0700)",
+                            dir.display(),
+                            mode & 0o7777
+                        ),
+                    ));
+                }
+            }
         }
     }
     if !path.exists() {

@@ -1019,7 +1019,12 @@ impl Issuer {
                 )
                 .await
             {
-                Ok(_) => {}
+                // The session's tokens are refused here before logout returns.
+                Ok(written) => {
+                    self.store
+                        .wait_for_local_readers(written.last_position)
+                        .await
+                }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     return Box::pin(self.logout(token, ctx)).await;
                 }

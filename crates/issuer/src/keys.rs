@@ -425,7 +425,12 @@ impl Issuer {
             )];
             batch.extend(also.clone());
             match self.store().append_all(batch).await {
-                Ok(_) => {
+                Ok(written) => {
+                    // Revoked, rotated away or deleted: refused by this
+                    // process's verifier before the caller hears back.
+                    if let Some(last) = written.iter().map(|w| w.last_position).max() {
+                        self.store().wait_for_local_readers(last).await;
+                    }
                     let mut changed = Some(key);
                     for event in &events {
                         ApiKey::apply(&mut changed, event);

@@ -11,8 +11,7 @@
 //! - [`Tracked`]: a stream that fails its reads once it has been silent too
 //!   long (first byte, idle) or evicted, and frees its slot when dropped;
 //! - at the cap, a new connection takes the slot of the oldest one that has
-//!   not sent a byte yet, or else of the longest idle one (as nginx reuses
-//!   idle keep-alive connections when it runs out); with neither, the new one
+//!   not sent a byte yet (it has nothing in flight); with none, the new one
 //!   is closed at once.
 
 use std::collections::HashMap;
@@ -39,9 +38,6 @@ pub struct ConnectionLimits {
     /// Longest a connection may go without a byte either way.
     pub idle: Duration,
 }
-
-/// A connection idle this long may give its slot to a new one at the cap.
-const EVICTABLE_IDLE: Duration = Duration::from_secs(5);
 
 /// Descriptors kept free for the database, files and the like: a quarter of
 /// the limit, at most 1,024.
@@ -93,19 +89,15 @@ impl Shared {
         let now = self.now_ms();
         let mut open = self.open.lock().ok()?;
         if open.len() >= self.limits.max_connections {
-            let idle_ms = u64::try_from(EVICTABLE_IDLE.as_millis()).unwrap_or(u64::MAX);
-            // The oldest silent connection, else the longest idle one.
+            // The oldest connection that has not sent a byte. One that has
+            // spoke may have a call in flight (or a live tail), and an
+            // attacker could otherwise push real clients out one by one.
             let victim = open
                 .iter()
-                .filter(|(_, s)| !s.evicted.load(Ordering::Relaxed))
-                .filter_map(|(id, s)| {
-                    if !s.spoke.load(Ordering::Relaxed) {
-                        Some(((0, s.accepted_ms), *id))
-                    } else {
-                        let last = s.last_activity_ms.load(Ordering::Relaxed);
-                        (now.saturating_sub(last) >= idle_ms).then_some(((1, last), *id))
-                    }
+                .filter(|(_, s)| {
+                    !s.evicted.load(Ordering::Relaxed) && !s.spoke.load(Ordering::Relaxed)
                 })
+                .map(|(id, s)| (s.accepted_ms, *id))
                 .min()
                 .map(|(_, id)| id)?;
             if let Some(state) = open.remove(&victim) {

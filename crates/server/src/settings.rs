@@ -184,8 +184,8 @@ pub struct ServeArgs {
     pub http2_keepalive_secs: u64,
 
     /// Connections open at once on the port; beyond it a new connection
-    /// takes the slot of one that has not sent a byte yet or has been idle
-    /// for 5 s, or else is closed at once. Default: the descriptor limit
+    /// takes the slot of one that has not sent a byte yet, or else is closed
+    /// at once. Default: the descriptor limit
     /// (raised to its hard limit at start-up) less a quarter of it, at most
     /// 1,024, kept for the database and files.
     #[arg(long, env = "GATEHOUSE_MAX_CONNECTIONS")]

@@ -12,7 +12,9 @@
 //! A request takes its slot only once its body has arrived (up to
 //! [`BUFFERED_BODY_BYTES`]; a larger body is passed on as it streams), so
 //! clients that declare a body and send a byte of it cannot hold every slot
-//! while their bodies never come; the deadline covers the wait for it.
+//! while their bodies never come; the deadline covers the wait for it. At
+//! most [`BUFFERING`] requests wait for their bodies at once (a bound on the
+//! memory they hold); beyond them a request takes its slot first, as before.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub struct Limits {
     /// Longest a request may take to produce its response's head (a stream
     /// such as a live tail then runs on).
     pub deadline: Duration,
+    /// Requests reading their bodies before taking a slot.
+    pub buffering: Arc<Semaphore>,
 }
 
 impl Limits {
@@ -41,6 +45,7 @@ impl Limits {
         Self {
             concurrent: (max_concurrent > 0).then(|| Arc::new(Semaphore::new(max_concurrent))),
             deadline,
+            buffering: Arc::new(Semaphore::new(BUFFERING)),
         }
     }
 }
@@ -102,9 +107,12 @@ fn refuse(
     error.into_response()
 }
 
-/// Most of a request body read before the request takes its slot: more
-/// than any body the API accepts (the HTTP body limit, gRPC's 4 MiB message).
-pub const BUFFERED_BODY_BYTES: usize = 4 << 20 | 64 << 10;
+/// Most of a request body read before the request takes its slot: far more
+/// than the API's own bodies (a login, a key) need; a larger one streams on.
+pub const BUFFERED_BODY_BYTES: usize = 64 << 10;
+/// Requests reading their bodies at once before taking a slot: with
+/// [`BUFFERED_BODY_BYTES`] each, at most 64 MiB held.
+pub const BUFFERING: usize = 1024;
 
 /// Reads `body` until it ends or [`BUFFERED_BODY_BYTES`] have arrived, and
 /// returns a body that yields the same frames (trailers included), then
@@ -131,6 +139,24 @@ async fn arrived(body: Body) -> Body {
             None => break true,
         }
     };
+    let only_data = frames
+        .iter()
+        .all(|frame| frame.as_ref().is_ok_and(|f| f.is_data()));
+    if ended && only_data {
+        // Whole and plain: one buffer, whose exact size the handlers see (an
+        // empty body stays empty, as extractors that allow one expect).
+        let mut whole = Vec::with_capacity(bytes);
+        for frame in frames.into_iter().flatten() {
+            if let Ok(data) = frame.into_data() {
+                whole.extend_from_slice(&data);
+            }
+        }
+        return if whole.is_empty() {
+            Body::empty()
+        } else {
+            Body::from(whole)
+        };
+    }
     let read = futures::stream::iter(frames);
     if ended {
         Body::new(http_body_util::StreamBody::new(read))
@@ -148,8 +174,11 @@ pub async fn enforce(State(limits): State<Limits>, request: Request, next: Next)
     let deadline = grpc_timeout(&request).map_or(limits.deadline, |t| t.min(limits.deadline));
     let semaphore = limits.concurrent.clone().filter(|_| counted);
     let answer = async move {
-        let request = match semaphore {
-            Some(_) => {
+        let reading = semaphore
+            .as_ref()
+            .and_then(|_| limits.buffering.clone().try_acquire_owned().ok());
+        let request = match reading {
+            Some(_reading) => {
                 let (parts, body) = request.into_parts();
                 Request::from_parts(parts, arrived(body).await)
             }

@@ -28,7 +28,8 @@ impl Decider {
     }
 
     /// Whether key usage is being recorded: not when every flush has failed
-    /// for longer than the staleness bound (the audit is going blind).
+    /// for longer than the staleness bound (the audit is going blind;
+    /// readiness says so, and `gatehouse_usage_flush_failing` is 1).
     pub fn records_usage(&self) -> bool {
         self.verifier
             .usage()

@@ -111,8 +111,10 @@ impl Follower {
         );
         let mut subscription = store.subscribe(next).await?;
         let (applied, _) = watch::channel(next - 1);
-        // This process's own appends return once the index has them.
-        store.register_local_reader(applied.subscribe());
+        // This process's revocations return once the index has them; the
+        // tail task owns the sender, so a stopped tail is waited for no more.
+        let (local, local_reader) = watch::channel(next - 1);
+        store.register_local_reader(local_reader);
         let follower = Arc::new(Self {
             store,
             index,
@@ -142,6 +144,7 @@ impl Follower {
                             index.apply(&event);
                         }
                         tail.applied.send_replace(position);
+                        local.send_replace(position);
                         since_snapshot += 1;
                         if tail.snapshot_due(since_snapshot) {
                             tail.snapshot().await;

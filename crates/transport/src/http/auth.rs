@@ -271,7 +271,10 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Ap
     responses((status = 200, body = Probe)),
 )]
 pub async fn healthz() -> Json<Probe> {
-    Json(Probe { status: "ok" })
+    Json(Probe {
+        status: "ok",
+        warnings: Vec::new(),
+    })
 }
 
 /// Readiness: the event log answers and, on a verifier, the index is fresh.
@@ -296,12 +299,18 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Probe>, ApiErr
     {
         return Err(unavailable("the verifier has not read the log recently"));
     }
+    // Usage that cannot be recorded is said, not made an outage: pulling
+    // every verifier out of rotation would stop verification for an audit gap.
+    let mut warnings = Vec::new();
     if let Some(decider) = &state.decider
         && !decider.records_usage()
     {
-        return Err(unavailable("the verifier cannot record key usage"));
+        warnings.push("the verifier cannot record key usage");
     }
-    Ok(Json(Probe { status: "ready" }))
+    Ok(Json(Probe {
+        status: "ready",
+        warnings,
+    }))
 }
 
 /// Where the keys and token endpoints are. `issuer` is exactly the `iss` of

@@ -318,6 +318,10 @@ pub struct Discovery {
 pub struct Probe {
     /// `ok` (alive) or `ready`.
     pub status: &'static str,
+    /// What works less than it should without making the process unready
+    /// (e.g. key usage that cannot be recorded); absent when nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
