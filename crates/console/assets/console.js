@@ -771,7 +771,7 @@ async function streamOnce(me) {
       const event = parseEvent(block);
       if (event.event === 'activity') {
         addEntry(JSON.parse(event.data));
-        if (event.id) me.last = Number(event.id);
+        if (event.id) me.last = event.id;
       } else if (event.event === 'error') {
         const body = JSON.parse(event.data || 'null');
         throw new ApiError(body ? body.statusCode : 500, body);
@@ -828,19 +828,19 @@ function actor(entry) {
 
 function addEntry(entry) {
   const list = $('activity');
-  if (list.querySelector(`[data-position="${Number(entry.position)}"]`)) return;
+  // Cursors are opaque, and the same for an entry each time it comes.
+  if ([...list.children].some((other) => other.dataset.cursor === entry.cursor)) return;
   const item = h(
     'li',
-    { 'data-position': Number(entry.position), 'data-kind': entry.kind },
+    { 'data-cursor': entry.cursor, 'data-kind': entry.kind },
     when(entry.at),
     ' ',
     h('strong', {}, KINDS[entry.kind] || entry.kind),
     actor(entry),
     describe(entry) ? h('span', { class: 'details' }, describe(entry)) : null,
   );
-  // Newest first.
-  const after = [...list.children].find((other) => Number(other.dataset.position) < entry.position);
-  list.insertBefore(item, after || null);
+  // Entries arrive in log order (the history, then the tail): newest first.
+  list.insertBefore(item, list.firstChild);
   $('no-activity').hidden = true;
   // A lifecycle change also changes the key's row.
   if (entry.kind !== 'usage') loadKeysSoon();

@@ -8,14 +8,17 @@ use std::io::Write as _;
 use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::CryptoError;
 
 /// An AES-256-GCM key. `Debug` prints nothing of it.
 pub struct MasterKey {
     key: LessSafeKey,
+    /// Derives the synthetic nonces of [`MasterKey::seal_cursor`].
+    nonces: hmac::Key,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -42,8 +45,13 @@ impl MasterKey {
         }
         let key = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| CryptoError::MasterKey("rejected".into()))?;
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            b"gatehouse/cursor-nonce/v1",
+        );
         Ok(Self {
             key: LessSafeKey::new(key),
+            nonces: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
         })
     }
 
@@ -153,6 +161,55 @@ impl MasterKey {
         Ok(STANDARD.encode(out))
     }
 
+    /// An opaque cursor for `value` under `context` (say, a log position in
+    /// one account's activity): deterministic, so one entry always has the
+    /// same cursor, and revealing nothing of the value (AES-256-GCM with a
+    /// synthetic nonce, the HMAC of context and value, as SIV does), so
+    /// cursors cannot be subtracted to count what others wrote. URL-safe.
+    pub fn seal_cursor(&self, value: u64, context: &str) -> String {
+        let mut input = context.as_bytes().to_vec();
+        input.push(0);
+        input.extend_from_slice(&value.to_be_bytes());
+        let tag = hmac::sign(&self.nonces, &input);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&tag.as_ref()[..NONCE_LEN]);
+        let mut in_out = value.to_be_bytes().to_vec();
+        if self
+            .key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context.as_bytes()),
+                &mut in_out,
+            )
+            .is_err()
+        {
+            return String::new();
+        }
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&in_out);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    /// The value of a cursor [`MasterKey::seal_cursor`] made for `context`;
+    /// `None` for anything else (another context's cursor included).
+    pub fn open_cursor(&self, cursor: &str, context: &str) -> Option<u64> {
+        if cursor.len() > 64 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        if bytes.len() != NONCE_LEN + 8 + AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut in_out = sealed.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut in_out)
+            .ok()?;
+        Some(u64::from_be_bytes(plain.try_into().ok()?))
+    }
+
     /// Decrypts what [`MasterKey::seal`] produced with the same `context`.
     pub fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>, CryptoError> {
         let bytes = STANDARD.decode(sealed).map_err(|_| CryptoError::Unseal)?;
@@ -173,6 +230,23 @@ impl MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursors_are_stable_opaque_and_bound_to_their_context() {
+        let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+        let a = key.seal_cursor(41, "activity:a");
+        assert_eq!(a, key.seal_cursor(41, "activity:a"), "deterministic");
+        assert_ne!(a, key.seal_cursor(42, "activity:a"));
+        assert_ne!(a, key.seal_cursor(41, "activity:b"));
+        assert!(!a.contains("41") && a.len() < 64, "{a}");
+        assert_eq!(key.open_cursor(&a, "activity:a"), Some(41));
+        assert_eq!(key.open_cursor(&a, "activity:b"), None, "another context's");
+        let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        assert_eq!(other.open_cursor(&a, "activity:a"), None, "another key's");
+        for bad in ["", "41", "!!!", &"A".repeat(100), &a[..a.len() - 1]] {
+            assert_eq!(key.open_cursor(bad, "activity:a"), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn sealed_material_opens_only_with_the_same_key_and_context() {

@@ -295,7 +295,7 @@ fn kind(kind: i32) -> String {
 
 fn activity_json(a: &pb::KeyActivity) -> Value {
     json!({
-        "position": a.position,
+        "cursor": a.cursor,
         "occurred_at": time_text(&a.occurred_at),
         "key_id": a.key_id,
         "kind": kind(a.kind),
@@ -635,7 +635,6 @@ fn activity_row(a: &pb::KeyActivity) -> Vec<String> {
         None => a.reason.clone(),
     };
     vec![
-        a.position.to_string(),
         time_text(&a.occurred_at),
         a.key_id.clone(),
         kind(a.kind),
@@ -645,9 +644,7 @@ fn activity_row(a: &pb::KeyActivity) -> Vec<String> {
     ]
 }
 
-const ACTIVITY_HEADERS: [&str; 7] = [
-    "POSITION", "TIME", "KEY ID", "KIND", "ACTOR", "CLIENT", "DETAIL",
-];
+const ACTIVITY_HEADERS: [&str; 6] = ["TIME", "KEY ID", "KIND", "ACTOR", "CLIENT", "DETAIL"];
 
 /// `gatehouse activity`.
 pub async fn activity(conn: &Connection, args: ActivityArgs) -> Result<(), Failure> {

@@ -174,6 +174,13 @@ async fn broadcast_new(
     }
 }
 
+/// What an activity cursor is bound to: one account's log. Positions are
+/// global (every account's events move them), so a reader gets opaque
+/// cursors that are valid for its own account only.
+fn cursor_context(account: AccountId) -> String {
+    format!("activity:{account}")
+}
+
 /// Default and largest page of `ListKeyActivity`.
 pub const DEFAULT_PAGE_SIZE: i64 = 100;
 pub const MAX_PAGE_SIZE: i64 = 1000;
@@ -236,7 +243,7 @@ impl ActivityQuery {
 }
 
 impl Issuer {
-    /// A page of activity in log order; the page token is the last position.
+    /// A page of activity in log order; the page token is the cursor of its last entry.
     pub async fn list_activity(
         &self,
         principal: &Principal,
@@ -246,28 +253,20 @@ impl Issuer {
     ) -> Result<(Vec<ActivityRow>, String), IssuerError> {
         principal.require(scope::ACTIVITY_READ, query.account_id)?;
         let size = crate::flows::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-        let after = if page_token.is_empty() {
-            0
-        } else {
-            page_token
-                .parse::<i64>()
-                .ok()
-                .filter(|p| *p >= 0)
-                .ok_or_else(|| IssuerError::InvalidArgument("invalid page_token".into()))?
-        };
+        let after = self
+            .activity_position(query.account_id, page_token)
+            .ok_or_else(|| IssuerError::InvalidArgument("invalid page_token".into()))?;
         // Read your writes: whatever the log holds is in the answer.
         self.key_activity_runner().run_until_caught_up().await?;
         let mut rows: Vec<ActivityRow> =
             key_activity::list(self.store(), &query.filter(after), size + 1)
                 .await?
                 .into_iter()
-                .map(|row| query.redact(row))
+                .map(|row| self.for_reader(query, row))
                 .collect();
         let next = if rows.len() as i64 > size {
             rows.truncate(usize::try_from(size).unwrap_or(0));
-            rows.last()
-                .map(|r| r.position.to_string())
-                .unwrap_or_default()
+            rows.last().map(|r| r.cursor.clone()).unwrap_or_default()
         } else {
             String::new()
         };
@@ -288,9 +287,12 @@ impl Issuer {
         &self,
         bearer: Option<String>,
         query: ActivityQuery,
-        mut after: i64,
+        after: &str,
         poll: std::time::Duration,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<ActivityRow, IssuerError>>, IssuerError> {
+        let mut after = self
+            .activity_position(query.account_id, after)
+            .ok_or_else(|| IssuerError::InvalidArgument("invalid Last-Event-ID".into()))?;
         let hub = self.activity_hub();
         let slot = hub.admit(bearer.as_deref().unwrap_or_default(), query.account_id)?;
         let mut shared = hub.subscribe(self, poll);
@@ -327,7 +329,7 @@ impl Issuer {
                             }
                             for row in page {
                                 after = row.position;
-                                if tx.send(Ok(row)).await.is_err() {
+                                if tx.send(Ok(issuer.for_reader(&query, row))).await.is_err() {
                                     return Ok(None);
                                 }
                             }
@@ -359,7 +361,7 @@ impl Issuer {
                                     .rows
                                     .iter()
                                     .filter(|row| filter.matches(row))
-                                    .map(|row| query.redact(row.clone()))
+                                    .map(|row| issuer.for_reader(&query, row.clone()))
                                     .collect();
                                 covered = covered.max(batch.upto);
                             }
@@ -391,6 +393,31 @@ impl Issuer {
             }
         });
         Ok(rx)
+    }
+
+    /// `row` as the reader of `query` sees it: another account's actor and
+    /// address redacted, and the cursor of its own account's log.
+    fn for_reader(&self, query: &ActivityQuery, row: ActivityRow) -> ActivityRow {
+        let mut row = query.redact(row);
+        let position = u64::try_from(row.position).unwrap_or(0);
+        row.cursor = self
+            .keyring()
+            .master()
+            .seal_cursor(position, &cursor_context(query.account_id));
+        row
+    }
+
+    /// The log position behind an account's cursor (`""`: the start);
+    /// `None` for anything that is not one of this account's cursors.
+    fn activity_position(&self, account: AccountId, cursor: &str) -> Option<i64> {
+        if cursor.is_empty() {
+            return Some(0);
+        }
+        let position = self
+            .keyring()
+            .master()
+            .open_cursor(cursor, &cursor_context(account))?;
+        i64::try_from(position).ok()
     }
 
     /// The activity head, the projection caught up first: every entry up to

@@ -89,6 +89,11 @@ impl LiveKeyring {
         state.ring.apply(&event);
     }
 
+    /// The master key (which also seals the activity log's cursors).
+    pub fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     pub fn is_empty(&self) -> bool {
         self.state.read().map(|s| s.ring.is_empty()).unwrap_or(true)
     }

@@ -394,10 +394,7 @@ async fn admin_commands_print_tables_and_json_and_exit_with_meaningful_codes() {
     )
     .await;
     let table = text(&table.stdout);
-    assert!(
-        table.lines().next().unwrap().starts_with("POSITION"),
-        "{table}"
-    );
+    assert!(table.lines().next().unwrap().starts_with("TIME"), "{table}");
     assert!(
         table.contains("revoked") && table.contains("done"),
         "{table}"

@@ -731,6 +731,165 @@ async fn processes_started_at_once_on_a_fresh_data_directory_all_work() {
 }
 
 // ---------------------------------------------------------------------------
+// 7. Activity cursors say nothing of other accounts' activity.
+
+#[tokio::test]
+async fn activity_cursors_reveal_no_other_accounts_activity_on_sqlite() {
+    activity_cursors(sqlite()).await;
+}
+
+#[tokio::test]
+async fn activity_cursors_reveal_no_other_accounts_activity_on_postgres() {
+    activity_cursors(postgres().await).await;
+}
+
+/// Account `account`'s activity, one entry a page, following the tokens.
+async fn activity_pages(base: &str, account: &str, bearer: &str) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut token = String::new();
+    loop {
+        let response = http()
+            .get(format!(
+                "{base}/api/v1/accounts/{account}/activity?page_size=1&page_token={token}"
+            ))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.unwrap();
+        entries.extend(page["events"].as_array().unwrap().iter().cloned());
+        token = page["next_page_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if token.is_empty() {
+            return entries;
+        }
+    }
+}
+
+async fn activity_cursors(env: Env) {
+    let boot = bootstrap(&env).await;
+    let admin = boot["secret"].as_str().unwrap().to_string();
+    let account = boot["account_id"].as_str().unwrap().to_string();
+    let server = serve(&env).await;
+    let base = format!("http://{}", server.addr);
+    let (status, other) = post(
+        &format!("{base}/api/v1/accounts"),
+        Some(&admin),
+        json!({"name": "other", "owner_username": "other@example.com",
+               "owner_password": "another long owner password"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{other}");
+    let other_id = other["account"]["id"].as_str().unwrap().to_string();
+    let (_, session) = post(
+        &format!("{base}/api/auth/login"),
+        None,
+        json!({"username": "other@example.com", "password": "another long owner password"}),
+    )
+    .await;
+    let other_token = session["access_token"].as_str().unwrap().to_string();
+    let keys_url = format!("{base}/api/v1/accounts/{account}/keys");
+    let (status, _) = post(
+        &keys_url,
+        Some(&admin),
+        json!({"name": "first", "scopes": ["keys:read"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let first = activity_pages(&base, &account, &admin).await;
+    // The other account is busy in between.
+    for n in 0..8 {
+        let (status, _) = post(
+            &format!("{base}/api/v1/accounts/{other_id}/keys"),
+            Some(&other_token),
+            json!({"name": format!("busy-{n}"), "scopes": ["keys:read"]}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, _) = post(
+        &keys_url,
+        Some(&admin),
+        json!({"name": "second", "scopes": ["keys:read"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let entries = activity_pages(&base, &account, &admin).await;
+    assert_eq!(
+        entries.len(),
+        first.len() + 1,
+        "paging reads exactly this account's entries"
+    );
+    assert_eq!(
+        &entries[..first.len()],
+        &first[..],
+        "an entry keeps its cursor"
+    );
+    for entry in &entries {
+        assert!(
+            entry.get("position").is_none(),
+            "no global position: {entry}"
+        );
+        let cursor = entry["cursor"].as_str().unwrap();
+        assert!(
+            cursor.len() >= 32 && cursor.parse::<u64>().is_err(),
+            "opaque: {cursor}"
+        );
+    }
+    let (before, last) = (&entries[entries.len() - 2], &entries[entries.len() - 1]);
+
+    // Another account's cursor is no page token of this one, nor the reverse.
+    let response = http()
+        .get(format!(
+            "{base}/api/v1/accounts/{other_id}/activity?page_token={}",
+            before["cursor"].as_str().unwrap()
+        ))
+        .bearer_auth(&other_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    // The live tail resumes after a cursor: the next entry is the last one.
+    let mut tail = http()
+        .get(format!("{base}/api/v1/accounts/{account}/activity/stream"))
+        .bearer_auth(&admin)
+        .header("last-event-id", before["cursor"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 200);
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout_at(deadline.into(), tail.chunk())
+            .await
+            .expect("an entry within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(id, last["cursor"].as_str().unwrap(), "{text}");
+    let response = http()
+        .get(format!("{base}/api/v1/accounts/{account}/activity/stream"))
+        .bearer_auth(&admin)
+        .header("last-event-id", "12")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "a bare position is no cursor");
+}
+
+// ---------------------------------------------------------------------------
 // 8. In one process, a revocation that has returned is seen at once.
 
 #[tokio::test]

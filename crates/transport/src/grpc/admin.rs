@@ -343,7 +343,7 @@ fn activity_pb(row: &gatehouse_projections::key_activity::ActivityRow) -> pb::Ke
                 .collect(),
         });
     pb::KeyActivity {
-        position: u64::try_from(row.position).unwrap_or(0),
+        cursor: row.cursor.clone(),
         account_id: row.account_id.clone(),
         key_id: row.key_id.clone(),
         kind: row
@@ -423,7 +423,7 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
         // (or PERMISSION_DENIED) once the key is revoked or the session ends.
         let rx = self
             .issuer
-            .tail_activity(bearer, query, 0, self.poll)
+            .tail_activity(bearer, query, "", self.poll)
             .map_err(super::status)?;
         let stream =
             futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {

@@ -582,8 +582,8 @@ pub async fn create_user(
     ))
 }
 
-/// The live tail as Server-Sent Events (`event: activity`, `id:` the log
-/// position, so a reconnecting client sends `Last-Event-ID` and misses
+/// The live tail as Server-Sent Events (`event: activity`, `id:` the entry's
+/// cursor, so a reconnecting client sends `Last-Event-ID` and misses
 /// nothing). The credential is checked again on every poll: the stream ends
 /// with an `event: error` carrying the error body once it is revoked or
 /// logged out.
@@ -625,15 +625,14 @@ pub async fn activity_stream(
     let after = parts
         .headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
+        .map(|v| v.to_str().unwrap_or("-"))
+        .unwrap_or_default();
     let rx = issuer.tail_activity(bearer, query, after, state.poll)?;
     let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
         Ok::<_, std::convert::Infallible>(match item {
             Ok(row) => Event::default()
                 .event("activity")
-                .id(row.position.to_string())
+                .id(row.cursor.clone())
                 .json_data(ActivityJson::from(&row))
                 .unwrap_or_default(),
             Err(error) => Event::default()

@@ -152,7 +152,9 @@ impl From<ScopeView> for ScopeJson {
 /// One activity entry: `{kind, key_id, at, actor, details}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActivityJson {
-    pub position: i64,
+    /// The entry's place in this account's log: opaque, stable, the
+    /// `next_page_token` and SSE `id` (`Last-Event-ID`) of this account only.
+    pub cursor: String,
     pub kind: String,
     pub key_id: Option<String>,
     #[schema(format = DateTime)]
@@ -183,7 +185,7 @@ impl From<&ActivityRow> for ActivityJson {
             details.insert("usage".into(), usage);
         }
         Self {
-            position: row.position,
+            cursor: row.cursor.clone(),
             kind: row.kind.clone(),
             key_id: (!row.key_id.is_empty()).then(|| row.key_id.clone()),
             at: rfc3339(row.occurred_at),
