@@ -67,6 +67,14 @@ impl AdminClient {
         let authorization = format!("Bearer {}", credential.trim())
             .parse()
             .map_err(|_| AdminError::Config("the credential is not a valid header value".into()))?;
+        // `host:port` parses as a URI without a scheme and then fails only
+        // as "transport error": say what is wrong instead.
+        if !(addr.starts_with("http://") || addr.starts_with("https://")) {
+            return Err(AdminError::Config(format!(
+                "invalid address {addr:?}: give a URL with its scheme, such as http://{}",
+                addr.split("://").last().unwrap_or(addr)
+            )));
+        }
         let channel = Channel::from_shared(addr.to_string())
             .map_err(|e| AdminError::Config(format!("invalid address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
@@ -74,7 +82,7 @@ impl AdminClient {
             .await
             .map_err(|e| AdminError::Unreachable {
                 addr: addr.to_string(),
-                message: e.to_string(),
+                message: causes(&e),
             })?;
         Ok(Self {
             channel,
@@ -369,4 +377,20 @@ impl AdminClient {
             .principal
             .unwrap_or_default())
     }
+}
+
+/// `error` and its causes on one line (`transport error: tcp connect error:
+/// Connection refused`), each cause once: tonic's own text is only the first.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -83,6 +83,83 @@ async fn unknown_projection_and_bad_database_url_fail_with_one_clear_line() {
     );
 }
 
+#[tokio::test]
+async fn errors_are_one_clear_line_whatever_the_environment() {
+    // A database that cannot be reached, with RUST_BACKTRACE set as many
+    // people have it: one line, its causes once each, no backtrace.
+    let failed = tokio::process::Command::new(BIN)
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/x",
+        ])
+        .env_remove("DATABASE_URL")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = text(&failed.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot open the event store: "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains("Caused by"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("pool timed out").count(),
+        1,
+        "each cause once: {stderr}"
+    );
+
+    // An address without its scheme says so, not "transport error".
+    let bare = tokio::process::Command::new(BIN)
+        .args([
+            "keys",
+            "list",
+            "--account",
+            "0193",
+            "--addr",
+            "127.0.0.1:50051",
+        ])
+        .env("GATEHOUSE_TOKEN", "wc_live_x")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = text(&bare.stderr);
+    assert_eq!(bare.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("give a URL with its scheme, such as http://127.0.0.1:50051"),
+        "{stderr}"
+    );
+    // A server that is not there: the cause, not only "transport error".
+    let gone = tokio::process::Command::new(BIN)
+        .args([
+            "keys",
+            "list",
+            "--account",
+            "0193",
+            "--addr",
+            "http://127.0.0.1:1",
+        ])
+        .env("GATEHOUSE_TOKEN", "wc_live_x")
+        .output()
+        .await
+        .unwrap();
+    let stderr = text(&gone.stderr);
+    assert_eq!(gone.status.code(), Some(7), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach http://127.0.0.1:1: transport error: "),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
+}
+
 async fn gatehouse_eventstore_for_test(url: &str) -> gatehouse_eventstore::EventStore {
     gatehouse_eventstore::EventStore::connect(url, Default::default())
         .await
@@ -157,7 +234,14 @@ async fn admin_commands_print_tables_and_json_and_exit_with_meaningful_codes() {
     )
     .await;
     assert!(created.status.success(), "{}", text(&created.stderr));
-    assert!(text(&created.stderr).contains("shown once"));
+    // One warning, one whole line.
+    let warning = text(&created.stderr);
+    assert_eq!(warning.lines().count(), 1, "{warning:?}");
+    assert!(
+        warning.starts_with("warning: ") && warning.ends_with("store it now\n"),
+        "{warning:?}"
+    );
+    assert!(warning.contains("shown once"));
     let key: serde_json::Value = serde_json::from_slice(&created.stdout).expect("JSON");
     let secret = key["secret"].as_str().unwrap().to_string();
     let key_id = key["key_id"].as_str().unwrap().to_string();
