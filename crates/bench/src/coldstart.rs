@@ -118,7 +118,7 @@ fn key_history(
             .rotate(
                 next_hash,
                 next[next.len() - 4..].to_string(),
-                day,
+                gatehouse_domain::apikey::GracePeriod::parse(Some(day))?,
                 created + day,
             )
             .map_err(|e| anyhow::anyhow!("rotate: {e}"))?;

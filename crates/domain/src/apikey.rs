@@ -27,6 +27,30 @@ pub const DEFAULT_GRACE: Duration = Duration::hours(24);
 /// Longest grace period accepted.
 pub const MAX_GRACE: Duration = Duration::days(30);
 
+/// How long a rotated-away secret stays valid: 0 to [`MAX_GRACE`], by
+/// default [`DEFAULT_GRACE`]. Parsed once, so a rotation never clamps a
+/// value it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracePeriod(Duration);
+
+impl GracePeriod {
+    /// The caller's grace (`None`: the default), refused outside 0 to 30 days.
+    pub fn parse(requested: Option<Duration>) -> Result<Self, DomainError> {
+        let grace = requested.unwrap_or(DEFAULT_GRACE);
+        if grace < Duration::zero() || grace > MAX_GRACE {
+            return Err(DomainError::invalid(
+                "grace_period",
+                format!("must be between 0 and {} days", MAX_GRACE.num_days()),
+            ));
+        }
+        Ok(Self(grace))
+    }
+
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyCreated {
     pub key_id: KeyId,
@@ -455,7 +479,7 @@ impl ApiKey {
         &self,
         next: SecretHash,
         hint: String,
-        grace: Duration,
+        grace: GracePeriod,
         now: DateTime<Utc>,
     ) -> Result<Vec<ApiKeyEvent>, KeyError> {
         let (key, mut events) = self.caught_up(now);
@@ -468,7 +492,7 @@ impl ApiKey {
             secret_hash: next,
             hint,
             previous_hash: key.secret_hash.clone(),
-            previous_valid_until: now + grace.max(Duration::zero()),
+            previous_valid_until: now + grace.duration(),
             rotated_at: now,
         }));
         Ok(events)
@@ -639,7 +663,7 @@ mod tests {
         let grace = Duration::seconds(10);
         events.extend(
             key(&events)
-                .rotate(SecretHash::of("s2"), "cd34".into(), grace, now)
+                .rotate(SecretHash::of("s2"), "cd34".into(), grace_of(grace), now)
                 .unwrap(),
         );
         let k = key(&events);
@@ -673,11 +697,21 @@ mod tests {
         let mut events = given(now, Some(now + Duration::days(7)));
         events.extend(
             key(&events)
-                .rotate(SecretHash::of("s2"), "x".into(), DEFAULT_GRACE, now)
+                .rotate(
+                    SecretHash::of("s2"),
+                    "x".into(),
+                    GracePeriod::parse(None).unwrap(),
+                    now,
+                )
                 .unwrap(),
         );
         let second = key(&events)
-            .rotate(SecretHash::of("s3"), "y".into(), Duration::zero(), now)
+            .rotate(
+                SecretHash::of("s3"),
+                "y".into(),
+                GracePeriod::parse(Some(Duration::zero())).unwrap(),
+                now,
+            )
             .unwrap();
         assert!(
             matches!(second.as_slice(), [ApiKeyEvent::GraceExpired(_), ApiKeyEvent::Rotated(r)] if r.rotation == 2)
@@ -742,7 +776,7 @@ mod tests {
         let mut events = given(now, None);
         events.extend(
             key(&events)
-                .rotate(SecretHash::of("s2"), "cd34".into(), grace, now)
+                .rotate(SecretHash::of("s2"), "cd34".into(), grace_of(grace), now)
                 .unwrap(),
         );
         // Revoked after the grace ended, before the scheduler ran: the grace
@@ -773,7 +807,7 @@ mod tests {
         let mut both = given(now, Some(now + Duration::seconds(5)));
         both.extend(
             key(&both)
-                .rotate(SecretHash::of("s2"), "x".into(), grace, now)
+                .rotate(SecretHash::of("s2"), "x".into(), grace_of(grace), now)
                 .unwrap(),
         );
         assert!(matches!(
@@ -790,12 +824,12 @@ mod tests {
         let mut rotated = given(now, None);
         rotated.extend(
             key(&rotated)
-                .rotate(SecretHash::of("s2"), "x".into(), grace, now)
+                .rotate(SecretHash::of("s2"), "x".into(), grace_of(grace), now)
                 .unwrap(),
         );
         assert!(matches!(
             key(&rotated)
-                .rotate(SecretHash::of("s3"), "y".into(), grace, later)
+                .rotate(SecretHash::of("s3"), "y".into(), grace_of(grace), later)
                 .unwrap()
                 .as_slice(),
             [ApiKeyEvent::GraceExpired(g), ApiKeyEvent::Rotated(r)]
@@ -820,7 +854,7 @@ mod tests {
         let grace = Duration::seconds(10);
         events.extend(
             key(&events)
-                .rotate(SecretHash::of("s2"), "b".into(), grace, now)
+                .rotate(SecretHash::of("s2"), "b".into(), grace_of(grace), now)
                 .unwrap(),
         );
         let k = key(&events);
@@ -837,7 +871,7 @@ mod tests {
         assert_eq!(k.secret_alive(u32::MAX, now), Err(KeyError::Rotated));
         events.extend(
             key(&events)
-                .rotate(SecretHash::of("s3"), "c".into(), grace, now)
+                .rotate(SecretHash::of("s3"), "c".into(), grace_of(grace), now)
                 .unwrap(),
         );
         let k = key(&events);
@@ -864,7 +898,7 @@ mod tests {
             key(&events).rotate(
                 SecretHash::of("n"),
                 "n".into(),
-                DEFAULT_GRACE,
+                GracePeriod::parse(None).unwrap(),
                 now + Duration::seconds(6)
             ),
             Err(KeyError::Expired)
@@ -913,5 +947,28 @@ mod tests {
             k.revoke(&"r".repeat(MAX_REASON_CHARS + 1), now),
             Err(RevokeError::Invalid(_))
         ));
+    }
+
+    fn grace_of(duration: Duration) -> GracePeriod {
+        GracePeriod::parse(Some(duration)).unwrap()
+    }
+
+    #[test]
+    fn a_grace_period_is_zero_to_thirty_days_and_never_clamped() {
+        assert_eq!(GracePeriod::parse(None).unwrap().duration(), DEFAULT_GRACE);
+        assert_eq!(
+            GracePeriod::parse(Some(Duration::zero()))
+                .unwrap()
+                .duration(),
+            Duration::zero()
+        );
+        assert_eq!(
+            GracePeriod::parse(Some(MAX_GRACE)).unwrap().duration(),
+            MAX_GRACE
+        );
+        for refused in [Duration::seconds(-1), MAX_GRACE + Duration::seconds(1)] {
+            let error = GracePeriod::parse(Some(refused)).unwrap_err();
+            assert!(error.to_string().contains("grace_period"), "{error}");
+        }
     }
 }

@@ -197,7 +197,7 @@ mod tests {
                 .rotate(
                     SecretHash::of(&secrets[n]),
                     "h".into(),
-                    Duration::hours(1),
+                    crate::apikey::GracePeriod::parse(Some(Duration::hours(1))).unwrap(),
                     at,
                 )
                 .unwrap();

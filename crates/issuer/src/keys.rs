@@ -5,8 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_crypto::random;
 use gatehouse_domain::apikey::{
-    ApiKey, ApiKeyEvent, DEFAULT_GRACE, MAX_GRACE, RevokeError, SecretIndexEvent, SecretIssued,
-    secret_stream,
+    ApiKey, ApiKeyEvent, GracePeriod, RevokeError, SecretIndexEvent, SecretIssued, secret_stream,
 };
 use gatehouse_domain::catalogue::{Catalogue, Grant};
 use gatehouse_domain::ids::{AccountId, KeyId};
@@ -266,13 +265,7 @@ impl Issuer {
         ctx: &CallContext,
     ) -> Result<IssuedKey, IssuerError> {
         principal.require(scope::KEYS_WRITE, account_id)?;
-        let grace = grace.unwrap_or(DEFAULT_GRACE);
-        if grace < Duration::zero() || grace > MAX_GRACE {
-            return Err(IssuerError::InvalidArgument(format!(
-                "grace_period must be between 0 and {} days",
-                MAX_GRACE.num_days()
-            )));
-        }
+        let grace = GracePeriod::parse(grace)?;
         let (key, version) = self.load_key(account_id, key_id).await?;
         // The new secret carries the key's grants: only a caller who could
         // give them may mint it (retired ones grant nothing and are carried).
@@ -620,8 +613,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (issuer, owner, key_id) = rotated_key(&dir, Duration::zero()).await;
         let rotate = |key: &ApiKey, now| {
-            key.rotate(SecretHash::of("next"), "next".into(), Duration::zero(), now)
-                .map_err(|e| IssuerError::FailedPrecondition(e.to_string()))
+            key.rotate(
+                SecretHash::of("next"),
+                "next".into(),
+                GracePeriod::parse(Some(Duration::zero())).unwrap(),
+                now,
+            )
+            .map_err(|e| IssuerError::FailedPrecondition(e.to_string()))
         };
         let (stale, version) = issuer.load_key(owner.account_id, key_id).await.unwrap();
         assert_eq!(issuer.run_due(Utc::now()).await.unwrap(), 1);

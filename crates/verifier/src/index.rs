@@ -342,7 +342,12 @@ mod tests {
             for event in key
                 .clone()
                 .unwrap()
-                .rotate(SecretHash::of(next), next.into(), Duration::hours(1), now)
+                .rotate(
+                    SecretHash::of(next),
+                    next.into(),
+                    gatehouse_domain::apikey::GracePeriod::parse(Some(Duration::hours(1))).unwrap(),
+                    now,
+                )
                 .unwrap()
             {
                 position += 1;

@@ -195,7 +195,15 @@ mod tests {
                 later.extend(
                     key.clone()
                         .unwrap()
-                        .rotate(SecretHash::of(&next), "h".into(), Duration::minutes(5), now)
+                        .rotate(
+                            SecretHash::of(&next),
+                            "h".into(),
+                            gatehouse_domain::apikey::GracePeriod::parse(Some(Duration::minutes(
+                                5,
+                            )))
+                            .unwrap(),
+                            now,
+                        )
                         .unwrap(),
                 );
                 secrets.push(next);

@@ -356,6 +356,25 @@ async fn retired_scope_takeover(env: Env) {
         .unwrap();
     assert_eq!(deleted.status(), 403);
     assert_eq!(event_log_text(&env).await, before, "refusals write nothing");
+    // A grace outside 0 to 30 days is refused by the one rule, over HTTP as
+    // over gRPC, and writes nothing.
+    for seconds in [-1, 31 * 86_400] {
+        let (status, refused) = post(
+            &format!("{keys_url}/{bot_id}/rotate"),
+            Some(&admin),
+            json!({"grace_period_seconds": seconds}),
+        )
+        .await;
+        assert_eq!(status, 400, "{seconds}: {refused}");
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap()
+                .contains("grace_period"),
+            "{refused}"
+        );
+    }
+    assert_eq!(event_log_text(&env).await, before, "refusals write nothing");
     // The owner's admin key, holding `*`, still may.
     let (status, rotated) = post(
         &format!("{keys_url}/{bot_id}/rotate"),

@@ -116,13 +116,13 @@ pub fn duration(
     d: Option<prost_types::Duration>,
     what: &str,
 ) -> Result<Option<chrono::Duration>, IssuerError> {
+    // Only the wire form is checked here; what range a duration may have is
+    // the rule of the field it is for.
     d.map(|d| {
-        if d.seconds < 0 || d.nanos < 0 {
-            return Err(IssuerError::InvalidArgument(format!(
-                "{what} must not be negative"
-            )));
-        }
-        if d.nanos >= 1_000_000_000 {
+        if d.nanos.unsigned_abs() >= 1_000_000_000
+            || (d.seconds < 0 && d.nanos > 0)
+            || (d.seconds > 0 && d.nanos < 0)
+        {
             return Err(IssuerError::InvalidArgument(format!(
                 "{what}: nanos must be below 1e9"
             )));
