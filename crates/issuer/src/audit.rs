@@ -285,11 +285,15 @@ impl Issuer {
     /// task stops when the receiver is dropped.
     pub fn tail_activity(
         &self,
+        principal: &Principal,
         bearer: Option<String>,
         query: ActivityQuery,
         after: &str,
         poll: std::time::Duration,
     ) -> Result<tokio::sync::mpsc::Receiver<Result<ActivityRow, IssuerError>>, IssuerError> {
+        // `principal` is `bearer` authenticated by the caller; the task
+        // authenticates `bearer` again as it goes.
+        principal.require(scope::ACTIVITY_READ, query.account_id)?;
         let mut after = self
             .activity_position(query.account_id, after)
             .ok_or_else(|| IssuerError::InvalidArgument("invalid Last-Event-ID".into()))?;

@@ -416,14 +416,11 @@ impl pb::audit_service_server::AuditService for AuditGrpc {
         let principal = authenticate(&self.issuer, &request).await?;
         let r = request.into_inner();
         let query = activity_query(&r.account_id, &r.key_id, r.since, None, &r.kinds).grpc()?;
-        principal
-            .require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)
-            .grpc()?;
         // The tail re-checks the credential: it ends with UNAUTHENTICATED
         // (or PERMISSION_DENIED) once the key is revoked or the session ends.
         let rx = self
             .issuer
-            .tail_activity(bearer, query, "", self.poll)
+            .tail_activity(&principal, bearer, query, "", self.poll)
             .map_err(super::status)?;
         let stream =
             futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {

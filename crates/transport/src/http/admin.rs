@@ -594,6 +594,7 @@ pub async fn create_user(
 )]
 pub async fn activity_stream(
     State(state): State<AppState>,
+    auth: Authed,
     parts: axum::http::request::Parts,
     Path(account_id): Path<String>,
 ) -> Result<
@@ -604,9 +605,6 @@ pub async fn activity_stream(
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let issuer = state.issuer()?.clone();
-    let bearer = super::extract::bearer(&parts);
-    // Authenticated before the query is read, as every other admin route.
-    let principal = issuer.authenticate(bearer.as_deref()).await?;
     let axum::extract::Query(q) = axum::extract::Query::<ActivityParams>::try_from_uri(&parts.uri)
         .map_err(|rejection| {
             ApiError::bad_request(rejection.body_text().replace(
@@ -617,13 +615,12 @@ pub async fn activity_stream(
     let mut query = q.query(&account_id)?;
     // A tail has no end: `until` does not apply (as over gRPC).
     query.until = None;
-    principal.require(gatehouse_domain::scope::ACTIVITY_READ, query.account_id)?;
     let after = parts
         .headers
         .get("last-event-id")
         .map(|v| v.to_str().unwrap_or("-"))
         .unwrap_or_default();
-    let rx = issuer.tail_activity(bearer, query, after, state.poll)?;
+    let rx = issuer.tail_activity(&auth.principal, auth.bearer, query, after, state.poll)?;
     let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), |item| {
         Ok::<_, std::convert::Infallible>(match item {
             Ok(row) => Event::default()

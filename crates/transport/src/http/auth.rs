@@ -137,7 +137,7 @@ pub struct PasswordBody {
 )]
 pub async fn change_password(
     State(state): State<AppState>,
-    Authed { principal, ctx }: Authed,
+    Authed { principal, ctx, .. }: Authed,
     Body(body): Body<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     state

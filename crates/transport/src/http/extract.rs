@@ -181,10 +181,12 @@ pub fn bearer(parts: &Parts) -> Option<String> {
 }
 
 /// The authenticated caller of an admin route: the one place HTTP calls are
-/// authenticated.
+/// authenticated. No `Debug`: it holds the credential.
 pub struct Authed {
     pub principal: Principal,
     pub ctx: CallContext,
+    /// The credential itself, for a live tail that checks it again.
+    pub bearer: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Authed {
@@ -195,10 +197,12 @@ impl FromRequestParts<AppState> for Authed {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let issuer = state.issuer()?;
-        let principal = issuer.authenticate(bearer(parts).as_deref()).await?;
+        let bearer = bearer(parts);
+        let principal = issuer.authenticate(bearer.as_deref()).await?;
         Ok(Self {
             principal,
             ctx: context(parts),
+            bearer,
         })
     }
 }
