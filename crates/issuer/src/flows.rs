@@ -264,6 +264,25 @@ impl Issuer {
         &self.keyring
     }
 
+    /// The published signing keys as JWKS, now.
+    pub fn jwks(&self) -> Vec<gatehouse_crypto::keys::PublicJwk> {
+        self.keyring.jwks(Utc::now())
+    }
+
+    /// The algorithms of the published keys (during a switch, both), for
+    /// discovery documents.
+    pub fn signing_algorithms(&self) -> Vec<&'static str> {
+        let mut algorithms: Vec<&'static str> = self
+            .keyring
+            .published(Utc::now())
+            .iter()
+            .map(|k| k.alg.as_str())
+            .collect();
+        algorithms.sort_unstable();
+        algorithms.dedup();
+        algorithms
+    }
+
     pub(crate) async fn load<E>(
         &self,
         stream_id: &str,
@@ -567,8 +586,27 @@ impl Issuer {
         Ok(user)
     }
 
-    /// Password login.
+    /// Logs in (see `login_uncounted`), counting the outcome by result for
+    /// whichever transport asked.
     pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        ctx: &CallContext,
+    ) -> Result<LoginResult, IssuerError> {
+        let result = self.login_uncounted(username, password, ctx).await;
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(IssuerError::Throttled { .. }) => "throttled",
+            Err(IssuerError::BadCredentials) => "bad_credentials",
+            Err(_) => "error",
+        };
+        metrics::counter!("gatehouse_logins_total", "result" => outcome).increment(1);
+        result
+    }
+
+    /// Password login.
+    async fn login_uncounted(
         &self,
         username: &str,
         password: String,

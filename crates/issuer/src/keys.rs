@@ -5,7 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_crypto::random;
 use gatehouse_domain::apikey::{
-    ApiKey, ApiKeyEvent, GracePeriod, RevokeError, SecretIndexEvent, SecretIssued, secret_stream,
+    ApiKey, ApiKeyEvent, GracePeriod, KeyState, RevokeError, SecretIndexEvent, SecretIssued,
+    secret_stream,
 };
 use gatehouse_domain::catalogue::{Catalogue, Grant};
 use gatehouse_domain::ids::{AccountId, KeyId};
@@ -37,22 +38,89 @@ pub(crate) enum Concurrent {
 
 /// A key and the secret that was just issued for it (shown once).
 pub struct IssuedKey {
-    pub key: ApiKey,
+    pub key: KeyView,
     pub secret: String,
-    pub retired_scopes: Vec<String>,
+    /// Until when the secret it replaced works (a rotation); as set, even
+    /// when that is now (a grace of 0).
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
 }
 
-/// A key as shown to an administrator.
+/// A key as an administrator sees it, decided here at one reading of the
+/// clock (its state, whether its previous secret still works), so no
+/// adapter reads the clock or filters a field.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyView {
-    pub key: ApiKey,
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub scopes: Vec<String>,
     /// Those of its grants that the catalogue has retired.
     pub retired_scopes: Vec<String>,
+    pub hint: String,
+    pub state: KeyState,
+    pub created_at: DateTime<Utc>,
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Until when the previous secret still works; `None` once it does not.
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
-/// A page of keys, each row with its retired grants.
+impl KeyView {
+    fn of_key(
+        key: &ApiKey,
+        catalogue: &Catalogue,
+        last_used_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            key_id: key.id,
+            account_id: key.account_id,
+            name: key.name.clone(),
+            scopes: key.scopes.to_vec(),
+            retired_scopes: catalogue.retired_among(&key.scopes),
+            hint: key.hint.clone(),
+            state: key.state(now),
+            created_at: key.created_at,
+            rotated_at: key.rotated_at,
+            expires_at: key.expires_at,
+            last_used_at,
+            previous_secret_valid_until: key.previous_valid_until(now),
+            revoked_at: key.revoked_at,
+            deleted_at: key.deleted_at,
+        }
+    }
+
+    /// A listing's row; `None` for one that does not name a key (never
+    /// written so).
+    fn of_row(row: &KeyRow, catalogue: &Catalogue, now: DateTime<Utc>) -> Option<Self> {
+        let retired_scopes = Scopes::parse(&row.scope_list())
+            .map(|grants| catalogue.retired_among(&grants))
+            .unwrap_or_default();
+        Some(Self {
+            key_id: KeyId::parse(&row.key_id).ok()?,
+            account_id: AccountId::parse(&row.account_id).ok()?,
+            name: row.name.clone(),
+            scopes: row.scope_list(),
+            retired_scopes,
+            hint: row.hint.clone(),
+            state: row.state(now),
+            created_at: row.created_at,
+            rotated_at: row.rotated_at,
+            expires_at: row.expires_at,
+            last_used_at: row.last_used_at,
+            previous_secret_valid_until: row.previous_valid_until.filter(|until| now < *until),
+            revoked_at: row.revoked_at,
+            deleted_at: row.deleted_at,
+        })
+    }
+}
+
+/// A page of keys.
 pub struct KeyPage {
-    pub keys: Vec<(KeyRow, Vec<String>)>,
+    pub keys: Vec<KeyView>,
     pub next_page_token: String,
 }
 
@@ -177,9 +245,9 @@ impl Issuer {
         let key =
             ApiKey::fold([&created]).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
         Ok(IssuedKey {
-            retired_scopes: catalogue.retired_among(&key.scopes),
-            key,
+            key: KeyView::of_key(&key, &catalogue, None, Utc::now()),
             secret,
+            previous_secret_valid_until: None,
         })
     }
 
@@ -195,11 +263,7 @@ impl Issuer {
         self.api_keys_runner().run_until_caught_up().await?;
         let last_used_at = api_keys::last_used_at(self.store(), &key_id.to_string()).await?;
         let (catalogue, _) = self.catalogue().await?;
-        Ok(KeyView {
-            retired_scopes: catalogue.retired_among(&key.scopes),
-            key,
-            last_used_at,
-        })
+        Ok(KeyView::of_key(&key, &catalogue, last_used_at, Utc::now()))
     }
 
     /// A page of the account's keys, newest first, and the next page's
@@ -240,14 +304,10 @@ impl Issuer {
             String::new()
         };
         let (catalogue, _) = self.catalogue().await?;
+        let now = Utc::now();
         let keys = rows
-            .into_iter()
-            .map(|row| {
-                let retired = Scopes::parse(&row.scope_list())
-                    .map(|grants| catalogue.retired_among(&grants))
-                    .unwrap_or_default();
-                (row, retired)
-            })
+            .iter()
+            .filter_map(|row| KeyView::of_row(row, &catalogue, now))
             .collect();
         Ok(KeyPage {
             keys,
@@ -299,9 +359,9 @@ impl Issuer {
             )
             .await?;
         Ok(IssuedKey {
-            retired_scopes: catalogue.retired_among(&key.scopes),
-            key,
+            key: KeyView::of_key(&key, &catalogue, None, Utc::now()),
             secret,
+            previous_secret_valid_until: key.previous.as_ref().map(|p| p.valid_until),
         })
     }
 
@@ -357,11 +417,7 @@ impl Issuer {
                 |key, now| key.revoke(reason, now).map_err(refused),
             )
             .await?;
-        Ok(KeyView {
-            retired_scopes: catalogue.retired_among(&key.scopes),
-            key,
-            last_used_at: None,
-        })
+        Ok(KeyView::of_key(&key, &catalogue, None, Utc::now()))
     }
 
     /// Deletes a key: revoked first if still in service, then gone from the
@@ -559,7 +615,7 @@ mod tests {
             .create_key(&owner, account_id, "raced", scopes, None, &ctx)
             .await
             .unwrap();
-        let key_id = created.key.id;
+        let key_id = created.key.key_id;
         issuer
             .rotate_key(&owner, account_id, key_id, Some(grace), &ctx)
             .await

@@ -21,15 +21,3 @@ pub fn credential_of(header: Option<&[u8]>) -> Option<String> {
     let token = gatehouse_verifier::verify::strip_bearer(&raw);
     (!token.is_empty()).then(|| token.to_string())
 }
-
-/// Counts a login by outcome, whichever transport it came by.
-pub fn count_login<T>(result: &Result<T, gatehouse_issuer::IssuerError>) {
-    use gatehouse_issuer::IssuerError;
-    let outcome = match result {
-        Ok(_) => "success",
-        Err(IssuerError::Throttled { .. }) => "throttled",
-        Err(IssuerError::BadCredentials) => "bad_credentials",
-        Err(_) => "error",
-    };
-    metrics::counter!("gatehouse_logins_total", "result" => outcome).increment(1);
-}

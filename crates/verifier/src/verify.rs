@@ -33,18 +33,26 @@ pub struct Verified {
     pub session_id: Option<String>,
 }
 
-/// A refusal with its stable reason (`google.rpc.ErrorInfo.reason`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A refusal with its stable reason (`google.rpc.ErrorInfo.reason`) and
+/// its message, the same over every transport.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
-    /// UNAUTHENTICATED.
+    /// UNAUTHENTICATED. One message whatever the reason: the reason says
+    /// the rest.
+    #[error("invalid credential")]
     Unauthenticated(&'static str),
     /// PERMISSION_DENIED: the scopes that were missing.
+    #[error("insufficient scope: missing {}", .0.join(" "))]
     InsufficientScope(Vec<String>),
     /// INVALID_ARGUMENT: a required scope that is malformed or a wildcard
     /// (required scopes are always concrete). Decided before the credential.
+    #[error(
+        "invalid required scope {0:?}: required scopes are concrete resource:action, never wildcards"
+    )]
     InvalidScope(String),
     /// INVALID_ARGUMENT: more required scopes than [`MAX_REQUIRED_SCOPES`]
     /// (so no answer echoes an unbounded list back).
+    #[error("{0} required scopes: at most {MAX_REQUIRED_SCOPES}")]
     TooManyScopes(usize),
 }
 

@@ -97,46 +97,22 @@ fn key_state(state: gatehouse_domain::apikey::KeyState) -> i32 {
     }) as i32
 }
 
-fn key_pb(key: &gatehouse_domain::apikey::ApiKey, retired_scopes: Vec<String>) -> pb::ApiKey {
-    let now = chrono::Utc::now();
+fn key_pb(key: &gatehouse_issuer::keys::KeyView) -> pb::ApiKey {
     pb::ApiKey {
-        key_id: key.id.to_string(),
+        key_id: key.key_id.to_string(),
         account_id: key.account_id.to_string(),
         name: key.name.clone(),
-        scopes: key.scopes.to_vec(),
+        scopes: key.scopes.clone(),
         hint: key.hint.clone(),
-        state: key_state(key.state(now)),
+        state: key_state(key.state),
         created_at: Some(timestamp(key.created_at)),
         rotated_at: key.rotated_at.map(timestamp),
         expires_at: key.expires_at.map(timestamp),
-        last_used_at: None,
-        previous_secret_valid_until: key.previous_valid_until(now).map(timestamp),
+        last_used_at: key.last_used_at.map(timestamp),
+        previous_secret_valid_until: key.previous_secret_valid_until.map(timestamp),
         revoked_at: key.revoked_at.map(timestamp),
-        retired_scopes,
+        retired_scopes: key.retired_scopes.clone(),
         deleted_at: key.deleted_at.map(timestamp),
-    }
-}
-
-fn row_pb(
-    row: &gatehouse_projections::api_keys::KeyRow,
-    retired_scopes: Vec<String>,
-) -> pb::ApiKey {
-    let now = chrono::Utc::now();
-    pb::ApiKey {
-        key_id: row.key_id.clone(),
-        account_id: row.account_id.clone(),
-        name: row.name.clone(),
-        scopes: row.scope_list(),
-        hint: row.hint.clone(),
-        state: key_state(row.state(now)),
-        created_at: Some(timestamp(row.created_at)),
-        rotated_at: row.rotated_at.map(timestamp),
-        expires_at: row.expires_at.map(timestamp),
-        last_used_at: row.last_used_at.map(timestamp),
-        previous_secret_valid_until: row.previous_valid_until.filter(|u| now < *u).map(timestamp),
-        revoked_at: row.revoked_at.map(timestamp),
-        retired_scopes,
-        deleted_at: row.deleted_at.map(timestamp),
     }
 }
 
@@ -173,7 +149,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .await
             .grpc()?;
         Ok(Response::new(pb::CreateApiKeyResponse {
-            key: Some(key_pb(&issued.key, issued.retired_scopes)),
+            key: Some(key_pb(&issued.key)),
             secret: issued.secret,
         }))
     }
@@ -198,11 +174,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .await
             .grpc()?;
         Ok(Response::new(pb::ListApiKeysResponse {
-            keys: page
-                .keys
-                .into_iter()
-                .map(|(row, retired)| row_pb(&row, retired))
-                .collect(),
+            keys: page.keys.iter().map(key_pb).collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -223,9 +195,9 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             )
             .await
             .grpc()?;
-        let mut key = key_pb(&view.key, view.retired_scopes);
-        key.last_used_at = view.last_used_at.map(timestamp);
-        Ok(Response::new(pb::GetApiKeyResponse { key: Some(key) }))
+        Ok(Response::new(pb::GetApiKeyResponse {
+            key: Some(key_pb(&view)),
+        }))
     }
 
     #[tracing::instrument(skip_all, err(level = "debug"))]
@@ -248,13 +220,9 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             )
             .await
             .grpc()?;
-        let valid_until = issued
-            .key
-            .previous
-            .as_ref()
-            .map(|p| timestamp(p.valid_until));
+        let valid_until = issued.previous_secret_valid_until.map(timestamp);
         Ok(Response::new(pb::RotateApiKeyResponse {
-            key: Some(key_pb(&issued.key, issued.retired_scopes)),
+            key: Some(key_pb(&issued.key)),
             secret: issued.secret,
             previous_secret_valid_until: valid_until,
         }))
@@ -280,7 +248,7 @@ impl pb::key_service_server::KeyService for KeysGrpc {
             .await
             .grpc()?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
-            key: Some(key_pb(&view.key, view.retired_scopes)),
+            key: Some(key_pb(&view)),
         }))
     }
 

@@ -24,9 +24,7 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let ctx = context(&request);
         let pb::LoginRequest { username, password } = request.into_inner();
-        let result = self.issuer.login(&username, password, &ctx).await;
-        crate::count_login(&result);
-        let result = result.grpc()?;
+        let result = self.issuer.login(&username, password, &ctx).await.grpc()?;
         Ok(Response::new(pb::LoginResponse {
             access_token: result.tokens.access_token,
             refresh_token: result.tokens.refresh_token,
@@ -114,8 +112,7 @@ impl pb::auth_service_server::AuthService for AuthGrpc {
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
         let keys = self
             .issuer
-            .keyring()
-            .jwks(chrono::Utc::now())
+            .jwks()
             .into_iter()
             .map(|jwk| pb::Jwk {
                 kty: jwk.kty.into(),

@@ -26,29 +26,14 @@ pub struct VerifierGrpc {
 }
 
 fn denial_status(denial: &Denial) -> Status {
-    let (code, message) = match denial {
-        Denial::Unauthenticated(_) => (Code::Unauthenticated, "invalid credential".to_string()),
-        Denial::InsufficientScope(missing) => (
-            Code::PermissionDenied,
-            format!("insufficient scope: missing {}", missing.join(" ")),
-        ),
-        Denial::InvalidScope(scope) => (
-            Code::InvalidArgument,
-            format!(
-                "invalid required scope {scope:?}: required scopes are concrete resource:action, never wildcards"
-            ),
-        ),
-        Denial::TooManyScopes(given) => (
-            Code::InvalidArgument,
-            format!(
-                "{given} required scopes: at most {}",
-                gatehouse_verifier::verify::MAX_REQUIRED_SCOPES
-            ),
-        ),
+    let code = match denial {
+        Denial::Unauthenticated(_) => Code::Unauthenticated,
+        Denial::InsufficientScope(_) => Code::PermissionDenied,
+        Denial::InvalidScope(_) | Denial::TooManyScopes(_) => Code::InvalidArgument,
     };
     let mut details = ErrorDetails::new();
     details.set_error_info(denial.reason(), ERROR_DOMAIN, []);
-    Status::with_error_details(code, message, details)
+    Status::with_error_details(code, denial.to_string(), details)
 }
 
 fn principal(verified: Verified) -> pb::Principal {

@@ -74,11 +74,7 @@ pub async fn list_keys(
         )
         .await?;
     Ok(Json(KeyList {
-        keys: page
-            .keys
-            .iter()
-            .map(|(row, retired)| KeyJson::of_row(row, retired.clone()))
-            .collect(),
+        keys: page.keys.iter().map(KeyJson::from).collect(),
         next_page_token: page.next_page_token,
     }))
 }
@@ -127,7 +123,7 @@ pub async fn create_key(
     Ok((
         StatusCode::CREATED,
         Json(IssuedKeyJson {
-            key: KeyJson::of_key(&issued.key, issued.retired_scopes, None),
+            key: KeyJson::from(&issued.key),
             secret: issued.secret,
             previous_secret_valid_until: None,
         }),
@@ -154,11 +150,7 @@ pub async fn get_key(
         .issuer()?
         .get_key(&auth.principal, account_id, key_id)
         .await?;
-    Ok(Json(KeyJson::of_key(
-        &view.key,
-        view.retired_scopes,
-        view.last_used_at,
-    )))
+    Ok(Json(KeyJson::from(&view)))
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -200,9 +192,9 @@ pub async fn rotate_key(
         .issuer()?
         .rotate_key(&auth.principal, account_id, key_id, grace, &auth.ctx)
         .await?;
-    let valid_until = issued.key.previous.as_ref().map(|p| rfc3339(p.valid_until));
+    let valid_until = issued.previous_secret_valid_until.map(rfc3339);
     Ok(Json(IssuedKeyJson {
-        key: KeyJson::of_key(&issued.key, issued.retired_scopes, None),
+        key: KeyJson::from(&issued.key),
         secret: issued.secret,
         previous_secret_valid_until: valid_until,
     }))
@@ -239,7 +231,7 @@ pub async fn revoke_key(
         .revoke_key(&auth.principal, account_id, key_id, &body.reason, &auth.ctx)
         .await?;
     Ok(Json(KeyEnvelope {
-        key: KeyJson::of_key(&view.key, view.retired_scopes, None),
+        key: KeyJson::from(&view),
     }))
 }
 

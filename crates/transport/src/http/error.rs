@@ -159,28 +159,18 @@ impl From<IssuerError> for ApiError {
 
 impl From<Denial> for ApiError {
     fn from(denial: Denial) -> Self {
-        let reason = denial.reason();
+        let (reason, message) = (denial.reason(), denial.to_string());
         match denial {
             Denial::Unauthenticated(_) => {
-                Self::new(StatusCode::UNAUTHORIZED, "invalid credential").with_reason(reason)
+                Self::new(StatusCode::UNAUTHORIZED, message).with_reason(reason)
             }
             Denial::InsufficientScope(missing) => Self {
                 scope: Some(missing.join(" ")),
-                ..Self::new(
-                    StatusCode::FORBIDDEN,
-                    format!("insufficient scope: missing {}", missing.join(" ")),
-                )
-                .with_reason(reason)
+                ..Self::new(StatusCode::FORBIDDEN, message).with_reason(reason)
             },
-            Denial::InvalidScope(scope) => Self::bad_request(format!(
-                "invalid required scope {scope:?}: required scopes are concrete resource:action, never wildcards"
-            ))
-            .with_reason(reason),
-            Denial::TooManyScopes(given) => Self::bad_request(format!(
-                "{given} required scopes: at most {}",
-                gatehouse_verifier::verify::MAX_REQUIRED_SCOPES
-            ))
-            .with_reason(reason),
+            Denial::InvalidScope(_) | Denial::TooManyScopes(_) => {
+                Self::bad_request(message).with_reason(reason)
+            }
         }
     }
 }

@@ -4,9 +4,9 @@
 //! description cannot drift from what is served.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use gatehouse_domain::apikey::{ApiKey, KeyState};
+use gatehouse_domain::apikey::KeyState;
+use gatehouse_issuer::keys::KeyView;
 use gatehouse_issuer::scopes::ScopeView;
-use gatehouse_projections::api_keys::KeyRow;
 use gatehouse_projections::key_activity::ActivityRow;
 use gatehouse_verifier::{Kind, Verified};
 use serde::Serialize;
@@ -53,49 +53,22 @@ pub struct KeyJson {
     pub deleted_at: Option<String>,
 }
 
-impl KeyJson {
-    pub fn of_key(
-        key: &ApiKey,
-        retired_scopes: Vec<String>,
-        last_used_at: Option<DateTime<Utc>>,
-    ) -> Self {
-        let now = Utc::now();
+impl From<&KeyView> for KeyJson {
+    fn from(key: &KeyView) -> Self {
         Self {
-            key_id: key.id.to_string(),
+            key_id: key.key_id.to_string(),
             name: key.name.clone(),
-            scopes: key.scopes.to_vec(),
-            retired_scopes,
+            scopes: key.scopes.clone(),
+            retired_scopes: key.retired_scopes.clone(),
             hint: key.hint.clone(),
-            state: state(key.state(now)),
+            state: state(key.state),
             created_at: rfc3339(key.created_at),
             rotated_at: key.rotated_at.map(rfc3339),
             expires_at: key.expires_at.map(rfc3339),
-            last_used_at: last_used_at.map(rfc3339),
-            previous_secret_valid_until: key.previous_valid_until(now).map(rfc3339),
+            last_used_at: key.last_used_at.map(rfc3339),
+            previous_secret_valid_until: key.previous_secret_valid_until.map(rfc3339),
             revoked_at: key.revoked_at.map(rfc3339),
             deleted_at: key.deleted_at.map(rfc3339),
-        }
-    }
-
-    pub fn of_row(row: &KeyRow, retired_scopes: Vec<String>) -> Self {
-        let now = Utc::now();
-        Self {
-            key_id: row.key_id.clone(),
-            name: row.name.clone(),
-            scopes: row.scope_list(),
-            retired_scopes,
-            hint: row.hint.clone(),
-            state: state(row.state(now)),
-            created_at: rfc3339(row.created_at),
-            rotated_at: row.rotated_at.map(rfc3339),
-            expires_at: row.expires_at.map(rfc3339),
-            last_used_at: row.last_used_at.map(rfc3339),
-            previous_secret_valid_until: row
-                .previous_valid_until
-                .filter(|until| now < *until)
-                .map(rfc3339),
-            revoked_at: row.revoked_at.map(rfc3339),
-            deleted_at: row.deleted_at.map(rfc3339),
         }
     }
 }
