@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_domain::activity::ActivityKind;
 use gatehouse_domain::ids::{AccountId, KeyId};
 use gatehouse_domain::scope;
+use gatehouse_domain::usage::KeyUsageRecorded;
 use gatehouse_projections::key_activity::{self, ActivityFilter, ActivityRow};
 
 use crate::error::IssuerError;
@@ -174,6 +175,26 @@ async fn broadcast_new(
     }
 }
 
+/// One entry of an account's activity log as its reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityEntry {
+    /// Its place in the reader's account's log (opaque; see `cursor_context`).
+    pub cursor: String,
+    /// Empty for a deployment-wide entry (a catalogue change).
+    pub account_id: String,
+    /// Empty for a catalogue change.
+    pub key_id: String,
+    pub kind: ActivityKind,
+    /// Redacted (`None`) on deployment-wide entries of another account.
+    pub actor: Option<String>,
+    pub client_address: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub scope: Option<String>,
+    /// For a usage entry: the verifier's summary.
+    pub usage: Option<KeyUsageRecorded>,
+}
+
 /// What an activity cursor is bound to: one account's log. Positions are
 /// global (every account's events move them), so a reader gets opaque
 /// cursors that are valid for its own account only.
@@ -250,7 +271,7 @@ impl Issuer {
         query: &ActivityQuery,
         page_size: i32,
         page_token: &str,
-    ) -> Result<(Vec<ActivityRow>, String), IssuerError> {
+    ) -> Result<(Vec<ActivityEntry>, String), IssuerError> {
         principal.require(scope::ACTIVITY_READ, query.account_id)?;
         let size = crate::flows::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = self
@@ -258,19 +279,19 @@ impl Issuer {
             .ok_or_else(|| IssuerError::InvalidArgument("invalid page_token".into()))?;
         // Read your writes: whatever the log holds is in the answer.
         self.key_activity_runner().run_until_caught_up().await?;
-        let mut rows: Vec<ActivityRow> =
-            key_activity::list(self.store(), &query.filter(after), size + 1)
-                .await?
-                .into_iter()
-                .map(|row| self.for_reader(query, row))
-                .collect();
-        let next = if rows.len() as i64 > size {
-            rows.truncate(usize::try_from(size).unwrap_or(0));
-            rows.last().map(|r| r.cursor.clone()).unwrap_or_default()
+        let mut rows = key_activity::list(self.store(), &query.filter(after), size + 1).await?;
+        let more = rows.len() as i64 > size;
+        rows.truncate(usize::try_from(size).unwrap_or(0));
+        let entries: Vec<ActivityEntry> = rows
+            .into_iter()
+            .filter_map(|row| self.for_reader(query, row))
+            .collect();
+        let next = if more {
+            entries.last().map(|e| e.cursor.clone()).unwrap_or_default()
         } else {
             String::new()
         };
-        Ok((rows, next))
+        Ok((entries, next))
     }
 
     /// The live tail of `query` after log position `after`, as a channel:
@@ -290,7 +311,7 @@ impl Issuer {
         query: ActivityQuery,
         after: &str,
         poll: std::time::Duration,
-    ) -> Result<tokio::sync::mpsc::Receiver<Result<ActivityRow, IssuerError>>, IssuerError> {
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<ActivityEntry, IssuerError>>, IssuerError> {
         // `principal` is `bearer` authenticated by the caller; the task
         // authenticates `bearer` again as it goes.
         principal.require(scope::ACTIVITY_READ, query.account_id)?;
@@ -333,7 +354,10 @@ impl Issuer {
                             }
                             for row in page {
                                 after = row.position;
-                                if tx.send(Ok(issuer.for_reader(&query, row))).await.is_err() {
+                                let Some(entry) = issuer.for_reader(&query, row) else {
+                                    continue;
+                                };
+                                if tx.send(Ok(entry)).await.is_err() {
                                     return Ok(None);
                                 }
                             }
@@ -365,7 +389,7 @@ impl Issuer {
                                     .rows
                                     .iter()
                                     .filter(|row| filter.matches(row))
-                                    .map(|row| issuer.for_reader(&query, row.clone()))
+                                    .cloned()
                                     .collect();
                                 covered = covered.max(batch.upto);
                             }
@@ -390,7 +414,10 @@ impl Issuer {
                 }
                 for row in rows {
                     after = row.position;
-                    if tx.send(Ok(row)).await.is_err() {
+                    let Some(entry) = issuer.for_reader(&query, row) else {
+                        continue;
+                    };
+                    if tx.send(Ok(entry)).await.is_err() {
                         return;
                     }
                 }
@@ -400,15 +427,40 @@ impl Issuer {
     }
 
     /// `row` as the reader of `query` sees it: another account's actor and
-    /// address redacted, and the cursor of its own account's log.
-    fn for_reader(&self, query: &ActivityQuery, row: ActivityRow) -> ActivityRow {
-        let mut row = query.redact(row);
+    /// address redacted, the cursor of its own account's log, the usage
+    /// summary decoded. `None` for a row of a kind this build does not know.
+    fn for_reader(&self, query: &ActivityQuery, row: ActivityRow) -> Option<ActivityEntry> {
+        let row = query.redact(row);
+        let kind = row.kind()?;
         let position = u64::try_from(row.position).unwrap_or(0);
-        row.cursor = self
+        let cursor = self
             .keyring()
             .master()
             .seal_cursor(position, &cursor_context(query.account_id));
-        row
+        let usage = match row
+            .usage
+            .as_deref()
+            .map(serde_json::from_str::<KeyUsageRecorded>)
+        {
+            Some(Ok(usage)) => Some(usage),
+            Some(Err(error)) => {
+                tracing::warn!(position, %error, "an unreadable usage summary in the activity log");
+                None
+            }
+            None => None,
+        };
+        Some(ActivityEntry {
+            cursor,
+            account_id: row.account_id,
+            key_id: row.key_id,
+            kind,
+            actor: row.actor,
+            client_address: row.client_address,
+            occurred_at: row.occurred_at,
+            reason: row.reason,
+            scope: row.scope,
+            usage,
+        })
     }
 
     /// The log position behind an account's cursor (`""`: the start);

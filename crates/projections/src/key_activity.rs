@@ -158,10 +158,6 @@ pub struct ActivityRow {
     pub reason: Option<String>,
     pub usage: Option<String>,
     pub scope: Option<String>,
-    /// The entry's cursor as its reader's account sees it: set by the
-    /// issuer, never the bare position (which counts every account's events).
-    #[sqlx(skip)]
-    pub cursor: String,
 }
 
 impl ActivityRow {

@@ -291,38 +291,33 @@ fn kinds(raw: &[i32]) -> Result<Vec<ActivityKind>, IssuerError> {
         .collect()
 }
 
-fn activity_pb(row: &gatehouse_projections::key_activity::ActivityRow) -> pb::KeyActivity {
-    let usage = row
-        .usage
-        .as_deref()
-        .and_then(|u| serde_json::from_str::<gatehouse_domain::usage::KeyUsageRecorded>(u).ok())
-        .map(|u| pb::UsageSummary {
-            interval_start: Some(timestamp(u.interval_start)),
-            interval_end: Some(timestamp(u.interval_end)),
-            uses: i64::try_from(u.uses).unwrap_or(i64::MAX),
-            denials: i64::try_from(u.denials).unwrap_or(i64::MAX),
-            distinct_callers: i64::try_from(u.distinct_callers).unwrap_or(i64::MAX),
-            first_caller: u.first_caller.unwrap_or_default(),
-            last_caller: u.last_caller.unwrap_or_default(),
-            denials_by_reason: u
-                .denials_by_reason
-                .into_iter()
-                .map(|(k, v)| (k, i64::try_from(v).unwrap_or(i64::MAX)))
-                .collect(),
-        });
+fn activity_pb(entry: &gatehouse_issuer::audit::ActivityEntry) -> pb::KeyActivity {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let usage = entry.usage.as_ref().map(|u| pb::UsageSummary {
+        interval_start: Some(timestamp(u.interval_start)),
+        interval_end: Some(timestamp(u.interval_end)),
+        uses: count(u.uses),
+        denials: count(u.denials),
+        distinct_callers: count(u.distinct_callers),
+        first_caller: u.first_caller.clone().unwrap_or_default(),
+        last_caller: u.last_caller.clone().unwrap_or_default(),
+        denials_by_reason: u
+            .denials_by_reason
+            .iter()
+            .map(|(k, v)| (k.clone(), count(*v)))
+            .collect(),
+    });
     pb::KeyActivity {
-        cursor: row.cursor.clone(),
-        account_id: row.account_id.clone(),
-        key_id: row.key_id.clone(),
-        kind: row
-            .kind()
-            .map_or(pb::ActivityKind::Unspecified, activity_kind) as i32,
-        actor: row.actor.clone().unwrap_or_default(),
-        client_address: row.client_address.clone().unwrap_or_default(),
-        occurred_at: Some(timestamp(row.occurred_at)),
+        cursor: entry.cursor.clone(),
+        account_id: entry.account_id.clone(),
+        key_id: entry.key_id.clone(),
+        kind: activity_kind(entry.kind) as i32,
+        actor: entry.actor.clone().unwrap_or_default(),
+        client_address: entry.client_address.clone().unwrap_or_default(),
+        occurred_at: Some(timestamp(entry.occurred_at)),
         usage,
-        reason: row.reason.clone().unwrap_or_default(),
-        scope: row.scope.clone().unwrap_or_default(),
+        reason: entry.reason.clone().unwrap_or_default(),
+        scope: entry.scope.clone().unwrap_or_default(),
     }
 }
 

@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use gatehouse_domain::apikey::KeyState;
+use gatehouse_issuer::audit::ActivityEntry;
 use gatehouse_issuer::keys::KeyView;
 use gatehouse_issuer::scopes::ScopeView;
-use gatehouse_projections::key_activity::ActivityRow;
 use gatehouse_verifier::{Kind, Verified};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -138,31 +138,31 @@ pub struct ActivityJson {
     pub details: serde_json::Value,
 }
 
-impl From<&ActivityRow> for ActivityJson {
-    fn from(row: &ActivityRow) -> Self {
+impl From<&ActivityEntry> for ActivityJson {
+    fn from(entry: &ActivityEntry) -> Self {
         let mut details = serde_json::Map::new();
-        if let Some(reason) = row.reason.as_ref().filter(|r| !r.is_empty()) {
+        if let Some(reason) = entry.reason.as_ref().filter(|r| !r.is_empty()) {
             details.insert("reason".into(), reason.clone().into());
         }
-        if let Some(scope) = &row.scope {
+        if let Some(scope) = &entry.scope {
             details.insert("scope".into(), scope.clone().into());
         }
-        if let Some(address) = &row.client_address {
+        if let Some(address) = &entry.client_address {
             details.insert("client_address".into(), address.clone().into());
         }
-        if let Some(usage) = row
+        if let Some(usage) = entry
             .usage
-            .as_deref()
-            .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
+            .as_ref()
+            .and_then(|u| serde_json::to_value(u).ok())
         {
             details.insert("usage".into(), usage);
         }
         Self {
-            cursor: row.cursor.clone(),
-            kind: row.kind.clone(),
-            key_id: (!row.key_id.is_empty()).then(|| row.key_id.clone()),
-            at: rfc3339(row.occurred_at),
-            actor: row.actor.clone(),
+            cursor: entry.cursor.clone(),
+            kind: entry.kind.as_str().to_string(),
+            key_id: (!entry.key_id.is_empty()).then(|| entry.key_id.clone()),
+            at: rfc3339(entry.occurred_at),
+            actor: entry.actor.clone(),
             details: details.into(),
         }
     }
