@@ -12,6 +12,8 @@
 //!   [`signing`] (signing keys), [`catalogue`] (the scope catalogue and the
 //!   one grant rule), [`usage`] (verifiers' usage summaries);
 //! - [`activity`]: the kinds of entry in the key activity log;
+//! - [`token`]: who a verified access token speaks for (one rule for the
+//!   issuer and the verifier);
 //! - [`routes`]: the one route policy (which scopes a request needs), for
 //!   ext_authz, forward auth and the client crate's guard;
 //! - [`events`]: the macro mapping an aggregate's events to versioned names.
@@ -30,6 +32,7 @@ pub mod scope;
 pub mod secret;
 pub mod session;
 pub mod signing;
+pub mod token;
 pub mod usage;
 pub mod user;
 

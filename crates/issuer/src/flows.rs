@@ -22,6 +22,7 @@ use gatehouse_domain::secret::{SecretHash, hint};
 use gatehouse_domain::session::{
     RefreshDecision, Session, SessionError, SessionEvent, SessionLifetime,
 };
+use gatehouse_domain::token::{SubjectClaims, TokenSubject};
 use gatehouse_domain::user::{
     LoginEvent, LoginFailed, LoginFailure, LoginSucceeded, User, UserCreated, UserEvent,
     UsernameClaimed, UsernameEvent, login_stream, username_stream,
@@ -401,48 +402,63 @@ impl Issuer {
             .verifier(Utc::now())
             .verify(token, None)
             .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
-        let malformed = IssuerError::Unauthenticated {
-            reason: "CREDENTIAL_MALFORMED",
-        };
-        let account_id = AccountId::parse(&claims.acc).map_err(|_| malformed)?;
+        let max_lifetime =
+            i64::try_from(self.settings.max_user_token_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let subject = TokenSubject::read(
+            SubjectClaims {
+                acc: &claims.acc,
+                sub: &claims.sub,
+                sid: claims.sid.as_deref(),
+                ksv: claims.ksv,
+                iat: claims.iat,
+                exp: claims.exp,
+            },
+            max_lifetime,
+        )
+        .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
+        let account_id = subject.account();
         // A user token dies with its session (logout, refresh-token reuse) and
         // holds the session's grants; an SDK token its key's.
         let mut session = None;
-        let grants = if let Some(sid) = claims.sid.as_deref() {
-            let session_id = SessionId::parse(sid).map_err(|_| IssuerError::Unauthenticated {
-                reason: "CREDENTIAL_MALFORMED",
-            })?;
-            session = Some(session_id);
-            let (events, _) = self
-                .load(&session_id.stream(), SessionEvent::decode)
-                .await?;
-            match Session::fold(&events) {
-                Some(session) if session.revoked.is_none() && session.account_id == account_id => {
-                    session.scopes
-                }
-                _ => {
-                    return Err(IssuerError::Unauthenticated {
-                        reason: "SESSION_REVOKED",
-                    });
+        let grants = match subject {
+            TokenSubject::User {
+                session: session_id,
+                ..
+            } => {
+                session = Some(session_id);
+                let (events, _) = self
+                    .load(&session_id.stream(), SessionEvent::decode)
+                    .await?;
+                match Session::fold(&events) {
+                    Some(session)
+                        if session.revoked.is_none() && session.account_id == account_id =>
+                    {
+                        session.scopes
+                    }
+                    _ => {
+                        return Err(IssuerError::Unauthenticated {
+                            reason: "SESSION_REVOKED",
+                        });
+                    }
                 }
             }
-        } else {
-            // An SDK token dies with its key (revoked, expired) and never
-            // speaks for another account than its key's.
-            let key_id = KeyId::parse(&claims.sub).map_err(|_| IssuerError::Unauthenticated {
-                reason: "CREDENTIAL_MALFORMED",
-            })?;
-            let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
-            let key = ApiKey::fold(&events)
-                .filter(|k| k.account_id == account_id)
-                .ok_or(IssuerError::Unauthenticated {
-                    reason: "KEY_UNKNOWN",
-                })?;
-            // Tokens minted before `ksv` existed count as the key's first
-            // secret's: exact for a key never rotated, refused otherwise.
-            key.secret_alive(claims.ksv.unwrap_or(0), Utc::now())
-                .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
-            key.scopes
+            TokenSubject::Sdk {
+                key: key_id,
+                secret,
+                ..
+            } => {
+                // An SDK token dies with its key (revoked, expired) and never
+                // speaks for another account than its key's.
+                let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+                let key = ApiKey::fold(&events)
+                    .filter(|k| k.account_id == account_id)
+                    .ok_or(IssuerError::Unauthenticated {
+                        reason: "KEY_UNKNOWN",
+                    })?;
+                key.secret_alive(secret, Utc::now())
+                    .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
+                key.scopes
+            }
         };
         Ok(Principal {
             account_id,

@@ -591,6 +591,7 @@ mod tests {
             key_format: KeyFormat::new("wc", "live").unwrap(),
             throttle: ThrottleSettings::default(),
             signing_key_publish_lead: std::time::Duration::ZERO,
+            max_user_token_lifetime: std::time::Duration::from_secs(86_400),
         };
         Issuer::new(store, PasswordHasher::new(1).unwrap(), keyring, settings)
     }

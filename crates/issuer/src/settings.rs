@@ -24,6 +24,9 @@ pub struct IssuerSettings {
     pub throttle: ThrottleSettings,
     /// How long a new signing key is published before it signs.
     pub signing_key_publish_lead: Duration,
+    /// Longest a user token may live and still be accepted: how long
+    /// verifiers remember a revoked session (the same rule everywhere).
+    pub max_user_token_lifetime: Duration,
 }
 
 /// Growing delays after repeated login failures (OWASP's guidance: delays,

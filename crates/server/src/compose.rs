@@ -82,6 +82,11 @@ pub async fn build(
             ..ThrottleSettings::default()
         },
         signing_key_publish_lead: Duration::from_secs(args.signing_key_publish_lead_secs),
+        // Ten years at most: "for ever" in practice, and countable.
+        max_user_token_lifetime: Duration::from_secs(
+            args.revoked_session_retention_secs
+                .min(10 * 365 * 24 * 3600),
+        ),
     };
     let keyring = LiveKeyring::new(
         master,

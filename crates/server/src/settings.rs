@@ -135,17 +135,6 @@ pub struct ServeArgs {
     )]
     pub ignore_snapshot: bool,
 
-    /// How long a verifier remembers a revoked login session (seconds).
-    /// User tokens that live longer than this are refused
-    /// (`TOKEN_LIFETIME_TOO_LONG`), so none outlives the memory of its
-    /// session's revocation; keep it above the access-token lifetime.
-    #[arg(
-        long,
-        env = "GATEHOUSE_REVOKED_SESSION_RETENTION_SECS",
-        default_value_t = 24 * 3600
-    )]
-    pub revoked_session_retention_secs: u64,
-
     /// How often a verifier writes its per-key usage summaries (milliseconds).
     #[arg(long, env = "GATEHOUSE_USAGE_INTERVAL_MS", default_value_t = 60_000)]
     pub usage_interval_ms: u64,
@@ -324,6 +313,18 @@ pub const DEFAULT_ISSUER_URL: &str = "http://127.0.0.1:50051";
 /// How the issuer mints tokens and keys.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IssuerArgs {
+    /// How long a verifier remembers a revoked login session (seconds).
+    /// User tokens that live longer than this are refused, by verifiers and
+    /// issuers alike (`TOKEN_LIFETIME_TOO_LONG`), so none outlives the
+    /// memory of its session's revocation; keep it above the access-token
+    /// lifetime.
+    #[arg(
+        long,
+        env = "GATEHOUSE_REVOKED_SESSION_RETENTION_SECS",
+        default_value_t = 24 * 3600
+    )]
+    pub revoked_session_retention_secs: u64,
+
     /// `iss` of every token and discovery's `issuer`: the deployment's URL
     /// (https in production). Default: `http://` + the bound listen address.
     /// Every issuer and verifier of one deployment needs the same value.

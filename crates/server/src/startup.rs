@@ -135,7 +135,8 @@ impl Application {
                 load: !args.ignore_snapshot,
                 // Ten years at most: "for ever" in practice, and countable.
                 session_retention: Duration::from_secs(
-                    args.revoked_session_retention_secs
+                    args.issuer
+                        .revoked_session_retention_secs
                         .min(10 * 365 * 24 * 3600),
                 ),
             },

@@ -8,6 +8,7 @@ use gatehouse_crypto::jwt::{AccessClaims, MAX_TOKEN_LEN};
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId};
 use gatehouse_domain::scope::{Scope, Scopes};
 use gatehouse_domain::secret::{KeyFormat, SecretHash};
+use gatehouse_domain::token::{SubjectClaims, TokenSubject};
 use sha2::{Digest as _, Sha256};
 
 use crate::index::Index;
@@ -355,44 +356,44 @@ fn parse_claims(
     let malformed = || Denial::Unauthenticated("CREDENTIAL_MALFORMED");
     let scopes = Scopes::from_claim(&claims.scope).map_err(|_| malformed())?;
     let expires_at = DateTime::from_timestamp(claims.exp, 0);
-    match claims.sid {
-        Some(_) if claims.exp.saturating_sub(claims.iat) > max_user_token_secs => {
-            Err(Denial::Unauthenticated("TOKEN_LIFETIME_TOO_LONG"))
-        }
-        Some(sid) => {
-            let session = SessionId::parse(&sid).map_err(|_| malformed())?;
-            Ok((
-                Verified {
-                    account_id: claims.acc,
-                    subject: claims.sub,
-                    kind: Kind::User,
-                    key_id: None,
-                    scopes,
-                    expires_at,
-                    session_id: Some(sid),
-                },
-                Revocable::Session(session),
-            ))
-        }
-        None => {
-            let key_id = KeyId::parse(&claims.sub).map_err(|_| malformed())?;
-            // Tokens minted before `ksv` existed count as the key's first
-            // secret's: exact for a key never rotated, refused otherwise.
-            let secret = claims.ksv.unwrap_or(0);
-            Ok((
-                Verified {
-                    account_id: claims.acc,
-                    subject: claims.sub.clone(),
-                    kind: Kind::Sdk,
-                    key_id: Some(claims.sub),
-                    scopes,
-                    expires_at,
-                    session_id: None,
-                },
-                Revocable::Key(key_id, secret),
-            ))
-        }
-    }
+    let subject = TokenSubject::read(
+        SubjectClaims {
+            acc: &claims.acc,
+            sub: &claims.sub,
+            sid: claims.sid.as_deref(),
+            ksv: claims.ksv,
+            iat: claims.iat,
+            exp: claims.exp,
+        },
+        max_user_token_secs,
+    )
+    .map_err(|e| Denial::Unauthenticated(e.reason()))?;
+    Ok(match subject {
+        TokenSubject::User { session, .. } => (
+            Verified {
+                account_id: claims.acc,
+                subject: claims.sub,
+                kind: Kind::User,
+                key_id: None,
+                scopes,
+                expires_at,
+                session_id: claims.sid,
+            },
+            Revocable::Session(session),
+        ),
+        TokenSubject::Sdk { key, secret, .. } => (
+            Verified {
+                account_id: claims.acc,
+                subject: claims.sub.clone(),
+                kind: Kind::Sdk,
+                key_id: Some(claims.sub),
+                scopes,
+                expires_at,
+                session_id: None,
+            },
+            Revocable::Key(key, secret),
+        ),
+    })
 }
 
 /// Accepts `Bearer <credential>` (any case) or the bare credential.

@@ -1257,3 +1257,69 @@ async fn logins_cut_off_by_the_deadline_do_not_count_against_the_owner() {
         other => panic!("the owner was delayed by cut-off logins: {other:?}"),
     }
 }
+
+/// One rule reads a token's subject for the verifier and the issuer: a user
+/// token living longer than revoked sessions are remembered is refused by
+/// both (the issuer used to accept it for admin calls).
+async fn long_lived_user_tokens_are_refused_everywhere(env: Env) {
+    bootstrap(&env).await;
+    let server = Gatehouse::spawn(
+        BIN,
+        &[
+            "serve",
+            "--database-url",
+            &env.url,
+            "--access-token-ttl-secs",
+            "7200",
+            "--revoked-session-retention-secs",
+            "3600",
+        ],
+        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+    )
+    .await;
+    let mut auth = AuthServiceClient::new(server.channel().await);
+    let session = login(&mut auth, PASSWORD).await.unwrap();
+    let token = session.access_token;
+    let mut verifier = gatehouse_api::v1::verifier_service_client::VerifierServiceClient::new(
+        server.channel().await,
+    );
+    let denied = verifier
+        .verify(pb::VerifyRequest {
+            credential: token.clone(),
+            required_scopes: vec![],
+            audience: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (denied.code(), reason(&denied).as_str()),
+        (Code::Unauthenticated, "TOKEN_LIFETIME_TOO_LONG")
+    );
+    let account = session.account.unwrap().account_id;
+    let mut keys =
+        gatehouse_api::v1::key_service_client::KeyServiceClient::new(server.channel().await);
+    let denied = keys
+        .list_api_keys(crate::authed(
+            pb::ListApiKeysRequest {
+                account_id: account,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (denied.code(), reason(&denied).as_str()),
+        (Code::Unauthenticated, "TOKEN_LIFETIME_TOO_LONG")
+    );
+}
+
+#[tokio::test]
+async fn long_lived_user_tokens_are_refused_everywhere_on_sqlite() {
+    long_lived_user_tokens_are_refused_everywhere(sqlite()).await;
+}
+
+#[tokio::test]
+async fn long_lived_user_tokens_are_refused_everywhere_on_postgres() {
+    long_lived_user_tokens_are_refused_everywhere(postgres().await).await;
+}
