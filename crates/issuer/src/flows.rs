@@ -33,6 +33,7 @@ use gatehouse_eventstore::{
 use gatehouse_projections::{ApiKeys, KeyActivity};
 use uuid::Uuid;
 
+use crate::decide::{CONTENDED_ATTEMPTS, Step, decide_and_append, decide_and_append_within};
 use crate::error::IssuerError;
 use crate::keyring::LiveKeyring;
 use crate::settings::IssuerSettings;
@@ -655,7 +656,7 @@ impl Issuer {
             tracing::warn!(%error, "could not clear the login throttle after a success");
         }
         let matched = matched?;
-        let (user, mut user_version) = match (user, matched) {
+        let (user, user_version) = match (user, matched) {
             (Some(found), true) => found,
             _ => return Err(IssuerError::BadCredentials),
         };
@@ -704,10 +705,39 @@ impl Issuer {
         // The user stream's expected version ties the session to the hash the
         // password was checked against: a concurrent password change makes
         // this append fail instead of leaving a session it never ended.
-        loop {
-            let appended = self
-                .store
-                .append_all(vec![
+        // The version the password was checked at, for the first attempt.
+        let checked = &std::sync::Mutex::new(Some(user_version));
+        let (user_ref, user_session, started, succeeded) =
+            (&user, &user_session, &started, &succeeded);
+        let (login_stream, actor) = (&login_stream, &actor);
+        decide_and_append_within(&self.store, CONTENDED_ATTEMPTS, || async move {
+            let user = user_ref;
+            let first = checked.lock().ok().and_then(|mut version| version.take());
+            let user_version = match first {
+                Some(version) => version,
+                // Another login of the same user (retry), or a password
+                // change (then the checked password is no longer it).
+                None => {
+                    let (current, version) = self
+                        .load_user(user.id)
+                        .await?
+                        .ok_or_else(|| IssuerError::Internal("the user vanished".into()))?;
+                    if current.password_hash != user.password_hash {
+                        self.record_login_failure(
+                            login_stream,
+                            Some(user.id),
+                            LoginFailure::BadCredentials,
+                            ctx,
+                            now,
+                        )
+                        .await?;
+                        return Err(IssuerError::BadCredentials);
+                    }
+                    version
+                }
+            };
+            Ok(Step::Append(
+                vec![
                     (
                         stream(user.id.stream())?,
                         ExpectedVersion::Exact(user_version),
@@ -723,33 +753,11 @@ impl Issuer {
                         ExpectedVersion::Any,
                         vec![event(parts!(succeeded), ctx, actor.clone())],
                     ),
-                ])
-                .await;
-            match appended {
-                Ok(_) => break,
-                Err(StoreError::WrongExpectedVersion { .. }) => {
-                    // Another login of the same user (retry), or a password
-                    // change (then the checked password is no longer it).
-                    let (current, version) = self
-                        .load_user(user.id)
-                        .await?
-                        .ok_or_else(|| IssuerError::Internal("the user vanished".into()))?;
-                    if current.password_hash != user.password_hash {
-                        self.record_login_failure(
-                            &login_stream,
-                            Some(user.id),
-                            LoginFailure::BadCredentials,
-                            ctx,
-                            now,
-                        )
-                        .await?;
-                        return Err(IssuerError::BadCredentials);
-                    }
-                    user_version = version;
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
+                ],
+                (),
+            ))
+        })
+        .await?;
         Ok(LoginResult {
             tokens: TokenPair {
                 access_token,
@@ -970,120 +978,116 @@ impl Issuer {
 
     /// Spends a refresh token for a new pair. A spent token revokes the family.
     pub async fn refresh(&self, token: &str, ctx: &CallContext) -> Result<TokenPair, IssuerError> {
-        let (session, version) = self.load_session(token).await?;
-        let now = Utc::now();
-        let next = self
-            .settings
-            .key_format
-            .refresh_token(session.id, &random::bytes::<32>()?);
-        let decision = session
-            .refresh(
-                &SecretHash::of(token),
-                SecretHash::of(&next),
-                now,
-                self.session_lifetime(),
-            )
-            .map_err(|e| IssuerError::InvalidRefreshToken {
-                reason: match e {
-                    SessionError::Revoked => "SESSION_REVOKED",
-                    SessionError::Expired => "REFRESH_TOKEN_EXPIRED",
-                    SessionError::LifetimeOver => "SESSION_EXPIRED",
-                    SessionError::UnknownToken => "REFRESH_TOKEN_INVALID",
-                },
-            })?;
-        let session_stream = stream(session.id.stream())?;
-        let actor = Some(session.user_id.to_string());
-        match decision {
-            RefreshDecision::Rotate(rotated) => {
-                let refresh_expires_in = match &rotated {
-                    SessionEvent::Rotated(r) => secs_until(r.refresh_expires_at, now),
-                    _ => 0,
-                };
-                // Sign first: a rotation that is committed but whose token
-                // could not be signed would make the client's retry look like
-                // reuse and revoke its session.
-                let ttl = self.settings.access_token_ttl;
-                let scopes = self.resolve(&session.scopes).await?;
-                let access_token = self.sign(&self.claims(
-                    session.user_id.to_string(),
-                    session.account_id,
-                    &scopes,
-                    Some(session.id),
-                    ttl,
+        let (answer, _) = decide_and_append(&self.store, || async move {
+            let (session, version) = self.load_session(token).await?;
+            let now = Utc::now();
+            let next = self
+                .settings
+                .key_format
+                .refresh_token(session.id, &random::bytes::<32>()?);
+            let decision = session
+                .refresh(
+                    &SecretHash::of(token),
+                    SecretHash::of(&next),
                     now,
-                ))?;
-                // Expected version: a concurrent refresh with the same token
-                // loses here, and its token is then spent.
-                match self
-                    .store
-                    .append(
-                        &session_stream,
-                        ExpectedVersion::Exact(version),
-                        vec![event(parts!(rotated), ctx, actor)],
-                    )
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(StoreError::WrongExpectedVersion { .. }) => {
-                        return Box::pin(self.refresh(token, ctx)).await;
-                    }
-                    Err(other) => return Err(other.into()),
+                    self.session_lifetime(),
+                )
+                .map_err(|e| IssuerError::InvalidRefreshToken {
+                    reason: match e {
+                        SessionError::Revoked => "SESSION_REVOKED",
+                        SessionError::Expired => "REFRESH_TOKEN_EXPIRED",
+                        SessionError::LifetimeOver => "SESSION_EXPIRED",
+                        SessionError::UnknownToken => "REFRESH_TOKEN_INVALID",
+                    },
+                })?;
+            let session_stream = stream(session.id.stream())?;
+            let actor = Some(session.user_id.to_string());
+            match decision {
+                RefreshDecision::Rotate(rotated) => {
+                    let refresh_expires_in = match &rotated {
+                        SessionEvent::Rotated(r) => secs_until(r.refresh_expires_at, now),
+                        _ => 0,
+                    };
+                    // Sign first: a rotation that is committed but whose token
+                    // could not be signed would make the client's retry look
+                    // like reuse and revoke its session.
+                    let ttl = self.settings.access_token_ttl;
+                    let scopes = self.resolve(&session.scopes).await?;
+                    let access_token = self.sign(&self.claims(
+                        session.user_id.to_string(),
+                        session.account_id,
+                        &scopes,
+                        Some(session.id),
+                        ttl,
+                        now,
+                    ))?;
+                    // Expected version: a concurrent refresh with the same
+                    // token loses here, decides again and finds it spent.
+                    Ok(Step::Append(
+                        vec![(
+                            session_stream,
+                            ExpectedVersion::Exact(version),
+                            vec![event(parts!(rotated), ctx, actor)],
+                        )],
+                        Ok(TokenPair {
+                            access_token,
+                            expires_in: secs(ttl),
+                            refresh_token: next,
+                            refresh_expires_in,
+                        }),
+                    ))
                 }
-                Ok(TokenPair {
-                    access_token,
-                    expires_in: secs(ttl),
-                    refresh_token: next,
-                    refresh_expires_in,
-                })
+                RefreshDecision::RevokeForReuse(revoked) => {
+                    tracing::warn!(session = %session.id, "refresh token reuse: revoking the session");
+                    // Revocation only ever tightens: no expected version, so
+                    // a rotation racing in (the thief refreshing) cannot
+                    // cancel it.
+                    Ok(Step::Append(
+                        vec![(
+                            session_stream,
+                            ExpectedVersion::Any,
+                            vec![event(parts!(revoked), ctx, actor)],
+                        )],
+                        Err(IssuerError::InvalidRefreshToken {
+                            reason: "REFRESH_TOKEN_REUSED",
+                        }),
+                    ))
+                }
             }
-            RefreshDecision::RevokeForReuse(revoked) => {
-                tracing::warn!(session = %session.id, "refresh token reuse: revoking the session");
-                // Revocation only ever tightens: no expected version, so a
-                // rotation racing in (the thief refreshing) cannot cancel it.
-                self.store
-                    .append(
-                        &session_stream,
-                        ExpectedVersion::Any,
-                        vec![event(parts!(revoked), ctx, actor)],
-                    )
-                    .await?;
-                Err(IssuerError::InvalidRefreshToken {
-                    reason: "REFRESH_TOKEN_REUSED",
-                })
-            }
-        }
+        })
+        .await?;
+        answer
     }
 
     /// Revokes the family of `token`.
     pub async fn logout(&self, token: &str, ctx: &CallContext) -> Result<(), IssuerError> {
-        let (session, version) = self.load_session(token).await?;
-        let decision = session
-            .logout(&SecretHash::of(token), Utc::now())
-            .map_err(|_| IssuerError::InvalidRefreshToken {
-                reason: "REFRESH_TOKEN_INVALID",
-            })?;
-        if let Some(revoked) = decision {
-            let actor = Some(session.user_id.to_string());
-            match self
-                .store
-                .append(
-                    &stream(session.id.stream())?,
-                    ExpectedVersion::Exact(version),
-                    vec![event(parts!(revoked), ctx, actor)],
-                )
-                .await
-            {
-                // The session's tokens are refused here before logout returns.
-                Ok(written) => {
-                    self.store
-                        .wait_for_local_readers(written.last_position)
-                        .await
-                }
-                Err(StoreError::WrongExpectedVersion { .. }) => {
-                    return Box::pin(self.logout(token, ctx)).await;
-                }
-                Err(other) => return Err(other.into()),
-            }
+        let ((), written) = decide_and_append(&self.store, || async move {
+            let (session, version) = self.load_session(token).await?;
+            let decision = session
+                .logout(&SecretHash::of(token), Utc::now())
+                .map_err(|_| IssuerError::InvalidRefreshToken {
+                    reason: "REFRESH_TOKEN_INVALID",
+                })?;
+            Ok(match decision {
+                Some(revoked) => Step::Append(
+                    vec![(
+                        stream(session.id.stream())?,
+                        ExpectedVersion::Exact(version),
+                        vec![event(
+                            parts!(revoked),
+                            ctx,
+                            Some(session.user_id.to_string()),
+                        )],
+                    )],
+                    (),
+                ),
+                None => Step::Done(()),
+            })
+        })
+        .await?;
+        // The session's tokens are refused here before logout returns.
+        if let Some(last) = written.iter().map(|w| w.last_position).max() {
+            self.store.wait_for_local_readers(last).await;
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //!   users, login, refresh rotation with reuse detection, logout, SDK-token
 //!   exchange, bootstrap;
 //! - [`audit`]: the key activity log (list, watch);
+//! - [`decide`]: the one decide-and-append path, with its bounded retry;
 //! - [`keyring`]: the live signing keyring (JWKS, signer, rotation);
 //! - [`keys`]: API key create/list/get/rotate/revoke/delete and the expiry
 //!   scheduler;
@@ -17,6 +18,7 @@
 //! - [`settings`]: token lifetimes, issuer/audience, throttle settings.
 
 pub mod audit;
+pub mod decide;
 pub mod error;
 pub mod flows;
 pub mod keyring;
