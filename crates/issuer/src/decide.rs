@@ -49,18 +49,27 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Step<T>, IssuerError>>,
 {
-    for _ in 0..attempts {
+    for lost in 0..attempts {
         match attempt().await? {
             Step::Done(answer) => return Ok((answer, Vec::new())),
             Step::Append(batches, answer) => match store.append_all(batches).await {
                 Ok(written) => return Ok((answer, written)),
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     metrics::counter!("gatehouse_decision_conflicts_total").increment(1);
+                    // A short jittered pause, growing with each lost race,
+                    // so racers do not all come back at the same instant.
+                    let jitter = gatehouse_crypto::random::bytes::<2>()
+                        .map(u16::from_le_bytes)
+                        .unwrap_or(0);
+                    let bound = 200 * (lost as u64 + 1).min(10);
+                    tokio::time::sleep(std::time::Duration::from_micros(u64::from(jitter) % bound))
+                        .await;
                 }
                 Err(other) => return Err(other.into()),
             },
         }
     }
+    tracing::warn!(attempts, "a decision lost every race for its stream");
     Err(IssuerError::Conflict)
 }
 

@@ -808,16 +808,26 @@ impl Issuer {
         ctx: &CallContext,
         now: DateTime<Utc>,
     ) -> Result<crate::throttle::Attempt, IssuerError> {
-        let refused = match self
-            .throttle
-            .reserve(username, ctx.client_address.as_deref(), now)
-            .await?
-        {
-            Ok(()) => {
-                return Ok(self
-                    .throttle
-                    .attempt(username, ctx.client_address.as_deref()));
-            }
+        // Reserved and guarded on a task of its own: a caller that leaves
+        // while the reservation commits still gets its attempt refunded (the
+        // guard is made, then dropped, there), instead of one counted failure.
+        let (throttle, who, address) = (
+            self.throttle.clone(),
+            username.to_string(),
+            ctx.client_address.clone(),
+        );
+        let reserved = tokio::spawn(async move {
+            Ok::<_, IssuerError>(
+                match throttle.reserve(&who, address.as_deref(), now).await? {
+                    Ok(()) => Ok(throttle.attempt(&who, address.as_deref())),
+                    Err(refused) => Err(refused),
+                },
+            )
+        })
+        .await
+        .map_err(|e| IssuerError::Internal(format!("the throttle's task failed: {e}")))??;
+        let refused = match reserved {
+            Ok(attempt) => return Ok(attempt),
             Err(refused) => refused,
         };
         metrics::counter!("gatehouse_login_throttled_total").increment(1);

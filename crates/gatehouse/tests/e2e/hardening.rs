@@ -211,6 +211,32 @@ async fn cancelled_requests(env: Env) {
         call.await.unwrap();
     }
 
+    // No correct password was counted as a failure: once the cancelled
+    // calls have settled (their refunds run on their own), every throttle
+    // counter is back at zero.
+    let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
+        .await
+        .unwrap();
+    let settled = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut tx = store.begin_read().await.unwrap();
+        let failures: Option<i64> = gatehouse_eventstore::on_backend!(&mut tx, |conn| {
+            sqlx::query_scalar("SELECT MAX(failures) FROM login_throttle")
+                .fetch_one(conn)
+                .await
+        })
+        .unwrap();
+        tx.commit().await.unwrap();
+        if failures.unwrap_or(0) == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < settled,
+            "correct passwords left {failures:?} counted failures"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Every write still works: login, create, rotate, revoke.
     let (status, session) = post(
         &format!("{base}/api/auth/login"),
