@@ -16,7 +16,7 @@ use crate::settings::{Role, ServeArgs};
 pub struct Checked {
     pub routes: RoutePolicy,
     pub cors_origins: Vec<HeaderValue>,
-    pub trusted_proxies: gatehouse_transport::client::TrustedProxies,
+    pub trusted_proxies: gatehouse_transport::peer::TrustedProxies,
     /// TLS for the listener, when a certificate and key are given.
     pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
 }
@@ -164,14 +164,14 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
     };
     let header = match args.forwarded_header {
         crate::settings::ForwardedHeaderArg::XForwardedFor => {
-            gatehouse_transport::client::ForwardedHeader::XForwardedFor
+            gatehouse_transport::peer::ForwardedHeader::XForwardedFor
         }
         crate::settings::ForwardedHeaderArg::Forwarded => {
-            gatehouse_transport::client::ForwardedHeader::Forwarded
+            gatehouse_transport::peer::ForwardedHeader::Forwarded
         }
     };
     let trusted_proxies =
-        gatehouse_transport::client::TrustedProxies::parse(&args.trusted_proxies, header)
+        gatehouse_transport::peer::TrustedProxies::parse(&args.trusted_proxies, header)
             .unwrap_or_else(|e| {
                 problems.push(format!("--trusted-proxy (GATEHOUSE_TRUSTED_PROXIES): {e}"));
                 Default::default()

@@ -72,7 +72,7 @@ pub struct Application {
     /// Whether `/console` is served (issuer roles only).
     console: bool,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    trusted_proxies: Arc<gatehouse_transport::client::TrustedProxies>,
+    trusted_proxies: Arc<gatehouse_transport::peer::TrustedProxies>,
     limits: gatehouse_transport::limits::Limits,
     /// Bounds on accepted connections (count, silence, idleness).
     connections: crate::conn::ConnectionLimits,

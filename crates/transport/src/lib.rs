@@ -4,12 +4,14 @@
 //!
 //! - [`grpc`]: the `gatehouse.v1` services and Envoy's `ext_authz` over tonic;
 //! - [`http`]: the HTTP+JSON routes over axum, and the multiplexer that
-//!   serves both on one port.
+//!   serves both on one port;
+//! - [`peer`]: who the caller is (its address, through trusted proxies);
+//! - [`limits`]: concurrency and deadlines on the whole port.
 
-pub mod client;
 pub mod grpc;
 pub mod http;
 pub mod limits;
+pub mod peer;
 
 /// The credential of an `Authorization` header, read alike by every transport
 /// (and as `Verify` and Envoy's `Check` read theirs): `Bearer <token>`, or a

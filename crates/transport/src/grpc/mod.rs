@@ -34,11 +34,11 @@ pub fn context<T>(request: &Request<T>) -> CallContext {
     }
 }
 
-/// The client's address as decided for the call (see [`crate::client`]).
+/// The client's address as decided for the call (see [`crate::peer`]).
 pub fn client_address<T>(request: &Request<T>) -> Option<String> {
     request
         .extensions()
-        .get::<crate::client::ClientAddress>()
+        .get::<crate::peer::ClientAddress>()
         .map(|c| c.0)
         .or_else(|| request.remote_addr().map(|a| a.ip()))
         .map(|ip| ip.to_string())

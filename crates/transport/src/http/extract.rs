@@ -163,9 +163,9 @@ pub fn context(parts: &Parts) -> CallContext {
     CallContext {
         client_address: parts
             .extensions
-            .get::<crate::client::ClientAddress>()
+            .get::<crate::peer::ClientAddress>()
             .map(|c| c.0)
-            .or_else(|| crate::client::peer(&parts.extensions))
+            .or_else(|| crate::peer::peer(&parts.extensions))
             .map(|ip| ip.to_string()),
         request_id: parts
             .headers

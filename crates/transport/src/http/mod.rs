@@ -200,7 +200,7 @@ async fn refuse_declared_oversize(
 pub fn multiplex(
     grpc: Router,
     http: Router,
-    trusted: std::sync::Arc<crate::client::TrustedProxies>,
+    trusted: std::sync::Arc<crate::peer::TrustedProxies>,
     limits: crate::limits::Limits,
 ) -> Router {
     layers::with_request_ids(
@@ -215,7 +215,7 @@ pub fn multiplex(
             }))
             .layer(axum::middleware::map_request_with_state(
                 trusted,
-                crate::client::client_addresses,
+                crate::peer::client_addresses,
             ))
             .layer(axum::middleware::from_fn_with_state(
                 limits,
