@@ -160,7 +160,10 @@ impl Session {
                     s.spent.push(previous);
                     s.refresh_expires_at = e.refresh_expires_at;
                 }
-                (SessionEvent::Revoked(e), Some(s)) => s.revoked = Some(e.reason),
+                // The first revocation says why the session ended.
+                (SessionEvent::Revoked(e), Some(s)) => {
+                    s.revoked.get_or_insert(e.reason);
+                }
                 (_, None) => {}
             }
         }

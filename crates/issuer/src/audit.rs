@@ -282,15 +282,16 @@ impl Issuer {
         let mut rows = key_activity::list(self.store(), &query.filter(after), size + 1).await?;
         let more = rows.len() as i64 > size;
         rows.truncate(usize::try_from(size).unwrap_or(0));
+        // The next page starts after the last row read, even one of a kind
+        // this build does not show, so a page of those ends no listing.
+        let next = match rows.last().filter(|_| more) {
+            Some(last) => self.cursor_of(query.account_id, last.position),
+            None => String::new(),
+        };
         let entries: Vec<ActivityEntry> = rows
             .into_iter()
             .filter_map(|row| self.for_reader(query, row))
             .collect();
-        let next = if more {
-            entries.last().map(|e| e.cursor.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
         Ok((entries, next))
     }
 
@@ -433,10 +434,7 @@ impl Issuer {
         let row = query.redact(row);
         let kind = row.kind()?;
         let position = u64::try_from(row.position).unwrap_or(0);
-        let cursor = self
-            .keyring()
-            .master()
-            .seal_cursor(position, &cursor_context(query.account_id));
+        let cursor = self.cursor_of(query.account_id, row.position);
         let usage = match row
             .usage
             .as_deref()
@@ -461,6 +459,14 @@ impl Issuer {
             scope: row.scope,
             usage,
         })
+    }
+
+    /// The cursor of log position `position` in `account`'s log.
+    fn cursor_of(&self, account: AccountId, position: i64) -> String {
+        self.keyring().master().seal_cursor(
+            u64::try_from(position).unwrap_or(0),
+            &cursor_context(account),
+        )
     }
 
     /// The log position behind an account's cursor (`""`: the start);

@@ -54,7 +54,7 @@ where
             Step::Done(answer) => return Ok((answer, Vec::new())),
             Step::Append(batches, answer) => match store.append_all(batches).await {
                 Ok(written) => return Ok((answer, written)),
-                Err(StoreError::WrongExpectedVersion { .. }) => {
+                Err(StoreError::WrongExpectedVersion { .. }) if lost + 1 < attempts => {
                     metrics::counter!("gatehouse_decision_conflicts_total").increment(1);
                     // A short jittered pause, growing with each lost race,
                     // so racers do not all come back at the same instant.
@@ -65,10 +65,12 @@ where
                     tokio::time::sleep(std::time::Duration::from_micros(u64::from(jitter) % bound))
                         .await;
                 }
+                Err(StoreError::WrongExpectedVersion { .. }) => break,
                 Err(other) => return Err(other.into()),
             },
         }
     }
+    metrics::counter!("gatehouse_decision_conflicts_total").increment(1);
     tracing::warn!(attempts, "a decision lost every race for its stream");
     Err(IssuerError::Conflict)
 }

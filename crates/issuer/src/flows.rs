@@ -808,36 +808,42 @@ impl Issuer {
         ctx: &CallContext,
         now: DateTime<Utc>,
     ) -> Result<crate::throttle::Attempt, IssuerError> {
-        // Reserved and guarded on a task of its own: a caller that leaves
-        // while the reservation commits still gets its attempt refunded (the
-        // guard is made, then dropped, there), instead of one counted failure.
-        let (throttle, who, address) = (
-            self.throttle.clone(),
+        // Reserved, guarded and audited on a task of its own: a caller that
+        // leaves while the reservation commits still gets its attempt
+        // refunded (the guard is made, then dropped, there), and the first
+        // refusal of a delay is still recorded, so disconnecting at once
+        // hides no throttling from the audit log.
+        let (issuer, who, login_stream, ctx) = (
+            self.clone(),
             username.to_string(),
-            ctx.client_address.clone(),
+            login_stream.clone(),
+            ctx.clone(),
         );
-        let reserved = tokio::spawn(async move {
-            Ok::<_, IssuerError>(
-                match throttle.reserve(&who, address.as_deref(), now).await? {
-                    Ok(()) => Ok(throttle.attempt(&who, address.as_deref())),
-                    Err(refused) => Err(refused),
-                },
-            )
+        tokio::spawn(async move {
+            let address = ctx.client_address.as_deref();
+            match issuer.throttle.reserve(&who, address, now).await? {
+                Ok(()) => Ok(issuer.throttle.attempt(&who, address)),
+                Err(refused) => {
+                    metrics::counter!("gatehouse_login_throttled_total").increment(1);
+                    if refused.first {
+                        issuer
+                            .record_login_failure(
+                                &login_stream,
+                                user_id,
+                                LoginFailure::Throttled,
+                                &ctx,
+                                now,
+                            )
+                            .await?;
+                    }
+                    Err(IssuerError::Throttled {
+                        retry_after: refused.retry_after,
+                    })
+                }
+            }
         })
         .await
-        .map_err(|e| IssuerError::Internal(format!("the throttle's task failed: {e}")))??;
-        let refused = match reserved {
-            Ok(attempt) => return Ok(attempt),
-            Err(refused) => refused,
-        };
-        metrics::counter!("gatehouse_login_throttled_total").increment(1);
-        if refused.first {
-            self.record_login_failure(login_stream, user_id, LoginFailure::Throttled, ctx, now)
-                .await?;
-        }
-        Err(IssuerError::Throttled {
-            retry_after: refused.retry_after,
-        })
+        .map_err(|e| IssuerError::Internal(format!("the throttle's task failed: {e}")))?
     }
 
     /// Runs argon2 on `password` against the user's hash (the dummy hash
@@ -1078,11 +1084,14 @@ impl Issuer {
                 .map_err(|_| IssuerError::InvalidRefreshToken {
                     reason: "REFRESH_TOKEN_INVALID",
                 })?;
+            // A revocation only tightens: no expected version, so a refresh
+            // racing in (a thief's, say) cannot make the owner's logout fail.
+            let _ = version;
             Ok(match decision {
                 Some(revoked) => Step::Append(
                     vec![(
                         stream(session.id.stream())?,
-                        ExpectedVersion::Exact(version),
+                        ExpectedVersion::Any,
                         vec![event(
                             parts!(revoked),
                             ctx,

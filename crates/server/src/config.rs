@@ -105,6 +105,16 @@ pub fn check(args: &ServeArgs, role: Role) -> Result<Checked, ConfigErrors> {
     if role.issues() {
         check_master_key(args, sqlite, &mut problems);
     }
+    // Verifiers and issuers alike refuse a user token that lives as long as
+    // revoked sessions are remembered: every token minted so would be dead.
+    if args.issuer.access_token_ttl_secs >= args.issuer.revoked_session_retention_secs {
+        problems.push(
+            "--access-token-ttl-secs (GATEHOUSE_ACCESS_TOKEN_TTL_SECS) must be below \
+             --revoked-session-retention-secs (GATEHOUSE_REVOKED_SESSION_RETENTION_SECS): \
+             user tokens living that long are refused (TOKEN_LIFETIME_TOO_LONG)"
+                .into(),
+        );
+    }
     if !(100..=3_600_000).contains(&args.request_timeout_ms) {
         problems.push(
             "--request-timeout-ms (GATEHOUSE_REQUEST_TIMEOUT_MS) must be 100 to 3600000".into(),

@@ -358,15 +358,6 @@ async fn build_verifier(
     snapshots: SnapshotPolicy,
     stop: CancellationToken,
 ) -> Result<Decider, StartupError> {
-    if Duration::from_secs(args.access_token_ttl_secs) >= snapshots.session_retention {
-        tracing::warn!(
-            access_token_ttl_secs = args.access_token_ttl_secs,
-            retention_secs = snapshots.session_retention.as_secs(),
-            "user access tokens live as long as the revoked-session retention or longer: \
-             this verifier refuses them all (TOKEN_LIFETIME_TOO_LONG); raise \
-             --revoked-session-retention-secs"
-        );
-    }
     let key_format =
         gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
             .map_err(|e| StartupError::Config(e.to_string()))?;

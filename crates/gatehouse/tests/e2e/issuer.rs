@@ -1260,26 +1260,62 @@ async fn logins_cut_off_by_the_deadline_do_not_count_against_the_owner() {
 
 /// One rule reads a token's subject for the verifier and the issuer: a user
 /// token living longer than revoked sessions are remembered is refused by
-/// both (the issuer used to accept it for admin calls).
+/// both (the issuer used to accept it for admin calls). Such a token exists
+/// when the retention is lowered below the lifetime tokens were minted with
+/// (a configuration that mints them so is refused at start-up).
 async fn long_lived_user_tokens_are_refused_everywhere(env: Env) {
     bootstrap(&env).await;
-    let server = Gatehouse::spawn(
-        BIN,
-        &[
-            "serve",
+    let serve_with = |ttl: &'static str, retention: &'static str| {
+        let url = env.url.clone();
+        async move {
+            Gatehouse::spawn(
+                BIN,
+                &[
+                    "serve",
+                    "--database-url",
+                    &url,
+                    "--access-token-ttl-secs",
+                    ttl,
+                    "--revoked-session-retention-secs",
+                    retention,
+                    // The same `iss` across the restart (it is the port otherwise).
+                    "--issuer-url",
+                    "http://gatehouse.test",
+                ],
+                &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+            )
+            .await
+        }
+    };
+    // A configuration that would mint only such tokens is refused.
+    let refused = tokio::process::Command::new(BIN)
+        .args([
+            "check-config",
             "--database-url",
             &env.url,
             "--access-token-ttl-secs",
             "7200",
             "--revoked-session-retention-secs",
             "3600",
-        ],
-        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
-    )
-    .await;
-    let mut auth = AuthServiceClient::new(server.channel().await);
+        ])
+        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("must be below --revoked-session-retention-secs"),
+        "{stderr}"
+    );
+    let minting = serve_with("7200", "86400").await;
+    let mut auth = AuthServiceClient::new(minting.channel().await);
     let session = login(&mut auth, PASSWORD).await.unwrap();
     let token = session.access_token;
+    drop(auth);
+    minting.terminate().await;
+    let server = serve_with("900", "3600").await;
     let mut verifier = gatehouse_api::v1::verifier_service_client::VerifierServiceClient::new(
         server.channel().await,
     );
