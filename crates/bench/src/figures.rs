@@ -1,4 +1,4 @@
-//! The §6 figures beyond raw throughput: never-seen tokens against the
+//! The target ratios beyond raw throughput: never-seen tokens against the
 //! in-process signature check, Verify latency under a login flood, refresh
 //! against raw Postgres transactions, and append throughput by writers.
 

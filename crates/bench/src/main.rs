@@ -11,7 +11,7 @@
 //!   of this machine's cores;
 //! - how long a revocation made through the issuer takes to be seen by both
 //!   verifiers (p50, p99);
-//! - the rest of DESIGN §6 ([`figures`]): never-seen EdDSA JWTs against the
+//! - the other target ratios ([`figures`]): never-seen EdDSA JWTs against the
 //!   in-process verification rate, refresh against raw single-insert
 //!   transactions, Verify p99 during a login flood against idle, and event
 //!   appends by 1, 4 and 16 writers on both backends.

@@ -1,6 +1,7 @@
-//! The Rust client of Gatehouse (DESIGN §8).
+//! The Rust client of Gatehouse: SDK tokens kept fresh, a guard for a
+//! service's routes, and the typed admin calls the CLI uses.
 //!
-//! [`TokenSource`] does what the Scope seed's SDK does for its users: it
+//! [`TokenSource`] does what Scope's SDK does for its users: it
 //! exchanges an API key (`account_id`, `key_id`, `key_secret`) for a one-hour
 //! SDK token at `POST /v1/auth/sdk-token`, hands that token to every caller,
 //! and refreshes it `refresh_buffer` (default 60 s) before it expires — once
@@ -30,7 +31,7 @@
 //! [`GuardLayer`] guards a service's own routes: it reads the bearer
 //! credential, calls Gatehouse's `Verify` with the scopes its [`RouteScopes`]
 //! table names for the route, puts the [`Principal`] in the request's
-//! extensions, and denies with DESIGN §7's JSON body and `WWW-Authenticate`
+//! extensions, and denies with Gatehouse's JSON error body and `WWW-Authenticate`
 //! (HTTP) or the matching gRPC status — for axum and tonic services alike.
 //!
 //! [`AdminClient`] makes the typed admin calls (keys, activity, scopes,

@@ -42,8 +42,8 @@ impl std::fmt::Debug for Credentials {
 /// How a [`TokenSource`] behaves.
 #[derive(Debug, Clone)]
 pub struct TokenSourceConfig {
-    /// Refresh this long before the token expires (the seed's
-    /// `token_refresh_buffer`). Capped at half the token's lifetime, so a
+    /// Refresh this long before the token expires (Scope's SDK calls it
+    /// `token_refresh_buffer`, 60 s by default). Capped at half the token's lifetime, so a
     /// short-lived token is not refreshed on every call.
     pub refresh_buffer: Duration,
     /// First wait after a failed refresh; doubles per failure.
@@ -95,7 +95,7 @@ impl Error {
     }
 }
 
-/// The §7 error body.
+/// Gatehouse's HTTP error body (`code`, `message`, `statusCode`, `reason`).
 #[derive(Deserialize, Default)]
 struct ErrorBody {
     #[serde(default)]

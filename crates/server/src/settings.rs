@@ -358,7 +358,7 @@ pub struct IssuerArgs {
     pub clock_leeway_secs: u64,
 
     /// SDK token lifetime (seconds): the `expires_in` of the SDK-token
-    /// exchange (the seeds' 3600).
+    /// exchange (3600, what Scope's SDK clients expect).
     #[arg(long, env = "GATEHOUSE_SDK_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub sdk_token_ttl_secs: u64,
 

@@ -273,7 +273,7 @@ async fn manage_a_key(env: Env, screenshots: bool) {
         legends.as_array().unwrap().len() >= 6,
         "grouped by resource: {legends}"
     );
-    // Full access warns, as the seed does, and holds the other choices.
+    // Full access warns, as WorkClaw's dashboard does, and holds the other choices.
     click(page, "#full-access").await;
     until(
         page,

@@ -152,7 +152,7 @@ async fn guard(env: Env) {
         .await
         .expect("the admin holds users:write");
 
-    // Missing scope: 403, the §7 body, insufficient_scope naming the scope.
+    // Missing scope: 403, the JSON error body, insufficient_scope naming the scope.
     let (status, challenge, body) =
         call(http.post(format!("{service}/users")).bearer_auth(&reader)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);

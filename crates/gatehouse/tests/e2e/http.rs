@@ -1,7 +1,8 @@
 //! HTTP+JSON end to end, on the gRPC port, on SQLite and Postgres: one table
 //! of failing calls made over both transports (same answer, same reason,
 //! nothing written), the error body and challenges, 413/415/404/405/429, and
-//! the seeds' happy paths with a real HTTP client.
+//! the happy paths the products' callers use (WorkClaw, Scope, SphereScout,
+//! Claude Scope) with a real HTTP client.
 
 use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::auth_service_client::AuthServiceClient;
@@ -667,7 +668,7 @@ async fn both_transports(env: Env) {
         .await;
     assert_eq!(status.code(), Code::ResourceExhausted);
 
-    // The seeds' happy paths.
+    // The happy paths the products' callers take.
     let session = world
         .post(
             "/api/auth/login",
@@ -1034,7 +1035,8 @@ async fn read_until(stream: &mut reqwest::Response, seen: &mut String, needle: &
 /// Live tails share one reader and are capped: 8 per credential (the 9th is
 /// 429 `TOO_MANY_WATCHES` with `Retry-After`), a closed tail gives its slot
 /// back, every open tail sees a new entry, and a logout ends a user's tail
-/// within the 5 s re-check (hardening defect 3).
+/// within the 5 s re-check (a tail once streamed on after its credential
+/// ended).
 async fn live_tails_are_shared_and_capped(env: Env) {
     let boot = bootstrap(&env).await;
     let server = serve(&env).await;

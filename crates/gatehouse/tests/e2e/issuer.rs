@@ -826,7 +826,8 @@ async fn concurrent_logins_of_one_user_never_fail_inside_on_sqlite() {
 
 /// A session ends at its absolute lifetime however often it refreshes: each
 /// rotation's refresh token reaches no further than the end, and a refresh
-/// after it is refused with `SESSION_EXPIRED` (hardening defect 8).
+/// after it is refused with `SESSION_EXPIRED` (a refresh loop once kept a
+/// stolen session alive for ever).
 async fn sessions_end_at_their_maximum_lifetime(env: Env) {
     bootstrap(&env).await;
     let server = Gatehouse::spawn(
@@ -888,8 +889,8 @@ async fn sessions_end_at_their_maximum_lifetime_on_sqlite() {
 /// The throttle counts per (username, client address) first, with looser
 /// per-username and per-address ceilings; behind a trusted proxy the client
 /// is the address the proxy recorded; and a flood of throttled attempts
-/// writes one audit event per delay, not one per attempt (hardening defects
-/// 4 and 5).
+/// writes one audit event per delay, not one per attempt (a flood once
+/// locked the owner out and grew the log by one event per guess).
 async fn throttling_delays_the_guesser_not_the_owner(env: Env) {
     bootstrap(&env).await;
     let server = Gatehouse::spawn(

@@ -893,7 +893,7 @@ async fn keys_created_in_a_burst_verify_at_once_on_every_verifier() {
 /// An SDK token dies with the secret it was exchanged with: alive while that
 /// secret is (current, or previous inside its grace), refused with
 /// `KEY_ROTATED` by both verifiers and by the issuer's admin API once it is
-/// rotated away — not an hour later (hardening defect 6).
+/// rotated away — not an hour later, when the token would have expired.
 async fn sdk_tokens_die_with_their_secret(env: Env) {
     let world = &World::new(env).await;
     let mut clients = world.clients().await;
@@ -1046,7 +1046,8 @@ async fn sdk_tokens_die_with_their_secret_on_sqlite() {
 
 /// With `--ext-authz-deny-unmatched`, a request no route names is denied
 /// (403 `ROUTE_UNMATCHED`) whatever it carries; routes match ignoring case
-/// and `;` parameters, so neither reaches around a rule (hardening defect 12).
+/// and `;` parameters, so neither reaches around a rule (`/ADMIN` and
+/// `/admin;x` once did).
 #[tokio::test]
 async fn envoy_check_denies_unmatched_routes_and_normalises_case_and_parameters() {
     let env = crate::issuer::sqlite();

@@ -168,7 +168,8 @@ async fn exchange(state: AppState, body: SdkTokenBody) -> Result<Json<SdkTokenRe
     }))
 }
 
-/// Exchanges an API key for a one-hour access token (the Scope seed's path).
+/// Exchanges an API key for a one-hour access token (`/v1/auth/sdk-token`,
+/// the path Scope's SDK calls).
 #[utoipa::path(
     post, path = "/v1/auth/sdk-token", tag = "auth",
     request_body = SdkTokenBody,

@@ -1,6 +1,6 @@
 //! The one mapping of failures to HTTP: `{code, message, statusCode, reason?}`
-//! on every non-2xx (the Scope seed reads `code` + `message`, the Claude Scope
-//! seed `statusCode` + `message`), `WWW-Authenticate: Bearer` (RFC 6750) on 401
+//! on every non-2xx (Scope's clients read `code` + `message`, Claude Scope's
+//! `statusCode` + `message`, so one body serves both), `WWW-Authenticate: Bearer` (RFC 6750) on 401
 //! and 403, `Retry-After` on 429.
 
 use axum::http::{HeaderValue, StatusCode, header};

@@ -1,4 +1,5 @@
-//! HTTP+JSON: the seeds' routes over the same application layer as gRPC, on
+//! HTTP+JSON: the routes the products' callers use (login, refresh, SDK
+//! token, keys) over the same application layer as gRPC, on
 //! the same port. Bodies are snake_case JSON; every error is
 //! `{code, message, statusCode, reason?}` from [`error::ApiError`].
 //!

@@ -168,8 +168,8 @@ impl From<&ActivityEntry> for ActivityJson {
     }
 }
 
-/// Every non-2xx body (§7): `code` + `message` for the Scope seed's clients,
-/// `statusCode` + `message` for the Claude Scope seed's.
+/// Every non-2xx body: `code` + `message` for Scope's clients, `statusCode`
+/// + `message` for Claude Scope's.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// `invalid_request`, `unauthorized`, `forbidden`, `not_found`,
