@@ -45,6 +45,27 @@ pub struct AccessClaims {
     pub ksv: Option<u32>,
 }
 
+impl AccessClaims {
+    /// Who the token speaks for, by the domain's one rule (see
+    /// `gatehouse_domain::token`), for the issuer and the verifier alike.
+    pub fn subject(
+        &self,
+        max_user_lifetime_secs: i64,
+    ) -> Result<gatehouse_domain::token::TokenSubject, gatehouse_domain::token::SubjectError> {
+        gatehouse_domain::token::TokenSubject::read(
+            gatehouse_domain::token::SubjectClaims {
+                acc: &self.acc,
+                sub: &self.sub,
+                sid: self.sid.as_deref(),
+                ksv: self.ksv,
+                iat: self.iat,
+                exp: self.exp,
+            },
+            max_user_lifetime_secs,
+        )
+    }
+}
+
 /// Signs `claims` with `signer`.
 pub fn sign(claims: &AccessClaims, signer: &Signer) -> Result<String, CryptoError> {
     let mut header = Header::new(signer.alg);

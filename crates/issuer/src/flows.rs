@@ -22,7 +22,7 @@ use gatehouse_domain::secret::{SecretHash, hint};
 use gatehouse_domain::session::{
     RefreshDecision, Session, SessionError, SessionEvent, SessionLifetime,
 };
-use gatehouse_domain::token::{SubjectClaims, TokenSubject};
+use gatehouse_domain::token::TokenSubject;
 use gatehouse_domain::user::{
     LoginEvent, LoginFailed, LoginFailure, LoginSucceeded, User, UserCreated, UserEvent,
     UsernameClaimed, UsernameEvent, login_stream, username_stream,
@@ -405,18 +405,9 @@ impl Issuer {
             .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
         let max_lifetime =
             i64::try_from(self.settings.max_user_token_lifetime.as_secs()).unwrap_or(i64::MAX);
-        let subject = TokenSubject::read(
-            SubjectClaims {
-                acc: &claims.acc,
-                sub: &claims.sub,
-                sid: claims.sid.as_deref(),
-                ksv: claims.ksv,
-                iat: claims.iat,
-                exp: claims.exp,
-            },
-            max_lifetime,
-        )
-        .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
+        let subject = claims
+            .subject(max_lifetime)
+            .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
         let account_id = subject.account();
         // A user token dies with its session (logout, refresh-token reuse) and
         // holds the session's grants; an SDK token its key's.

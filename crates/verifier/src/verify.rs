@@ -8,7 +8,7 @@ use gatehouse_crypto::jwt::{AccessClaims, MAX_TOKEN_LEN};
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId};
 use gatehouse_domain::scope::{Scope, Scopes};
 use gatehouse_domain::secret::{KeyFormat, SecretHash};
-use gatehouse_domain::token::{SubjectClaims, TokenSubject};
+use gatehouse_domain::token::TokenSubject;
 use sha2::{Digest as _, Sha256};
 
 use crate::index::Index;
@@ -356,18 +356,9 @@ fn parse_claims(
     let malformed = || Denial::Unauthenticated("CREDENTIAL_MALFORMED");
     let scopes = Scopes::from_claim(&claims.scope).map_err(|_| malformed())?;
     let expires_at = DateTime::from_timestamp(claims.exp, 0);
-    let subject = TokenSubject::read(
-        SubjectClaims {
-            acc: &claims.acc,
-            sub: &claims.sub,
-            sid: claims.sid.as_deref(),
-            ksv: claims.ksv,
-            iat: claims.iat,
-            exp: claims.exp,
-        },
-        max_user_token_secs,
-    )
-    .map_err(|e| Denial::Unauthenticated(e.reason()))?;
+    let subject = claims
+        .subject(max_user_token_secs)
+        .map_err(|e| Denial::Unauthenticated(e.reason()))?;
     Ok(match subject {
         TokenSubject::User { session, .. } => (
             Verified {
