@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use gatehouse_domain::apikey::{
-    ApiKey, ApiKeyEvent, SecretIndexEvent, SecretIssued, secret_stream,
+    ApiKey, ApiKeyEvent, NewApiKey, SecretIndexEvent, SecretIssued, secret_stream,
 };
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId, UserId};
 use gatehouse_domain::scope::Scopes;
@@ -87,13 +87,15 @@ fn key_history(
     let expires = (n % 20 == 4).then(|| created + day * 7);
     let mut streams = vec![index_entry(&hash, key_id)?];
     let first = ApiKey::create(
-        key_id,
-        account,
-        &format!("integration {n}"),
-        scopes.clone(),
-        hash,
-        secret[secret.len() - 4..].to_string(),
-        expires,
+        NewApiKey {
+            id: key_id,
+            account_id: account,
+            name: &format!("integration {n}"),
+            scopes: scopes.clone(),
+            secret_hash: hash,
+            hint: secret[secret.len() - 4..].to_string(),
+            expires_at: expires,
+        },
         created,
     )?;
     let mut events = vec![first.clone()];

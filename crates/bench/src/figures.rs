@@ -94,7 +94,10 @@ pub async fn verify_rate(keys: &Keys, tokens: Arc<Vec<String>>) -> anyhow::Resul
             tokio::task::spawn_blocking(move || {
                 let mut verified = 0u64;
                 while let Some(token) = tokens.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if verifier.verify(token, None).is_ok() {
+                    if verifier
+                        .verify(token, None, chrono::Utc::now().timestamp())
+                        .is_ok()
+                    {
                         verified += 1;
                     }
                 }

@@ -164,8 +164,16 @@ impl TokenVerifier {
         self.keys.contains_key(kid) && self.retired.get(kid).is_none_or(|until| now < *until)
     }
 
-    /// Verifies `token` for `audience` (or the configured one).
-    pub fn verify(&self, token: &str, audience: Option<&str>) -> Result<AccessClaims, TokenError> {
+    /// Verifies `token` for `audience` (or the configured one) at `now`
+    /// (Unix seconds, from the caller's clock): the signature by
+    /// jsonwebtoken, the lifetime here, with the leeway, as jsonwebtoken
+    /// would judge it against the system clock.
+    pub fn verify(
+        &self,
+        token: &str,
+        audience: Option<&str>,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
@@ -183,7 +191,6 @@ impl TokenVerifier {
         if !typ_ok {
             return Err(TokenError::WrongType);
         }
-        let now = chrono::Utc::now().timestamp();
         let (alg, key) = header
             .kid
             .as_deref()
@@ -197,12 +204,13 @@ impl TokenVerifier {
         let mut validation = Validation::new(*alg);
         validation.algorithms = vec![*alg];
         validation.leeway = self.leeway_secs;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // Judged below against the caller's clock, not the system's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[audience.unwrap_or(&self.audience)]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -213,7 +221,15 @@ impl TokenVerifier {
                     TokenError::BadSignature
                 }
                 _ => TokenError::Malformed,
-            })
+            })?;
+        let leeway = i64::try_from(self.leeway_secs).unwrap_or(i64::MAX);
+        if claims.exp < now.saturating_sub(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now.saturating_add(leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(claims)
     }
 }
 
@@ -260,13 +276,34 @@ mod tests {
     }
 
     #[test]
+    fn a_token_lives_by_the_callers_clock_within_the_leeway() {
+        let (signer, verifier, _) = setup();
+        // Far from the system's time: only the clock passed in counts.
+        let t = 4_000_000_000;
+        let token = sign(&claims(t), &signer).unwrap();
+        assert!(verifier.verify(&token, None, t + 900 + 5).is_ok());
+        assert_eq!(
+            verifier.verify(&token, None, t + 900 + 6),
+            Err(TokenError::Expired)
+        );
+        assert!(verifier.verify(&token, None, t - 5).is_ok());
+        assert_eq!(
+            verifier.verify(&token, None, t - 6),
+            Err(TokenError::NotYetValid)
+        );
+    }
+
+    #[test]
     fn a_signed_token_verifies_and_carries_its_claims() {
         let (signer, verifier, _) = setup();
         let token = sign(&claims(now()), &signer).unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(signer.kid.as_str()));
-        assert_eq!(verifier.verify(&token, None).unwrap().scope, "keys:read");
+        assert_eq!(
+            verifier.verify(&token, None, now()).unwrap().scope,
+            "keys:read"
+        );
     }
 
     #[test]
@@ -280,7 +317,7 @@ mod tests {
             ..claims(t)
         };
         assert_eq!(
-            verifier.verify(&sign(&expired, &signer).unwrap(), None),
+            verifier.verify(&sign(&expired, &signer).unwrap(), None, now()),
             Err(TokenError::Expired)
         );
         let future = AccessClaims {
@@ -288,7 +325,7 @@ mod tests {
             ..claims(t)
         };
         assert_eq!(
-            verifier.verify(&sign(&future, &signer).unwrap(), None),
+            verifier.verify(&sign(&future, &signer).unwrap(), None, now()),
             Err(TokenError::NotYetValid)
         );
         let foreign = AccessClaims {
@@ -296,7 +333,7 @@ mod tests {
             ..claims(t)
         };
         assert_eq!(
-            verifier.verify(&sign(&foreign, &signer).unwrap(), None),
+            verifier.verify(&sign(&foreign, &signer).unwrap(), None, now()),
             Err(TokenError::WrongIssuer)
         );
         let other_aud = AccessClaims {
@@ -304,14 +341,14 @@ mod tests {
             ..claims(t)
         };
         assert_eq!(
-            verifier.verify(&sign(&other_aud, &signer).unwrap(), None),
+            verifier.verify(&sign(&other_aud, &signer).unwrap(), None, now()),
             Err(TokenError::WrongAudience)
         );
 
         // Signed by a key the verifier does not know.
         let (stranger, _, _) = setup();
         assert_eq!(
-            verifier.verify(&sign(&claims(t), &stranger).unwrap(), None),
+            verifier.verify(&sign(&claims(t), &stranger).unwrap(), None, now()),
             Err(TokenError::UnknownSigningKey)
         );
         // Edited payload: the signature no longer matches.
@@ -326,7 +363,7 @@ mod tests {
         );
         let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
         assert_eq!(
-            verifier.verify(&forged, None),
+            verifier.verify(&forged, None, now()),
             Err(TokenError::BadSignature)
         );
         // alg: none.
@@ -336,7 +373,7 @@ mod tests {
         ));
         let none = format!("{none_header}.{}.", parts[1]);
         assert!(matches!(
-            verifier.verify(&none, None),
+            verifier.verify(&none, None, now()),
             Err(TokenError::Malformed | TokenError::AlgorithmNotAllowed)
         ));
         // HS256 "signed" with the public key.
@@ -350,16 +387,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            verifier.verify(&hs, None),
+            verifier.verify(&hs, None, now()),
             Err(TokenError::AlgorithmNotAllowed)
         );
         // Garbage and huge input.
-        assert_eq!(verifier.verify("garbage", None), Err(TokenError::Malformed));
         assert_eq!(
-            verifier.verify(&"a".repeat(1 << 20), None),
+            verifier.verify("garbage", None, now()),
             Err(TokenError::Malformed)
         );
-        assert_eq!(verifier.verify("", None), Err(TokenError::Malformed));
+        assert_eq!(
+            verifier.verify(&"a".repeat(1 << 20), None, now()),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(verifier.verify("", None, now()), Err(TokenError::Malformed));
     }
 
     #[test]
@@ -367,10 +407,13 @@ mod tests {
         let (signer, mut verifier, _) = setup();
         let token = sign(&claims(now()), &signer).unwrap();
         verifier.retire_key(&signer.kid, now() + 3600);
-        assert!(verifier.verify(&token, None).is_ok(), "still published");
+        assert!(
+            verifier.verify(&token, None, now()).is_ok(),
+            "still published"
+        );
         verifier.retire_key(&signer.kid, now() - 1);
         assert_eq!(
-            verifier.verify(&token, None),
+            verifier.verify(&token, None, now()),
             Err(TokenError::UnknownSigningKey)
         );
         assert!(!verifier.is_published(&signer.kid, now()));
@@ -384,7 +427,7 @@ mod tests {
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.alg, crate::keys::algorithm(alg));
             assert_eq!(
-                verifier.verify(&token, None).unwrap().sub,
+                verifier.verify(&token, None, now()).unwrap().sub,
                 "user-1",
                 "{alg}"
             );
@@ -407,7 +450,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(
-                verifier.verify(&forged, None),
+                verifier.verify(&forged, None, now()),
                 Err(TokenError::AlgorithmNotAllowed),
                 "{alg}"
             );
@@ -422,7 +465,7 @@ mod tests {
             )
             .unwrap();
             assert_eq!(
-                verifier.verify(&hs, None),
+                verifier.verify(&hs, None, now()),
                 Err(TokenError::AlgorithmNotAllowed),
                 "{alg}"
             );
@@ -430,7 +473,7 @@ mod tests {
             verifier
                 .insert_key(&stranger.kid, other, &stranger.public_key)
                 .unwrap();
-            assert!(verifier.verify(&token, None).is_ok());
+            assert!(verifier.verify(&token, None, now()).is_ok());
         }
     }
 }

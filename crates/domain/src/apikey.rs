@@ -261,19 +261,30 @@ fn check_text(
     Ok(text.to_string())
 }
 
+/// What a new key is made of (its secret only as a hash and a hint).
+#[derive(Debug, Clone)]
+pub struct NewApiKey<'a> {
+    pub id: KeyId,
+    pub account_id: AccountId,
+    pub name: &'a str,
+    pub scopes: Scopes,
+    pub secret_hash: SecretHash,
+    pub hint: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 impl ApiKey {
     /// Decides the creation of a key whose secret hashes to `secret_hash`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn create(
-        id: KeyId,
-        account_id: AccountId,
-        name: &str,
-        scopes: Scopes,
-        secret_hash: SecretHash,
-        hint: String,
-        expires_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<ApiKeyEvent, DomainError> {
+    pub fn create(new: NewApiKey<'_>, now: DateTime<Utc>) -> Result<ApiKeyEvent, DomainError> {
+        let NewApiKey {
+            id,
+            account_id,
+            name,
+            scopes,
+            secret_hash,
+            hint,
+            expires_at,
+        } = new;
         let name = check_text("name", name, MAX_NAME_CHARS, false)?;
         if scopes.is_empty() {
             return Err(DomainError::invalid(
@@ -611,13 +622,15 @@ mod tests {
     fn given(now: DateTime<Utc>, expires_at: Option<DateTime<Utc>>) -> Vec<ApiKeyEvent> {
         vec![
             ApiKey::create(
-                KeyId::from_uuid(uuid::Uuid::now_v7()),
-                AccountId::from_uuid(uuid::Uuid::now_v7()),
-                "ci",
-                Scopes::parse(&["keys:read"]).unwrap(),
-                SecretHash::of("s1"),
-                "ab12".into(),
-                expires_at,
+                NewApiKey {
+                    id: KeyId::from_uuid(uuid::Uuid::now_v7()),
+                    account_id: AccountId::from_uuid(uuid::Uuid::now_v7()),
+                    name: "ci",
+                    scopes: Scopes::parse(&["keys:read"]).unwrap(),
+                    secret_hash: SecretHash::of("s1"),
+                    hint: "ab12".into(),
+                    expires_at,
+                },
                 now,
             )
             .unwrap(),
@@ -906,39 +919,45 @@ mod tests {
         let k = key(&events);
         assert!(
             ApiKey::create(
-                k.id,
-                k.account_id,
-                "",
-                k.scopes.clone(),
-                SecretHash::of("s"),
-                "x".into(),
-                None,
+                NewApiKey {
+                    id: k.id,
+                    account_id: k.account_id,
+                    name: "",
+                    scopes: k.scopes.clone(),
+                    secret_hash: SecretHash::of("s"),
+                    hint: "x".into(),
+                    expires_at: None
+                },
                 now
             )
             .is_err()
         );
         assert!(
             ApiKey::create(
-                k.id,
-                k.account_id,
-                "n",
-                Scopes::default(),
-                SecretHash::of("s"),
-                "x".into(),
-                None,
+                NewApiKey {
+                    id: k.id,
+                    account_id: k.account_id,
+                    name: "n",
+                    scopes: Scopes::default(),
+                    secret_hash: SecretHash::of("s"),
+                    hint: "x".into(),
+                    expires_at: None
+                },
                 now
             )
             .is_err()
         );
         assert!(
             ApiKey::create(
-                k.id,
-                k.account_id,
-                "n",
-                k.scopes.clone(),
-                SecretHash::of("s"),
-                "x".into(),
-                Some(now),
+                NewApiKey {
+                    id: k.id,
+                    account_id: k.account_id,
+                    name: "n",
+                    scopes: k.scopes.clone(),
+                    secret_hash: SecretHash::of("s"),
+                    hint: "x".into(),
+                    expires_at: Some(now)
+                },
                 now
             )
             .is_err()

@@ -158,7 +158,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::apikey::ApiKey;
+    use crate::apikey::{ApiKey, NewApiKey};
     use crate::ids::{AccountId, KeyId};
     use crate::scope::Scopes;
 
@@ -170,13 +170,15 @@ mod tests {
         let t0 = DateTime::from_timestamp(1_800_000_000, 123_456_789).unwrap();
         let secrets: Vec<String> = (0..4).map(|n| format!("secret-{n}")).collect();
         let created = ApiKey::create(
-            KeyId::from_uuid(uuid::Uuid::now_v7()),
-            AccountId::from_uuid(uuid::Uuid::now_v7()),
-            "k",
-            Scopes::parse(&["keys:read"]).unwrap(),
-            SecretHash::of(&secrets[0]),
-            "hint".into(),
-            Some(t0 + Duration::hours(10)),
+            NewApiKey {
+                id: KeyId::from_uuid(uuid::Uuid::now_v7()),
+                account_id: AccountId::from_uuid(uuid::Uuid::now_v7()),
+                name: "k",
+                scopes: Scopes::parse(&["keys:read"]).unwrap(),
+                secret_hash: SecretHash::of(&secrets[0]),
+                hint: "hint".into(),
+                expires_at: Some(t0 + Duration::hours(10)),
+            },
             t0,
         )
         .unwrap();

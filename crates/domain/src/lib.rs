@@ -16,12 +16,15 @@
 //!   issuer and the verifier);
 //! - [`routes`]: the one route policy (which scopes a request needs), for
 //!   ext_authz, forward auth and the client crate's guard;
+//! - [`clock`]: the one source of "now" the application layers share (a
+//!   manual one for tests);
 //! - [`events`]: the macro mapping an aggregate's events to versioned names.
 
 pub mod account;
 pub mod activity;
 pub mod apikey;
 pub mod catalogue;
+pub mod clock;
 pub mod email;
 pub mod events;
 pub mod ids;

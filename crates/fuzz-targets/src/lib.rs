@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, OnceLock, RwLock};
 
+use gatehouse_domain::apikey::NewApiKey;
 use gatehouse_domain::ids::{AccountId, KeyId};
 use gatehouse_domain::scope::{Scope, Scopes};
 use gatehouse_domain::secret::{KeyFormat, SecretHash};
@@ -85,7 +86,12 @@ pub fn bearer(data: &[u8]) {
     }
     let tokens =
         gatehouse_crypto::jwt::TokenVerifier::new("https://gatehouse.test", "gatehouse", 30);
-    assert!(tokens.verify(&raw, None).is_err(), "no key, no token");
+    assert!(
+        tokens
+            .verify(&raw, None, chrono::Utc::now().timestamp())
+            .is_err(),
+        "no key, no token"
+    );
 }
 
 /// Scopes, route tables and path normalisation.
@@ -123,17 +129,17 @@ pub fn scopes(data: &[u8]) {
 
 /// The HTTP request bodies and the domain's validation of what they carry.
 pub fn requests(data: &[u8]) {
-    use gatehouse_transport::http::{admin, auth};
+    use gatehouse_transport::http::{accounts, auth, keys, scopes, verifier};
     let _ = serde_json::from_slice::<auth::LoginBody>(data);
     let _ = serde_json::from_slice::<auth::RefreshBody>(data);
     let _ = serde_json::from_slice::<auth::PasswordBody>(data);
     let _ = serde_json::from_slice::<auth::SdkTokenBody>(data);
-    let _ = serde_json::from_slice::<auth::VerifyBody>(data);
-    let _ = serde_json::from_slice::<admin::CreateKeyBody>(data);
-    let _ = serde_json::from_slice::<admin::RotateBody>(data);
-    let _ = serde_json::from_slice::<admin::ReasonBody>(data);
-    let _ = serde_json::from_slice::<admin::ImportBody>(data);
-    let _ = serde_json::from_slice::<admin::UserBody>(data);
+    let _ = serde_json::from_slice::<verifier::VerifyBody>(data);
+    let _ = serde_json::from_slice::<keys::CreateKeyBody>(data);
+    let _ = serde_json::from_slice::<keys::RotateBody>(data);
+    let _ = serde_json::from_slice::<keys::ReasonBody>(data);
+    let _ = serde_json::from_slice::<scopes::ImportBody>(data);
+    let _ = serde_json::from_slice::<accounts::UserBody>(data);
     let raw = text(data);
     let _ = gatehouse_domain::email::Email::parse(&raw);
     let short: String = raw.chars().take(300).collect();
@@ -144,13 +150,15 @@ pub fn requests(data: &[u8]) {
     let now = chrono::Utc::now();
     let scopes = Scopes::parse(&["keys:read"]).expect("a valid scope");
     let created = gatehouse_domain::apikey::ApiKey::create(
-        KeyId::from_uuid(uuid::Uuid::nil()),
-        AccountId::from_uuid(uuid::Uuid::nil()),
-        &raw,
-        scopes,
-        SecretHash::of("s"),
-        "hint".into(),
-        None,
+        NewApiKey {
+            id: KeyId::from_uuid(uuid::Uuid::nil()),
+            account_id: AccountId::from_uuid(uuid::Uuid::nil()),
+            name: &raw,
+            scopes,
+            secret_hash: SecretHash::of("s"),
+            hint: "hint".into(),
+            expires_at: None,
+        },
         now,
     );
     if let Ok(gatehouse_domain::apikey::ApiKeyEvent::Created(c)) = created {

@@ -74,7 +74,14 @@ pub async fn bootstrap(
         }
     };
     let store = open(database).await?;
-    let issuer = gatehouse_server::compose::build(&store, database, args, None).await?;
+    let issuer = gatehouse_server::compose::build(
+        &store,
+        database,
+        args,
+        gatehouse_domain::clock::system(),
+        None,
+    )
+    .await?;
     let result = issuer
         .bootstrap(account_name, username, password, &definitions)
         .await
@@ -86,7 +93,14 @@ pub async fn bootstrap(
 
 pub async fn rotate_signing_key(database: &DatabaseArgs, args: &IssuerArgs) -> anyhow::Result<()> {
     let store = open(database).await?;
-    let issuer = gatehouse_server::compose::build(&store, database, args, None).await?;
+    let issuer = gatehouse_server::compose::build(
+        &store,
+        database,
+        args,
+        gatehouse_domain::clock::system(),
+        None,
+    )
+    .await?;
     let settings = issuer.settings();
     let lead = chrono::Duration::from_std(settings.signing_key_publish_lead)?;
     let max_ttl =

@@ -9,7 +9,7 @@ use gatehouse_domain::usage::KeyUsageRecorded;
 use gatehouse_projections::key_activity::{self, ActivityFilter, ActivityRow};
 
 use crate::error::IssuerError;
-use crate::flows::{Issuer, Principal};
+use crate::service::{Issuer, Principal};
 
 /// Live tails open at once per credential (a console tab or two, a script).
 pub const MAX_WATCHES_PER_CREDENTIAL: usize = 8;
@@ -273,7 +273,7 @@ impl Issuer {
         page_token: &str,
     ) -> Result<(Vec<ActivityEntry>, String), IssuerError> {
         principal.require(scope::ACTIVITY_READ, query.account_id)?;
-        let size = crate::flows::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let size = crate::service::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = self
             .activity_position(query.account_id, page_token)
             .ok_or_else(|| IssuerError::InvalidArgument("invalid page_token".into()))?;

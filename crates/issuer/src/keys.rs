@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_crypto::random;
 use gatehouse_domain::apikey::{
-    ApiKey, ApiKeyEvent, GracePeriod, KeyState, RevokeError, SecretIndexEvent, SecretIssued,
-    secret_stream,
+    ApiKey, ApiKeyEvent, GracePeriod, KeyState, NewApiKey, RevokeError, SecretIndexEvent,
+    SecretIssued, secret_stream,
 };
 use gatehouse_domain::catalogue::{Catalogue, Grant};
 use gatehouse_domain::ids::{AccountId, KeyId};
@@ -16,8 +16,9 @@ use gatehouse_eventstore::{ExpectedVersion, Metadata, NewEvent, StoreError, Stre
 use gatehouse_projections::api_keys::{self, KeyRow};
 use uuid::Uuid;
 
+use crate::decide::{Step, decide_and_append, decide_and_append_within};
 use crate::error::IssuerError;
-use crate::flows::{CallContext, Issuer, Principal};
+use crate::service::{CallContext, Issuer, Principal};
 
 /// Default and largest page of `ListApiKeys`.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -34,6 +35,25 @@ pub(crate) enum Concurrent {
     /// Only the system's bookkeeping; a person's change wins (rotate: two
     /// rotations must not both win, or one caller holds a dead secret).
     RedecideOverBookkeeping,
+}
+
+/// A change to one key, as the caller read it.
+pub(crate) struct KeyChange<'a> {
+    pub key: ApiKey,
+    /// The key stream's version at that read.
+    pub version: u64,
+    pub concurrent: Concurrent,
+    /// Appended in the same transaction (a rotation's secret-index entry).
+    pub also: Option<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
+    pub ctx: &'a CallContext,
+    pub actor: &'a str,
+}
+
+/// A mutex's value even if a panic poisoned it (the value is a plain read).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A key and the secret that was just issued for it (shown once).
@@ -185,7 +205,7 @@ impl Issuer {
             .load(&issued.key_id.stream(), ApiKeyEvent::decode)
             .await?;
         let key = ApiKey::fold(&events).ok_or(refused("KEY_UNKNOWN"))?;
-        key.authenticate(&hash, Utc::now())
+        key.authenticate(&hash, self.now())
             .map_err(|e| refused(e.reason()))?;
         Ok(Principal {
             account_id: key.account_id,
@@ -208,7 +228,7 @@ impl Issuer {
         principal.require(scope::KEYS_WRITE, account_id)?;
         let (catalogue, _) = self.catalogue().await?;
         catalogue.check_grant(&principal.grants, &scopes, Grant::New)?;
-        let now = Utc::now();
+        let now = self.now();
         let key_id = KeyId::from_uuid(Uuid::now_v7());
         let secret = self
             .settings()
@@ -216,13 +236,15 @@ impl Issuer {
             .api_key_secret(&random::bytes::<24>()?);
         let hash = SecretHash::of(&secret);
         let created = ApiKey::create(
-            key_id,
-            account_id,
-            name,
-            scopes,
-            hash.clone(),
-            hint(&secret),
-            expires_at,
+            NewApiKey {
+                id: key_id,
+                account_id,
+                name,
+                scopes,
+                secret_hash: hash.clone(),
+                hint: hint(&secret),
+                expires_at,
+            },
             now,
         )?;
         let issued = SecretIndexEvent::Issued(SecretIssued { key_id });
@@ -245,7 +267,7 @@ impl Issuer {
         let key =
             ApiKey::fold([&created]).ok_or_else(|| IssuerError::Internal("key fold".into()))?;
         Ok(IssuedKey {
-            key: KeyView::of_key(&key, &catalogue, None, Utc::now()),
+            key: KeyView::of_key(&key, &catalogue, None, self.now()),
             secret,
             previous_secret_valid_until: None,
         })
@@ -263,7 +285,7 @@ impl Issuer {
         self.api_keys_runner().run_until_caught_up().await?;
         let last_used_at = api_keys::last_used_at(self.store(), &key_id.to_string()).await?;
         let (catalogue, _) = self.catalogue().await?;
-        Ok(KeyView::of_key(&key, &catalogue, last_used_at, Utc::now()))
+        Ok(KeyView::of_key(&key, &catalogue, last_used_at, self.now()))
     }
 
     /// A page of the account's keys, newest first, and the next page's
@@ -277,7 +299,7 @@ impl Issuer {
         include_deleted: bool,
     ) -> Result<KeyPage, IssuerError> {
         principal.require(scope::KEYS_READ, account_id)?;
-        let size = crate::flows::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+        let size = crate::service::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = if page_token.is_empty() {
             None
         } else {
@@ -304,7 +326,7 @@ impl Issuer {
             String::new()
         };
         let (catalogue, _) = self.catalogue().await?;
-        let now = Utc::now();
+        let now = self.now();
         let keys = rows
             .iter()
             .filter_map(|row| KeyView::of_row(row, &catalogue, now))
@@ -346,12 +368,14 @@ impl Issuer {
         // scheduler recorded meanwhile is no reason to fail.
         let key = self
             .change_key(
-                key,
-                version,
-                Concurrent::RedecideOverBookkeeping,
-                Some(index),
-                ctx,
-                &principal.subject,
+                KeyChange {
+                    key,
+                    version,
+                    concurrent: Concurrent::RedecideOverBookkeeping,
+                    also: Some(index),
+                    ctx,
+                    actor: &principal.subject,
+                },
                 |key, now| {
                     key.rotate(hash.clone(), hint(&secret), grace, now)
                         .map_err(|e| IssuerError::FailedPrecondition(format!("cannot rotate: {e}")))
@@ -359,7 +383,7 @@ impl Issuer {
             )
             .await?;
         Ok(IssuedKey {
-            key: KeyView::of_key(&key, &catalogue, None, Utc::now()),
+            key: KeyView::of_key(&key, &catalogue, None, self.now()),
             secret,
             previous_secret_valid_until: key.previous.as_ref().map(|p| p.valid_until),
         })
@@ -408,16 +432,18 @@ impl Issuer {
         // service; deciding again says "already revoked" if it already is.
         let key = self
             .change_key(
-                key,
-                version,
-                Concurrent::Redecide,
-                None,
-                ctx,
-                &principal.subject,
+                KeyChange {
+                    key,
+                    version,
+                    concurrent: Concurrent::Redecide,
+                    also: None,
+                    ctx,
+                    actor: &principal.subject,
+                },
                 |key, now| key.revoke(reason, now).map_err(refused),
             )
             .await?;
-        Ok(KeyView::of_key(&key, &catalogue, None, Utc::now()))
+        Ok(KeyView::of_key(&key, &catalogue, None, self.now()))
     }
 
     /// Deletes a key: revoked first if still in service, then gone from the
@@ -434,87 +460,115 @@ impl Issuer {
             .load_for_take_down(principal, account_id, key_id, false)
             .await?;
         self.change_key(
-            key,
-            version,
-            Concurrent::Redecide,
-            None,
-            ctx,
-            &principal.subject,
+            KeyChange {
+                key,
+                version,
+                concurrent: Concurrent::Redecide,
+                also: None,
+                ctx,
+                actor: &principal.subject,
+            },
             |key, now| key.delete(reason, now).map_err(refused),
         )
         .await?;
         Ok(())
     }
 
-    /// Appends what `decide` makes of `key` (read at `version`), with
-    /// `also` in the same transaction. When another change landed first, the
-    /// key is read again and decided again — up to [`KEY_CHANGE_ATTEMPTS`]
-    /// times — unless `concurrent` says that change wins (`ABORTED`). Returns
-    /// the key as changed, from the events applied in memory: once committed,
-    /// the answer (a new secret) must reach the caller even if the database
-    /// then stops answering.
-    #[allow(clippy::too_many_arguments)]
+    /// Appends what `decide` makes of the change's key (read at its
+    /// version), with `also` in the same transaction, through the one
+    /// decide-and-append path. When another change landed first, the key is
+    /// read again and decided again — up to [`KEY_CHANGE_ATTEMPTS`] times —
+    /// unless `concurrent` says that change wins (`ABORTED`). Returns the key
+    /// as changed, from the events applied in memory: once committed, the
+    /// answer (a new secret) must reach the caller even if the database then
+    /// stops answering.
     pub(crate) async fn change_key(
         &self,
-        mut key: ApiKey,
-        mut version: u64,
-        concurrent: Concurrent,
-        also: Option<(StreamId, ExpectedVersion, Vec<NewEvent>)>,
-        ctx: &CallContext,
-        actor: &str,
+        change: KeyChange<'_>,
         decide: impl Fn(&ApiKey, DateTime<Utc>) -> Result<Vec<ApiKeyEvent>, IssuerError>,
     ) -> Result<ApiKey, IssuerError> {
-        let key_stream = stream(key.id.stream())?;
-        for _ in 0..KEY_CHANGE_ATTEMPTS {
-            let events = decide(&key, Utc::now())?;
-            let mut batch = vec![(
-                key_stream.clone(),
-                ExpectedVersion::Exact(version),
-                events.iter().map(|e| new_event(e, ctx, actor)).collect(),
-            )];
-            batch.extend(also.clone());
-            match self.store().append_all(batch).await {
-                Ok(written) => {
-                    // Revoked, rotated away or deleted: refused by this
-                    // process's verifier before the caller hears back.
-                    if let Some(last) = written.iter().map(|w| w.last_position).max() {
-                        self.store().wait_for_local_readers(last).await;
-                    }
-                    let mut changed = Some(key);
-                    for event in &events {
-                        ApiKey::apply(&mut changed, event);
-                    }
-                    return changed.ok_or_else(|| IssuerError::Internal("key fold".into()));
+        let KeyChange {
+            key,
+            version,
+            concurrent,
+            also,
+            ctx,
+            actor,
+        } = change;
+        let key_stream = &stream(key.id.stream())?;
+        // The first attempt decides on the caller's read; each later one
+        // reads again and judges what landed after the previous read.
+        let first = &std::sync::atomic::AtomicBool::new(true);
+        let last = &std::sync::Mutex::new((key, version));
+        let (decide, also) = (&decide, &also);
+        let (changed, written) =
+            decide_and_append_within(self.store(), KEY_CHANGE_ATTEMPTS, || async move {
+                let (mut key, mut version) = lock(last).clone();
+                if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    (key, version) = self
+                        .reread_key(key_stream, &key, version, concurrent)
+                        .await?;
+                    *lock(last) = (key.clone(), version);
                 }
-                Err(StoreError::WrongExpectedVersion { .. }) => {}
-                Err(other) => return Err(other.into()),
-            }
-            let recorded = self.store().read_stream(&key_stream).await?;
-            let mut events = Vec::with_capacity(recorded.len());
-            let mut landed = Vec::new();
-            for e in &recorded {
-                let Some(event) = ApiKeyEvent::decode(&e.event_type, &e.payload)
-                    .map_err(|e| IssuerError::Internal(e.to_string()))?
-                else {
-                    continue;
-                };
-                if e.stream_version > version {
-                    landed.push(event.clone());
+                let events = decide(&key, self.now())?;
+                let mut batches = vec![(
+                    key_stream.clone(),
+                    ExpectedVersion::Exact(version),
+                    events.iter().map(|e| new_event(e, ctx, actor)).collect(),
+                )];
+                batches.extend(also.clone());
+                let mut changed = Some(key);
+                for event in &events {
+                    ApiKey::apply(&mut changed, event);
                 }
-                events.push(event);
-            }
-            if concurrent == Concurrent::RedecideOverBookkeeping
-                && !landed.iter().all(ApiKey::is_bookkeeping)
-            {
-                return Err(IssuerError::Conflict);
-            }
-            version = recorded.last().map_or(0, |e| e.stream_version);
-            key = match ApiKey::fold(&events) {
-                Some(k) if k.account_id == key.account_id && k.deleted_at.is_none() => k,
-                _ => return Err(IssuerError::NotFound("key")),
-            };
+                let changed = changed.ok_or_else(|| IssuerError::Internal("key fold".into()))?;
+                Ok(Step::Append(batches, changed))
+            })
+            .await?;
+        // Revoked, rotated away or deleted: refused by this process's
+        // verifier before the caller hears back.
+        if let Some(last) = written.iter().map(|w| w.last_position).max() {
+            self.store().wait_for_local_readers(last).await;
         }
-        Err(IssuerError::Conflict)
+        Ok(changed)
+    }
+
+    /// The key as the log holds it now, after `previous` (read at
+    /// `version`) lost a race: `ABORTED` if what landed meanwhile wins over
+    /// the caller under `concurrent`, `NOT_FOUND` if the key is gone.
+    async fn reread_key(
+        &self,
+        key_stream: &StreamId,
+        previous: &ApiKey,
+        version: u64,
+        concurrent: Concurrent,
+    ) -> Result<(ApiKey, u64), IssuerError> {
+        let recorded = self.store().read_stream(key_stream).await?;
+        let mut events = Vec::with_capacity(recorded.len());
+        let mut landed = Vec::new();
+        for e in &recorded {
+            let Some(event) = ApiKeyEvent::decode(&e.event_type, &e.payload)
+                .map_err(|e| IssuerError::Internal(e.to_string()))?
+            else {
+                continue;
+            };
+            if e.stream_version > version {
+                landed.push(event.clone());
+            }
+            events.push(event);
+        }
+        if concurrent == Concurrent::RedecideOverBookkeeping
+            && !landed.iter().all(ApiKey::is_bookkeeping)
+        {
+            return Err(IssuerError::Conflict);
+        }
+        let version = recorded.last().map_or(0, |e| e.stream_version);
+        match ApiKey::fold(&events) {
+            Some(k) if k.account_id == previous.account_id && k.deleted_at.is_none() => {
+                Ok((k, version))
+            }
+            _ => Err(IssuerError::NotFound("key")),
+        }
     }
 
     /// One scheduler step: writes the grace and key expiries that are due.
@@ -527,30 +581,30 @@ impl Issuer {
             let Ok(key_id) = KeyId::parse(&row.key_id) else {
                 continue;
             };
-            let (events, version) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
-            let Some(key) = ApiKey::fold(&events) else {
-                continue;
-            };
-            let due = key.due(now);
-            if due.is_empty() {
-                continue;
-            }
-            let count = due.len();
-            let ctx = CallContext::default();
-            let result = self
-                .store()
-                .append(
-                    &stream(key_id.stream())?,
-                    ExpectedVersion::Exact(version),
-                    due.iter().map(|e| new_event(e, &ctx, "system")).collect(),
-                )
-                .await;
-            match result {
-                Ok(_) => written += count,
-                // Another issuer (or a user's change) got there first.
-                Err(StoreError::WrongExpectedVersion { .. }) => {}
-                Err(other) => return Err(other.into()),
-            }
+            let key_stream = &stream(key_id.stream())?;
+            // Decided again after a lost race: another issuer (or a
+            // person's change) may have recorded it, or changed what is due.
+            let (count, _) = decide_and_append(self.store(), || async move {
+                let (events, version) = self.load(key_stream.as_str(), ApiKeyEvent::decode).await?;
+                let due = ApiKey::fold(&events)
+                    .map(|key| key.due(now))
+                    .unwrap_or_default();
+                if due.is_empty() {
+                    return Ok(Step::Done(0));
+                }
+                let ctx = CallContext::default();
+                let count = due.len();
+                Ok(Step::Append(
+                    vec![(
+                        key_stream.clone(),
+                        ExpectedVersion::Exact(version),
+                        due.iter().map(|e| new_event(e, &ctx, "system")).collect(),
+                    )],
+                    count,
+                ))
+            })
+            .await?;
+            written += count;
         }
         Ok(written)
     }
@@ -593,7 +647,13 @@ mod tests {
             signing_key_publish_lead: std::time::Duration::ZERO,
             max_user_token_lifetime: std::time::Duration::from_secs(86_400),
         };
-        Issuer::new(store, PasswordHasher::new(1).unwrap(), keyring, settings)
+        Issuer::new(
+            store,
+            PasswordHasher::new(1).unwrap(),
+            keyring,
+            settings,
+            gatehouse_domain::clock::system(),
+        )
     }
 
     fn owner(account_id: AccountId) -> Principal {
@@ -642,12 +702,14 @@ mod tests {
         assert_eq!(issuer.run_due(Utc::now()).await.unwrap(), 1);
         let revoked = issuer
             .change_key(
-                stale,
-                version,
-                Concurrent::Redecide,
-                None,
-                &CallContext::default(),
-                "owner",
+                KeyChange {
+                    key: stale,
+                    version,
+                    concurrent: Concurrent::Redecide,
+                    also: None,
+                    ctx: &CallContext::default(),
+                    actor: "owner",
+                },
                 |key, now| key.revoke("leaked", now).map_err(refused),
             )
             .await
@@ -683,12 +745,14 @@ mod tests {
         let ctx = CallContext::default();
         let key = issuer
             .change_key(
-                stale,
-                version,
-                Concurrent::RedecideOverBookkeeping,
-                None,
-                &ctx,
-                "owner",
+                KeyChange {
+                    key: stale,
+                    version,
+                    concurrent: Concurrent::RedecideOverBookkeeping,
+                    also: None,
+                    ctx: &ctx,
+                    actor: "owner",
+                },
                 rotate,
             )
             .await
@@ -703,12 +767,14 @@ mod tests {
         let before = types(&issuer, key_id).await;
         let lost = issuer
             .change_key(
-                stale,
-                version,
-                Concurrent::RedecideOverBookkeeping,
-                None,
-                &ctx,
-                "owner",
+                KeyChange {
+                    key: stale,
+                    version,
+                    concurrent: Concurrent::RedecideOverBookkeeping,
+                    also: None,
+                    ctx: &ctx,
+                    actor: "owner",
+                },
                 rotate,
             )
             .await;
@@ -732,12 +798,14 @@ mod tests {
             .unwrap();
         let second = issuer
             .change_key(
-                stale,
-                version,
-                Concurrent::Redecide,
-                None,
-                &ctx,
-                "owner",
+                KeyChange {
+                    key: stale,
+                    version,
+                    concurrent: Concurrent::Redecide,
+                    also: None,
+                    ctx: &ctx,
+                    actor: "owner",
+                },
                 |key, now| key.revoke("second", now).map_err(refused),
             )
             .await;

@@ -3,9 +3,13 @@
 //! returns a result or an [`IssuerError`]; the gRPC and HTTP adapters in
 //! `gatehouse-transport` are a few lines each over it.
 //!
-//! - [`flows`]: [`Issuer`] — authentication of bearer credentials, accounts,
-//!   users, login, refresh rotation with reuse detection, logout, SDK-token
-//!   exchange, bootstrap;
+//! - [`service`]: [`Issuer`] — its state and the reads every flow shares;
+//! - [`bearer`]: authentication of an admin call's bearer credential;
+//! - [`accounts`]: accounts and users;
+//! - [`sessions`]: login, refresh rotation with reuse detection, logout,
+//!   password change;
+//! - [`exchange`]: the SDK-token exchange;
+//! - [`bootstrap`]: the first account, owner, admin key and catalogue;
 //! - [`audit`]: the key activity log (list, watch);
 //! - [`decide`]: the one decide-and-append path, with its bounded retry;
 //! - [`keyring`]: the live signing keyring (JWKS, signer, rotation);
@@ -17,17 +21,31 @@
 //!   map once;
 //! - [`settings`]: token lifetimes, issuer/audience, throttle settings.
 
+/// An event's type and payload, for [`service::event`].
+macro_rules! parts {
+    ($e:expr) => {
+        ($e.event_type(), $e.payload())
+    };
+}
+
+pub mod accounts;
 pub mod audit;
+pub mod bearer;
+pub mod bootstrap;
 pub mod decide;
 pub mod error;
-pub mod flows;
+pub mod exchange;
 pub mod keyring;
 pub mod keys;
 pub mod scopes;
+pub mod service;
+pub mod sessions;
 pub mod settings;
 pub mod throttle;
 
+pub use bootstrap::Bootstrapped;
 pub use error::{ErrorClass, IssuerError};
-pub use flows::{Bootstrapped, CallContext, Issuer, Principal};
 pub use keyring::LiveKeyring;
+pub use service::{CallContext, Issuer, Principal};
+pub use sessions::{LoginResult, TokenPair};
 pub use settings::{IssuerSettings, ThrottleSettings};

@@ -2,17 +2,13 @@
 //! `platform:admin`; listing needs only a valid credential (the key-creation
 //! picker shows it to whoever creates keys).
 
-use chrono::Utc;
 use gatehouse_domain::catalogue::{self, Catalogue, CatalogueError, Definition, ScopeEvent};
 use gatehouse_domain::scope::{self, Scope};
-use gatehouse_eventstore::{ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use gatehouse_eventstore::{ExpectedVersion, Metadata, NewEvent, StreamId};
 
+use crate::decide::{Step, decide_and_append};
 use crate::error::IssuerError;
-use crate::flows::{CallContext, Issuer, Principal};
-
-/// How often a catalogue change is decided again after another change won
-/// the race for the `scopes` stream.
-const ATTEMPTS: usize = 5;
+use crate::service::{CallContext, Issuer, Principal};
 
 /// One entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,12 +64,13 @@ impl Issuer {
         decide: impl Fn(&Catalogue) -> Result<(Vec<ScopeEvent>, T), CatalogueError>,
     ) -> Result<(Catalogue, T), IssuerError> {
         principal.require_anywhere(scope::PLATFORM_ADMIN)?;
-        let stream = StreamId::parse(catalogue::STREAM)?;
-        for _ in 0..ATTEMPTS {
+        let stream = &StreamId::parse(catalogue::STREAM)?;
+        let decide = &decide;
+        let (answer, _) = decide_and_append(self.store(), || async move {
             let (mut catalogue, version) = self.catalogue().await?;
             let (events, outcome) = decide(&catalogue)?;
             if events.is_empty() {
-                return Ok((catalogue, outcome));
+                return Ok(Step::Done((catalogue, outcome)));
             }
             let metadata = Metadata {
                 actor: Some(principal.subject.clone()),
@@ -85,20 +82,14 @@ impl Issuer {
                 .iter()
                 .map(|e| NewEvent::new(e.event_type(), e.payload()).with_metadata(metadata.clone()))
                 .collect();
-            match self
-                .store()
-                .append(&stream, ExpectedVersion::Exact(version), batch)
-                .await
-            {
-                Ok(_) => {
-                    events.iter().for_each(|e| catalogue.apply(e));
-                    return Ok((catalogue, outcome));
-                }
-                Err(StoreError::WrongExpectedVersion { .. }) => continue,
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Err(IssuerError::Conflict)
+            events.iter().for_each(|e| catalogue.apply(e));
+            Ok(Step::Append(
+                vec![(stream.clone(), ExpectedVersion::Exact(version), batch)],
+                (catalogue, outcome),
+            ))
+        })
+        .await?;
+        Ok(answer)
     }
 
     /// Defines a scope, brings back a retired one, or changes its
@@ -110,7 +101,7 @@ impl Issuer {
         description: &str,
         ctx: &CallContext,
     ) -> Result<(ScopeView, bool), IssuerError> {
-        let now = Utc::now();
+        let now = self.now();
         let (catalogue, (scope, changed)) = self
             .change_catalogue(principal, ctx, |catalogue| {
                 let event = catalogue.define(name, description, now)?;
@@ -131,7 +122,7 @@ impl Issuer {
         name: &str,
         ctx: &CallContext,
     ) -> Result<ScopeView, IssuerError> {
-        let now = Utc::now();
+        let now = self.now();
         let (catalogue, scope) = self
             .change_catalogue(principal, ctx, |catalogue| {
                 let event = catalogue.retire(name, now)?;
@@ -152,7 +143,7 @@ impl Issuer {
         prune: bool,
         ctx: &CallContext,
     ) -> Result<Imported, IssuerError> {
-        let now = Utc::now();
+        let now = self.now();
         let (_, imported) = self
             .change_catalogue(principal, ctx, |catalogue| {
                 let events = catalogue.import(definitions, prune, now)?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use gatehouse_crypto::master::MasterKey;
 use gatehouse_crypto::password::PasswordHasher;
+use gatehouse_domain::clock::SharedClock;
 use gatehouse_domain::secret::KeyFormat;
 use gatehouse_eventstore::EventStore;
 use gatehouse_issuer::{Issuer, IssuerSettings, LiveKeyring, ThrottleSettings};
@@ -44,6 +45,7 @@ pub async fn build(
     store: &EventStore,
     database: &DatabaseArgs,
     args: &IssuerArgs,
+    clock: SharedClock,
     follow: Option<CancellationToken>,
 ) -> Result<Issuer, StartupError> {
     let config =
@@ -100,10 +102,10 @@ pub async fn build(
         .await
         .map_err(|e| config("loading signing keys", &e))?;
     keyring
-        .ensure_key(store, chrono::Utc::now())
+        .ensure_key(store, clock.now())
         .await
         .map_err(|e| config("creating the first signing key", &e))?;
-    let now = chrono::Utc::now();
+    let now = clock.now();
     if let Some(current) = keyring.signing_alg(now)
         && current != keyring.configured_alg()
     {
@@ -129,5 +131,5 @@ pub async fn build(
             }
         });
     }
-    Ok(Issuer::new(store.clone(), hasher, keyring, settings))
+    Ok(Issuer::new(store.clone(), hasher, keyring, settings, clock))
 }

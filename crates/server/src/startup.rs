@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::AuthorizationServer;
-use gatehouse_transport::grpc::verifier::VerifierGrpc;
 use gatehouse_transport::http::{AppState, HttpSettings, multiplex};
 use gatehouse_verifier::Decider;
 use gatehouse_verifier::follower::SnapshotPolicy;
@@ -20,14 +19,16 @@ use gatehouse_api::v1::{
     auth_service_server::AuthServiceServer, key_service_server::KeyServiceServer,
     scope_service_server::ScopeServiceServer, verifier_service_server::VerifierServiceServer,
 };
+use gatehouse_domain::clock::SharedClock;
 use gatehouse_eventstore::{EventStore, ProjectionRunner, StoreError};
 use gatehouse_projections::{ApiKeys, KeyActivity, StreamIndex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic_health::ServingStatus;
 
-use gatehouse_transport::grpc::admin::{AccountsGrpc, AuditGrpc, KeysGrpc, ScopesGrpc};
-use gatehouse_transport::grpc::auth::AuthGrpc;
+use gatehouse_transport::grpc::{
+    AccountsGrpc, AuditGrpc, AuthGrpc, KeysGrpc, ScopesGrpc, VerifierGrpc,
+};
 
 use crate::settings::{DatabaseArgs, IssuerArgs};
 use crate::settings::{Role, ServeArgs};
@@ -79,12 +80,24 @@ pub struct Application {
     max_streams: u32,
     max_header_bytes: u32,
     keepalive: Duration,
+    /// The one clock every part reads "now" from.
+    clock: SharedClock,
 }
 
 impl Application {
     /// Opens and migrates the store, then binds the listener (so a caller
     /// asking for port 0 learns the real port from [`Application::addr`]).
     pub async fn build(args: &ServeArgs, role: Role) -> Result<Self, StartupError> {
+        Self::build_with_clock(args, role, gatehouse_domain::clock::system()).await
+    }
+
+    /// [`Application::build`] on `clock`: tests hand in a manual one and move
+    /// time on instead of sleeping.
+    pub async fn build_with_clock(
+        args: &ServeArgs,
+        role: Role,
+        clock: SharedClock,
+    ) -> Result<Self, StartupError> {
         // Every setting first: nothing is opened or bound with a bad one.
         let checked =
             crate::config::check(args, role).map_err(|e| StartupError::Config(e.to_string()))?;
@@ -158,6 +171,7 @@ impl Application {
             max_streams: args.max_streams_per_connection,
             max_header_bytes: args.max_header_bytes,
             keepalive: Duration::from_secs(args.http2_keepalive_secs),
+            clock,
             http_settings: HttpSettings {
                 body_limit: usize::try_from(args.http_body_limit_bytes).unwrap_or(usize::MAX),
                 cors_origins: checked.cors_origins,
@@ -199,6 +213,7 @@ impl Application {
             max_streams,
             max_header_bytes,
             keepalive,
+            clock,
         } = self;
         let stop = CancellationToken::new();
 
@@ -223,8 +238,14 @@ impl Application {
             poll: store.poll_interval(),
         };
         if role.issues() {
-            let issuer =
-                crate::compose::build(&store, &database, &issuer_args, Some(stop.clone())).await?;
+            let issuer = crate::compose::build(
+                &store,
+                &database,
+                &issuer_args,
+                clock.clone(),
+                Some(stop.clone()),
+            )
+            .await?;
             http.issuer = Some(issuer.clone());
             grpc.add_service(AuthServiceServer::new(AuthGrpc {
                 issuer: issuer.clone(),
@@ -269,10 +290,13 @@ impl Application {
             let decider = build_verifier(
                 &store,
                 &issuer_args,
-                ext_authz_routes.clone(),
-                usage_interval,
-                max_staleness,
-                snapshots,
+                VerifierSettings {
+                    routes: ext_authz_routes.clone(),
+                    usage_interval,
+                    max_staleness,
+                    snapshots,
+                },
+                clock.clone(),
                 stop.clone(),
             )
             .await?;
@@ -348,16 +372,28 @@ impl Application {
     }
 }
 
-/// The verifier: its index loaded from the log and followed until `stop`.
-async fn build_verifier(
-    store: &EventStore,
-    args: &IssuerArgs,
+/// What a verifier is built with, besides the store and the clock.
+struct VerifierSettings {
     routes: RoutePolicy,
     usage_interval: Duration,
     max_staleness: Duration,
     snapshots: SnapshotPolicy,
+}
+
+/// The verifier: its index loaded from the log and followed until `stop`.
+async fn build_verifier(
+    store: &EventStore,
+    args: &IssuerArgs,
+    settings: VerifierSettings,
+    clock: SharedClock,
     stop: CancellationToken,
 ) -> Result<Decider, StartupError> {
+    let VerifierSettings {
+        routes,
+        usage_interval,
+        max_staleness,
+        snapshots,
+    } = settings;
     let key_format =
         gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
             .map_err(|e| StartupError::Config(e.to_string()))?;
@@ -378,6 +414,7 @@ async fn build_verifier(
         store.clone(),
         usage.clone(),
         usage_interval,
+        clock.clone(),
         stop,
     ));
     Ok(Decider {
@@ -387,6 +424,7 @@ async fn build_verifier(
         follower,
         routes: Arc::new(routes),
         max_staleness,
+        clock,
     })
 }
 
@@ -395,6 +433,7 @@ async fn flush_usage(
     store: EventStore,
     usage: Arc<UsageRecorder>,
     interval: Duration,
+    clock: SharedClock,
     stop: CancellationToken,
 ) {
     let writer = format!("verifier:{}", std::process::id());
@@ -403,7 +442,7 @@ async fn flush_usage(
             () = stop.cancelled() => true,
             () = tokio::time::sleep(interval) => false,
         };
-        match usage.flush(&store, &writer, chrono::Utc::now()).await {
+        match usage.flush(&store, &writer, clock.now()).await {
             Ok(0) => {}
             Ok(keys) => tracing::debug!(keys, "recorded key usage"),
             Err(error) => tracing::warn!(%error, "cannot record key usage yet; keeping the counts"),
@@ -459,7 +498,7 @@ async fn run_scheduler(
     stop: CancellationToken,
 ) {
     loop {
-        match issuer.run_due(chrono::Utc::now()).await {
+        match issuer.run_due(issuer.now()).await {
             Ok(0) => {}
             Ok(written) => tracing::info!(written, "scheduler recorded due expiries"),
             Err(error) => tracing::warn!(%error, "scheduler step failed"),

@@ -13,7 +13,7 @@ use chrono::{Duration, Utc};
 use gatehouse_crypto::jwt::{AccessClaims, sign};
 use gatehouse_crypto::keys::{Signer, generate};
 use gatehouse_crypto::master::MasterKey;
-use gatehouse_domain::apikey::ApiKey;
+use gatehouse_domain::apikey::{ApiKey, NewApiKey};
 use gatehouse_domain::ids::{AccountId, KeyId};
 use gatehouse_domain::scope::Scopes;
 use gatehouse_domain::secret::KeyFormat;
@@ -106,13 +106,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key_id = KeyId::from_uuid(uuid::Uuid::now_v7());
     let secret = format.api_key_secret(&[7; 24]);
     let created = ApiKey::create(
-        key_id,
-        account,
-        "bench",
-        Scopes::parse(&["keys:read", "keys:write"])?,
-        SecretHash::of(&secret),
-        "hint".into(),
-        None,
+        NewApiKey {
+            id: key_id,
+            account_id: account,
+            name: "bench",
+            scopes: Scopes::parse(&["keys:read", "keys:write"])?,
+            secret_hash: SecretHash::of(&secret),
+            hint: "hint".into(),
+            expires_at: None,
+        },
         now,
     )?;
     index.apply(&recorded(

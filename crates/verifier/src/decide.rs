@@ -19,6 +19,8 @@ pub struct Decider {
     /// A verifier that has not read the log this long is not ready (it keeps
     /// answering from memory).
     pub max_staleness: std::time::Duration,
+    /// Where decisions read "now" from (key expiry, grace, token lifetime).
+    pub clock: gatehouse_domain::clock::SharedClock,
 }
 
 impl Decider {
@@ -65,7 +67,7 @@ impl Decider {
         audience: Option<&str>,
         caller: Option<&str>,
     ) -> Result<Verified, Denial> {
-        let now = chrono::Utc::now();
+        let now = self.clock.now();
         match self
             .verifier
             .verify(credential, required, audience, caller, now)
@@ -73,13 +75,10 @@ impl Decider {
             Outcome::Decided(result) => result,
             Outcome::UnknownKey => {
                 self.follower.catch_up().await;
-                match self.verifier.verify(
-                    credential,
-                    required,
-                    audience,
-                    caller,
-                    chrono::Utc::now(),
-                ) {
+                match self
+                    .verifier
+                    .verify(credential, required, audience, caller, self.clock.now())
+                {
                     Outcome::Decided(result) => result,
                     Outcome::UnknownKey => Err(Denial::Unauthenticated("KEY_UNKNOWN")),
                 }

@@ -297,7 +297,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, Utc};
-    use gatehouse_domain::apikey::ApiKey;
+    use gatehouse_domain::apikey::{ApiKey, NewApiKey};
     use gatehouse_domain::ids::{AccountId, KeyId};
     use gatehouse_domain::scope::Scopes;
     use gatehouse_domain::secret::SecretHash;
@@ -323,13 +323,15 @@ mod tests {
         let key_id = KeyId::from_uuid(uuid_v7());
         let stream = key_id.stream();
         let created = ApiKey::create(
-            key_id,
-            AccountId::from_uuid(uuid_v7()),
-            "k",
-            Scopes::parse(&["keys:read"]).unwrap(),
-            SecretHash::of("s1"),
-            "s1".into(),
-            None,
+            NewApiKey {
+                id: key_id,
+                account_id: AccountId::from_uuid(uuid_v7()),
+                name: "k",
+                scopes: Scopes::parse(&["keys:read"]).unwrap(),
+                secret_hash: SecretHash::of("s1"),
+                hint: "s1".into(),
+                expires_at: None,
+            },
             now,
         )
         .unwrap();

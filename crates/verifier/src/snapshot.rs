@@ -126,7 +126,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, Utc};
-    use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+    use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent, NewApiKey};
     use gatehouse_domain::ids::{AccountId, KeyId, SessionId, UserId};
     use gatehouse_domain::secret::SecretHash;
     use gatehouse_domain::session::{RevocationReason, SessionEvent, SessionRevoked};
@@ -175,13 +175,15 @@ mod tests {
                 &["keys:read", "keys:write"]
             };
             let created = ApiKey::create(
-                id,
-                AccountId::from_uuid(uuid::Uuid::now_v7()),
-                "k",
-                Scopes::parse(scopes).unwrap(),
-                SecretHash::of(&secret),
-                "hint".into(),
-                (n % 5 == 0).then(|| now + Duration::hours(1)),
+                NewApiKey {
+                    id,
+                    account_id: AccountId::from_uuid(uuid::Uuid::now_v7()),
+                    name: "k",
+                    scopes: Scopes::parse(scopes).unwrap(),
+                    secret_hash: SecretHash::of(&secret),
+                    hint: "hint".into(),
+                    expires_at: (n % 5 == 0).then(|| now + Duration::hours(1)),
+                },
                 now,
             )
             .unwrap();

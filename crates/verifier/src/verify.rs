@@ -257,7 +257,7 @@ impl Verifier {
             None => {
                 let parsed = index
                     .tokens()
-                    .verify(token, audience)
+                    .verify(token, audience, now.timestamp())
                     .map_err(|e| Denial::Unauthenticated(e.reason()))
                     .and_then(|claims| parse_claims(claims, self.max_user_token_secs));
                 match parsed {

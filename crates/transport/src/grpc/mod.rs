@@ -1,11 +1,26 @@
 //! The gRPC adapters: reading the caller (one [`authenticate`]), mapping the
 //! application's errors to `tonic::Status` (one [`status`]), and time
 //! conversions — then a few lines per RPC over the application layer.
+//!
+//! One file per service: `accounts`, `auth`, `keys`, `audit`, `scopes`,
+//! `verifier` (gatehouse.v1), and `ext_authz` (Envoy's `Authorization`).
 
-pub mod admin;
+pub mod accounts;
+pub mod audit;
 pub mod auth;
+pub mod ext_authz;
+pub mod keys;
+pub mod scopes;
 pub mod verifier;
 
+pub use accounts::AccountsGrpc;
+pub use audit::AuditGrpc;
+pub use auth::AuthGrpc;
+pub use keys::KeysGrpc;
+pub use scopes::ScopesGrpc;
+pub use verifier::VerifierGrpc;
+
+use gatehouse_domain::ids::AccountId;
 use gatehouse_issuer::error::ERROR_DOMAIN;
 use gatehouse_issuer::{CallContext, ErrorClass, Issuer, IssuerError, Principal};
 use prost_types::Timestamp;
@@ -51,6 +66,14 @@ pub async fn authenticate<T>(issuer: &Issuer, request: &Request<T>) -> Result<Pr
         .authenticate(bearer(request).as_deref())
         .await
         .map_err(status)
+}
+
+pub(crate) fn parse_account(raw: &str) -> Result<AccountId, IssuerError> {
+    Ok(AccountId::parse(raw)?)
+}
+
+pub(crate) fn parse_key(raw: &str) -> Result<gatehouse_domain::ids::KeyId, IssuerError> {
+    Ok(gatehouse_domain::ids::KeyId::parse(raw)?)
 }
 
 /// The one mapping of an application error to a `tonic::Status`, with a

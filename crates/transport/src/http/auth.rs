@@ -1,6 +1,7 @@
-//! The seeds' sign-in routes, SDK-token exchange, verification, JWKS and
-//! probes — each a few lines over the application layer, each described for
-//! `/openapi.json` by its `#[utoipa::path]`.
+//! Sign-in (login, refresh, logout, password change), the SDK-token
+//! exchange, JWKS, discovery and the probes — each a few lines over the
+//! application layer, each described for `/openapi.json` by its
+//! `#[utoipa::path]`.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,11 +11,11 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{Authed, Body, Context, OptionalBody, bearer};
+use super::extract::{Authed, Body, Context};
 use super::state::AppState;
 use super::views::{
-    AccountRef, Discovery, ErrorBody, JwkJson, Jwks, LoginResponse, LoginUser, PrincipalJson,
-    Probe, SdkTokenResponse, TokenResponse,
+    AccountRef, Discovery, ErrorBody, JwkJson, Jwks, LoginResponse, LoginUser, Probe,
+    SdkTokenResponse, TokenResponse,
 };
 
 #[derive(Deserialize, ToSchema)]
@@ -199,46 +200,6 @@ pub async fn sdk_token_v1(
     Body(body): Body<SdkTokenBody>,
 ) -> Result<Json<SdkTokenResponse>, ApiError> {
     exchange(state, body).await
-}
-
-#[derive(Deserialize, Default, ToSchema)]
-#[serde(default)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyBody {
-    /// Concrete `resource:action` scopes the credential must hold.
-    required_scopes: Vec<String>,
-    /// The `aud` to check instead of the deployment's.
-    audience: Option<String>,
-}
-
-/// Verifies the bearer credential (JWT or API key) for `required_scopes`.
-/// The body may be left out.
-#[utoipa::path(
-    post, path = "/api/v1/verify", tag = "verify",
-    request_body(content = Option<VerifyBody>, description = "May be left out"),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, body = PrincipalJson),
-        (status = "default", description = "An error", body = ErrorBody),
-    ),
-)]
-pub async fn verify(
-    State(state): State<AppState>,
-    parts: axum::http::request::Parts,
-    OptionalBody(body): OptionalBody<VerifyBody>,
-) -> Result<Json<PrincipalJson>, ApiError> {
-    let decider = state.decider()?;
-    let credential = bearer(&parts).unwrap_or_default();
-    let caller = super::extract::context(&parts).client_address;
-    let verified = decider
-        .decide(
-            &credential,
-            &body.required_scopes,
-            body.audience.as_deref(),
-            caller.as_deref(),
-        )
-        .await?;
-    Ok(Json(verified.into()))
 }
 
 /// The published signing keys (RFC 7517), cacheable for less than a signing

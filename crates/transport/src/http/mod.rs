@@ -3,20 +3,26 @@
 //! the same port. Bodies are snake_case JSON; every error is
 //! `{code, message, statusCode, reason?}` from [`error::ApiError`].
 //!
-//! - [`auth`]: login, refresh, logout, SDK-token exchange, verify, JWKS, probes;
-//! - [`admin`]: keys, scopes, accounts, users, the activity log;
+//! - [`auth`]: login, refresh, logout, SDK-token exchange, JWKS, probes;
+//! - [`verifier`]: `POST /api/v1/verify`;
+//! - [`keys`], [`scopes`], [`accounts`] (and users), [`audit`] (the activity
+//!   log): the admin routes, one module per service as on gRPC;
 //! - [`extract`]: JSON bodies, the caller's context, the bearer credential;
 //! - [`layers`]: request ids and CORS;
 //! - [`error`]: the one mapping of failures to statuses, bodies and challenges;
 //! - [`views`]: the JSON shapes, which `/openapi.json` (OpenAPI 3.1, utoipa)
 //!   describes from the same types.
 
-pub mod admin;
+pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod layers;
+pub mod scopes;
 pub mod state;
+pub mod verifier;
 pub mod views;
 
 use axum::Router;
@@ -26,6 +32,9 @@ use axum::routing::get;
 use tower::ServiceExt as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+
+use gatehouse_domain::ids::{AccountId, KeyId};
+use gatehouse_issuer::IssuerError;
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -97,22 +106,35 @@ fn api(issuer: bool, verifier: bool) -> OpenApiRouter<AppState> {
             .routes(routes!(auth::sdk_token_v1))
             .routes(routes!(auth::jwks))
             .routes(routes!(auth::discovery))
-            .routes(routes!(admin::list_scopes, admin::define_scope))
-            .routes(routes!(admin::import_scopes))
-            .routes(routes!(admin::retire_scope))
-            .routes(routes!(admin::create_account))
-            .routes(routes!(admin::create_user))
-            .routes(routes!(admin::list_keys, admin::create_key))
-            .routes(routes!(admin::get_key, admin::delete_key))
-            .routes(routes!(admin::rotate_key))
-            .routes(routes!(admin::revoke_key))
-            .routes(routes!(admin::activity))
-            .routes(routes!(admin::activity_stream));
+            .routes(routes!(scopes::list_scopes, scopes::define_scope))
+            .routes(routes!(scopes::import_scopes))
+            .routes(routes!(scopes::retire_scope))
+            .routes(routes!(accounts::create_account))
+            .routes(routes!(accounts::create_user))
+            .routes(routes!(keys::list_keys, keys::create_key))
+            .routes(routes!(keys::get_key, keys::delete_key))
+            .routes(routes!(keys::rotate_key))
+            .routes(routes!(keys::revoke_key))
+            .routes(routes!(audit::activity))
+            .routes(routes!(audit::activity_stream));
     }
     if verifier {
-        api = api.routes(routes!(auth::verify));
+        api = api.routes(routes!(verifier::verify));
     }
     api
+}
+
+/// The account and key ids of a key route's path.
+pub(crate) fn ids(account_id: &str, key_id: &str) -> Result<(AccountId, KeyId), ApiError> {
+    Ok((
+        account(account_id)?,
+        KeyId::parse(key_id).map_err(IssuerError::from)?,
+    ))
+}
+
+/// The account id of a route's path.
+pub(crate) fn account(account_id: &str) -> Result<AccountId, ApiError> {
+    Ok(AccountId::parse(account_id).map_err(IssuerError::from)?)
 }
 
 /// The OpenAPI 3.1 description of every route (both roles).

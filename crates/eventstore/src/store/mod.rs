@@ -1,4 +1,6 @@
-//! [`EventStore`]: one contract over two backends.
+//! [`EventStore`]: one contract over two backends — `postgres` and
+//! `sqlite` hold what differs (connecting, appending, locking), `sql` the
+//! SQL they share; reads and transactions are here, once.
 //!
 //! Appends are serialised (Postgres: a transaction-scoped advisory lock;
 //! SQLite: one writer connection with `BEGIN IMMEDIATE`), so positions become
@@ -8,29 +10,27 @@
 //! so the lock costs one WAL flush per group rather than per append.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::watch;
 
 use crate::group::Committer;
-use crate::types::{ValidatedEvent, validate};
-use crate::{ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StoreError, StreamId};
+use crate::types::validate;
 
-/// Notification channel an append signals on commit (Postgres `NOTIFY`).
-pub(crate) const NOTIFY_CHANNEL: &str = "gatehouse_events";
-/// Advisory lock key that serialises appends ("gatehous" in ASCII).
-const APPEND_LOCK_KEY: i64 = 0x6761_7465_686f_7573;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use crate::{ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StoreError, StreamId};
+pub(crate) use postgres::{lock_appends, notify_appended};
+pub(crate) use sql::{Row, conflict_or, insert_rows};
+use sqlite::lock_file;
+
 /// Largest page a single read returns.
 pub const MAX_READ_LIMIT: usize = 10_000;
-
-static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 const SELECT_EVENT: &str = "SELECT position, stream_id, stream_version, event_type, \
      CAST(payload AS TEXT), CAST(metadata AS TEXT), occurred_at FROM events";
@@ -184,69 +184,6 @@ impl EventStore {
         }
     }
 
-    /// Connects to Postgres and starts listening for appends of other processes.
-    pub async fn connect_postgres(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let connect = PgConnectOptions::from_str(url)?.application_name("gatehouse");
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
-            .connect_with(connect)
-            .await?;
-        let (changes, _) = watch::channel(0);
-        let listener = tokio::spawn(listen_for_appends(pool.clone(), changes.clone()));
-        let committer = Committer::start(pool.clone(), changes.clone());
-        Ok(Self {
-            inner: Arc::new(Inner {
-                backend: Backend::Postgres { pool, committer },
-                changes,
-                poll_interval: options.poll_interval,
-                _listener: Some(AbortOnDrop(listener)),
-                local_readers: Default::default(),
-                write_probe: Default::default(),
-            }),
-        })
-    }
-
-    /// Opens (creating if missing) an SQLite database file in WAL mode.
-    /// The file (and a directory created for it) is private to its owner
-    /// (0600, 0700): it holds every hash and sealed key.
-    pub async fn open_sqlite(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        private_file(path).map_err(StoreError::DataDir)?;
-        let connect = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
-            .connect_with(connect.clone())
-            .await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .before_acquire(|conn, _| Box::pin(async move { Ok(outside_transaction(conn)) }))
-            .connect_with(connect)
-            .await?;
-        let (changes, _) = watch::channel(0);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                backend: Backend::Sqlite {
-                    writer,
-                    reader,
-                    path: is_plain_file(path).then(|| path.to_path_buf()),
-                },
-                changes,
-                poll_interval: options.poll_interval,
-                _listener: None,
-                local_readers: Default::default(),
-                write_probe: Default::default(),
-            }),
-        })
-    }
-
     /// `"postgres"` or `"sqlite"`.
     pub fn backend_name(&self) -> &'static str {
         match self.inner.backend {
@@ -261,13 +198,13 @@ impl EventStore {
     /// makes the others wait and then find the schema applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.inner.backend {
-            Backend::Postgres { pool, .. } => PG_MIGRATOR.run(pool).await?,
+            Backend::Postgres { pool, .. } => postgres::MIGRATOR.run(pool).await?,
             Backend::Sqlite { writer, path, .. } => {
                 let _lock = match path {
                     Some(path) => Some(lock_file(path).await.map_err(StoreError::DataDir)?),
                     None => None,
                 };
-                SQLITE_MIGRATOR.run(writer).await?;
+                sqlite::MIGRATOR.run(writer).await?;
             }
         }
         Ok(())
@@ -349,14 +286,7 @@ impl EventStore {
         };
         let inner = self.inner.clone();
         detached(async move {
-            let mut results = Vec::with_capacity(batches.len());
-            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            for (stream, expected, events) in &batches {
-                results.push(insert_events(&mut tx, stream, *expected, events).await?);
-            }
-            tx.commit()
-                .await
-                .map_err(|e| commit_conflict(e, &batches))?;
+            let results = sqlite::append(&writer, &batches).await?;
             inner.changes.send_modify(|n| *n = n.wrapping_add(1));
             Ok(results)
         })
@@ -643,218 +573,6 @@ fn outside_transaction<C: sqlx::Connection>(conn: &mut C) -> bool {
     clean
 }
 
-/// Signals listeners (on commit) that the log grew to `last`.
-pub(crate) async fn notify_appended(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    last: u64,
-) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(last.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Takes the log's append lock for the transaction: appends commit one at a
-/// time, so positions become visible in order and no reader skips one.
-pub(crate) async fn lock_appends(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK_KEY)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-/// Rows per INSERT statement (6 parameters each, well under 65,535).
-const ROWS_PER_STATEMENT: usize = 400;
-/// JSON bytes per INSERT statement, about.
-const BYTES_PER_STATEMENT: usize = 8 * 1024 * 1024;
-
-/// One row of [`insert_rows`]: an event at its stream and version.
-pub(crate) type Row<'a> = (&'a StreamId, i64, &'a ValidatedEvent);
-
-/// Inserts `rows`, many per statement (see [`statements`]); returns each
-/// row's stream, version and position. Shared SQL for both backends.
-pub(crate) async fn insert_rows<DB>(
-    tx: &mut sqlx::Transaction<'static, DB>,
-    rows: &[Row<'_>],
-) -> Result<Vec<(String, i64, i64)>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
-    for<'q> &'q str: sqlx::Type<DB> + sqlx::Encode<'q, DB>,
-    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
-    (String, i64, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    let json = if DB::NAME == "PostgreSQL" {
-        |n: usize| format!("CAST(${n} AS JSONB)")
-    } else {
-        |n: usize| format!("${n}")
-    };
-    let mut written = Vec::with_capacity(rows.len());
-    for chunk in statements(rows) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = i * 6;
-                format!(
-                    "(${}, ${}, ${}, {}, {}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    json(p + 4),
-                    json(p + 5),
-                    p + 6
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
-             VALUES {} RETURNING stream_id, stream_version, position",
-            values.join(", ")
-        );
-        let mut query = sqlx::query_as(&sql);
-        for (stream, version, event) in chunk {
-            query = query
-                .bind(stream.as_str())
-                .bind(*version)
-                .bind(event.event_type.as_str())
-                .bind(event.payload.as_str())
-                .bind(event.metadata.as_str())
-                .bind(event.occurred_at);
-        }
-        written.extend(query.fetch_all(&mut **tx).await?);
-    }
-    Ok(written)
-}
-
-/// Splits `rows` into INSERT statements of at most [`ROWS_PER_STATEMENT`]
-/// rows and about [`BYTES_PER_STATEMENT`] of JSON (one row may exceed it),
-/// so many or large events do not become one huge message.
-fn statements<'r, 'a>(rows: &'r [Row<'a>]) -> impl Iterator<Item = &'r [Row<'a>]> {
-    let mut rest = rows;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0;
-        let mut end = 0;
-        while end < rest.len().min(ROWS_PER_STATEMENT) {
-            let (_, _, event) = rest[end];
-            bytes += event.payload.len() + event.metadata.len();
-            if end > 0 && bytes > BYTES_PER_STATEMENT {
-                break;
-            }
-            end += 1;
-        }
-        let (chunk, tail) = rest.split_at(end);
-        rest = tail;
-        Some(chunk)
-    })
-}
-
-/// Checks the stream's version and inserts the events, inside the caller's
-/// (already serialised) transaction. Shared SQL for both backends.
-async fn insert_events<DB>(
-    tx: &mut sqlx::Transaction<'static, DB>,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: &[ValidatedEvent],
-) -> Result<AppendResult, StoreError>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB> + for<'q> sqlx::Encode<'q, DB>,
-    for<'q> &'q str: sqlx::Type<DB> + sqlx::Encode<'q, DB>,
-    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
-    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    const VERSION_SQL: &str =
-        "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1";
-    let (actual,): (i64,) = sqlx::query_as(VERSION_SQL)
-        .bind(stream.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
-    let actual = to_u64(actual);
-    expected.check(stream, actual)?;
-
-    // Postgres casts the text to JSONB; SQLite stores it as checked JSON text.
-    let insert_sql = if DB::NAME == "PostgreSQL" {
-        "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
-         VALUES ($1, $2, $3, CAST($4 AS JSONB), CAST($5 AS JSONB), $6) RETURNING position"
-    } else {
-        "INSERT INTO events (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING position"
-    };
-    let mut version = actual;
-    let mut first_position = 0;
-    let mut last_position = 0;
-    for event in events {
-        version += 1;
-        let (position,): (i64,) = sqlx::query_as(insert_sql)
-            .bind(stream.as_str())
-            .bind(version as i64)
-            .bind(event.event_type.as_str())
-            .bind(event.payload.as_str())
-            .bind(event.metadata.as_str())
-            .bind(event.occurred_at)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(|e| conflict_or(e, stream, expected))?;
-        let position = to_u64(position);
-        if first_position == 0 {
-            first_position = position;
-        }
-        last_position = position;
-    }
-    Ok(AppendResult {
-        first_position,
-        last_position,
-        stream_version: version,
-    })
-}
-
-/// A commit-time unique violation, reported against the first stream.
-fn commit_conflict(
-    error: sqlx::Error,
-    batches: &[(StreamId, ExpectedVersion, Vec<ValidatedEvent>)],
-) -> StoreError {
-    match batches.first() {
-        Some((stream, expected, _)) => conflict_or(error, stream, *expected),
-        None => StoreError::Database(error),
-    }
-}
-
-/// A unique violation on `(stream_id, stream_version)` means another writer
-/// won the race: report it as the typed conflict, not a database error.
-pub(crate) fn conflict_or(
-    error: sqlx::Error,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-) -> StoreError {
-    let unique_violation = error
-        .as_database_error()
-        .is_some_and(|db| db.is_unique_violation());
-    if unique_violation {
-        StoreError::WrongExpectedVersion {
-            stream: stream.to_string(),
-            expected,
-            // The winner's version is not known here; it is at least one past ours.
-            actual: match expected {
-                ExpectedVersion::Exact(v) => v + 1,
-                _ => 1,
-            },
-        }
-    } else {
-        StoreError::Database(error)
-    }
-}
-
 fn decode_row(row: EventRow) -> Result<RecordedEvent, StoreError> {
     let (position, stream_id, stream_version, event_type, payload, metadata, occurred_at) = row;
     let corrupt = |detail: String| StoreError::Corrupt { position, detail };
@@ -876,156 +594,4 @@ fn decode_row(row: EventRow) -> Result<RecordedEvent, StoreError> {
 /// Positions and versions are positive by the schema's checks.
 fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
-}
-
-/// Turns Postgres notifications (from any process) into change signals. A lost
-/// connection is re-established by the listener; the signal is bumped then too,
-/// so subscribers read whatever they may have missed.
-async fn listen_for_appends(pool: PgPool, changes: watch::Sender<u64>) {
-    loop {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for event log notifications; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
-            tracing::warn!(%error, "LISTEN failed; retrying");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        changes.send_modify(|n| *n = n.wrapping_add(1));
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(_)) => changes.send_modify(|n| *n = n.wrapping_add(1)),
-                Ok(None) => {
-                    // Connection lost and re-established: notifications in
-                    // between are gone, so wake readers to catch up.
-                    changes.send_modify(|n| *n = n.wrapping_add(1));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "event log notifications interrupted; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Whether `path` names a file (not an in-memory database or a URI with
-/// parameters).
-fn is_plain_file(path: &Path) -> bool {
-    let name = path.to_string_lossy();
-    !(name.starts_with(":memory:") || name.contains('?') || name.starts_with("file:"))
-}
-
-/// Takes an exclusive lock on `<path>.migrate.lock` (created 0600), waiting
-/// for another process that holds it; released when the file is dropped.
-async fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".migrate.lock");
-    let lock = std::path::PathBuf::from(name);
-    tokio::task::spawn_blocking(move || {
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(&lock)?;
-        file.lock()?;
-        Ok(file)
-    })
-    .await
-    .map_err(std::io::Error::other)?
-}
-
-/// Creates `path` (and its missing directories) readable by its owner only:
-/// directories 0700, the file 0600. An existing database file, or its WAL
-/// and shared-memory files, that others may read is tightened to 0600 —
-/// SQLite gives the files it creates the database file's mode. An existing
-/// directory is kept as it is (it may be the working directory), except
-/// that others' write access to it is taken away (or, where this user
-/// cannot, a world-writable one is refused): they could swap its files.
-fn private_file(path: &Path) -> std::io::Result<()> {
-    if !is_plain_file(path) {
-        return Ok(());
-    }
-    if let Some(dir) = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir)?;
-    }
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir)?.permissions().mode();
-        if mode & 0o022 != 0 {
-            // Others could replace the database or the master key in it:
-            // take their write access away, as the files' read access is.
-            let tightened = std::fs::Permissions::from_mode(mode & !0o022 & 0o7777);
-            match std::fs::set_permissions(dir, tightened) {
-                Ok(()) => tracing::warn!(
-                    path = %dir.display(),
-                    mode = format!("{:o}", mode & 0o7777),
-                    "others could write to the data directory; took their write access away"
-                ),
-                // Not ours to change, and only a group may write (a volume
-                // shared through its group, as Kubernetes' fsGroup does).
-                Err(_) if mode & 0o002 == 0 => tracing::warn!(
-                    path = %dir.display(),
-                    "the data directory's group may write to it: its members could replace the database or the master key"
-                ),
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::PermissionDenied,
-                        format!(
-                            "{} is writable by other users (mode {:o}), who could replace the database or the master key in it, and cannot be made private by this user; use a directory of this user's (a subdirectory is created 0700)",
-                            dir.display(),
-                            mode & 0o7777
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    if !path.exists() {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.as_os_str().to_owned();
-            file.push(suffix);
-            let file = std::path::PathBuf::from(file);
-            // A symlink is the operator's arrangement: its target is left alone.
-            let Ok(meta) = std::fs::symlink_metadata(&file) else {
-                continue;
-            };
-            if !meta.file_type().is_file() {
-                continue;
-            }
-            let mode = meta.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(path = %file.display(), mode = format!("{:o}", mode & 0o777), "others could read the database file; tightening it to 0600");
-                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-            }
-        }
-    }
-    Ok(())
 }

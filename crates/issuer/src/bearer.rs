@@ -1,0 +1,89 @@
+//! Authentication of an admin call's bearer credential: a user or SDK
+//! access token, or an API key secret.
+
+use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+use gatehouse_domain::session::{Session, SessionEvent};
+use gatehouse_domain::token::TokenSubject;
+
+use crate::error::IssuerError;
+use crate::service::{Issuer, Principal};
+
+impl Issuer {
+    /// Verifies the bearer credential of an admin call: an access token (user
+    /// or SDK) or an API key secret.
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal, IssuerError> {
+        let token = bearer.ok_or(IssuerError::Unauthenticated {
+            reason: "CREDENTIAL_MISSING",
+        })?;
+        // Judged as `Verify` judges it: a mistyped key is BAD_CHECKSUM.
+        if self.settings.key_format.looks_like_api_key(token) {
+            if !self.settings.key_format.is_api_key_secret(token) {
+                return Err(IssuerError::Unauthenticated {
+                    reason: "BAD_CHECKSUM",
+                });
+            }
+            return self.authenticate_key(token).await;
+        }
+        let now = self.now();
+        let claims = self
+            .keyring
+            .verifier(now)
+            .verify(token, None, now.timestamp())
+            .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
+        let max_lifetime =
+            i64::try_from(self.settings.max_user_token_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let subject = claims
+            .subject(max_lifetime)
+            .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
+        let account_id = subject.account();
+        // A user token dies with its session (logout, refresh-token reuse) and
+        // holds the session's grants; an SDK token its key's.
+        let mut session = None;
+        let grants = match subject {
+            TokenSubject::User {
+                session: session_id,
+                ..
+            } => {
+                session = Some(session_id);
+                let (events, _) = self
+                    .load(&session_id.stream(), SessionEvent::decode)
+                    .await?;
+                match Session::fold(&events) {
+                    Some(session)
+                        if session.revoked.is_none() && session.account_id == account_id =>
+                    {
+                        session.scopes
+                    }
+                    _ => {
+                        return Err(IssuerError::Unauthenticated {
+                            reason: "SESSION_REVOKED",
+                        });
+                    }
+                }
+            }
+            TokenSubject::Sdk {
+                key: key_id,
+                secret,
+                ..
+            } => {
+                // An SDK token dies with its key (revoked, expired) and never
+                // speaks for another account than its key's.
+                let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
+                let key = ApiKey::fold(&events)
+                    .filter(|k| k.account_id == account_id)
+                    .ok_or(IssuerError::Unauthenticated {
+                        reason: "KEY_UNKNOWN",
+                    })?;
+                key.secret_alive(secret, self.now())
+                    .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
+                key.scopes
+            }
+        };
+        Ok(Principal {
+            account_id,
+            subject: claims.sub,
+            grants,
+            session,
+        })
+    }
+}
