@@ -70,6 +70,39 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock moved on by however far it was told: time flows as it
+/// does for a real server (so times that other processes, or the test
+/// itself, read from the system clock stay coherent), and a test jumps over
+/// a grace period or a session's lifetime instead of sleeping through it.
+#[derive(Debug, Default)]
+pub struct ShiftedClock {
+    offset: Mutex<chrono::Duration>,
+}
+
+impl ShiftedClock {
+    /// A clock at the system's time, for now.
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Moves the clock on by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut offset = self.offset.lock().unwrap_or_else(PoisonError::into_inner);
+        *offset += by;
+    }
+
+    /// Sets the clock to `at`, from where it flows on.
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.offset.lock().unwrap_or_else(PoisonError::into_inner) = at - Utc::now();
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.offset.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +118,22 @@ mod tests {
         assert_eq!(clock.now(), start);
         let shared: SharedClock = clock;
         assert_eq!(shared.now(), start);
+    }
+
+    #[test]
+    fn a_shifted_clock_flows_from_where_it_was_moved() {
+        let clock = ShiftedClock::new();
+        let before = Utc::now();
+        clock.advance(chrono::Duration::days(2));
+        let moved = clock.now();
+        assert!(moved >= before + chrono::Duration::days(2));
+        assert!(moved <= Utc::now() + chrono::Duration::days(2));
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        clock.set(at);
+        let now = clock.now();
+        assert!(
+            now >= at && now < at + chrono::Duration::seconds(5),
+            "{now}"
+        );
     }
 }

@@ -143,7 +143,7 @@ async fn apply_usage(tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), Stor
 }
 
 /// One row of the projection.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyRow {
     pub key_id: String,
     pub account_id: String,
@@ -159,6 +159,35 @@ pub struct KeyRow {
     pub expiry_recorded: bool,
     pub last_used_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Decoded by column name on either backend (by hand: sqlx's derive needs
+/// its macros, which compile both drivers again for the build host).
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for KeyRow
+where
+    &'r str: sqlx::ColumnIndex<R>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            key_id: row.try_get("key_id")?,
+            account_id: row.try_get("account_id")?,
+            name: row.try_get("name")?,
+            scopes: row.try_get("scopes")?,
+            hint: row.try_get("hint")?,
+            created_at: row.try_get("created_at")?,
+            rotated_at: row.try_get("rotated_at")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+            previous_valid_until: row.try_get("previous_valid_until")?,
+            grace_expiry_recorded: row.try_get("grace_expiry_recorded")?,
+            expiry_recorded: row.try_get("expiry_recorded")?,
+            last_used_at: row.try_get("last_used_at")?,
+            deleted_at: row.try_get("deleted_at")?,
+        })
+    }
 }
 
 impl KeyRow {

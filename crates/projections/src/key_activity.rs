@@ -143,7 +143,7 @@ struct Row {
 }
 
 /// One entry of the activity log.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivityRow {
     pub position: i64,
     /// Empty for a deployment-wide entry (a catalogue change).
@@ -158,6 +158,31 @@ pub struct ActivityRow {
     pub reason: Option<String>,
     pub usage: Option<String>,
     pub scope: Option<String>,
+}
+
+/// Decoded by column name on either backend (by hand: sqlx's derive needs
+/// its macros, which compile both drivers again for the build host).
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for ActivityRow
+where
+    &'r str: sqlx::ColumnIndex<R>,
+    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            position: row.try_get("position")?,
+            account_id: row.try_get("account_id")?,
+            key_id: row.try_get("key_id")?,
+            kind: row.try_get("kind")?,
+            actor: row.try_get("actor")?,
+            client_address: row.try_get("client_address")?,
+            occurred_at: row.try_get("occurred_at")?,
+            reason: row.try_get("reason")?,
+            usage: row.try_get("usage")?,
+            scope: row.try_get("scope")?,
+        })
+    }
 }
 
 impl ActivityRow {

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::group::Committer;
 use crate::types::validate;
 
+mod migrations;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -198,13 +199,15 @@ impl EventStore {
     /// makes the others wait and then find the schema applied.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.inner.backend {
-            Backend::Postgres { pool, .. } => postgres::MIGRATOR.run(pool).await?,
+            Backend::Postgres { pool, .. } => {
+                migrations::POSTGRES.migrator().await?.run(pool).await?
+            }
             Backend::Sqlite { writer, path, .. } => {
                 let _lock = match path {
                     Some(path) => Some(lock_file(path).await.map_err(StoreError::DataDir)?),
                     None => None,
                 };
-                sqlite::MIGRATOR.run(writer).await?;
+                migrations::SQLITE.migrator().await?.run(writer).await?;
             }
         }
         Ok(())

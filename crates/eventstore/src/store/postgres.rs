@@ -19,7 +19,6 @@ use crate::group::Committer;
 pub(crate) const NOTIFY_CHANNEL: &str = "gatehouse_events";
 /// Advisory lock key that serialises appends ("gatehous" in ASCII).
 const APPEND_LOCK_KEY: i64 = 0x6761_7465_686f_7573;
-pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 impl EventStore {
     /// Connects to Postgres and starts listening for appends of other processes.
     pub async fn connect_postgres(url: &str, options: StoreOptions) -> Result<Self, StoreError> {

@@ -16,8 +16,6 @@ use super::{AppendResult, Backend, EventStore, Inner, StoreOptions, outside_tran
 use crate::types::ValidatedEvent;
 use crate::{ExpectedVersion, StoreError, StreamId};
 
-pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
-
 impl EventStore {
     /// Opens (creating if missing) an SQLite database file in WAL mode.
     /// The file (and a directory created for it) is private to its owner

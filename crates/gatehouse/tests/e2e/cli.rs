@@ -191,8 +191,8 @@ pub(crate) async fn admin(
 
 #[tokio::test]
 async fn admin_commands_print_tables_and_json_and_exit_with_meaningful_codes() {
-    let env = crate::issuer::postgres().await;
-    let boot = crate::issuer::bootstrap(&env).await;
+    let env = crate::support::postgres().await;
+    let boot = crate::support::bootstrap(&env).await;
     let account = boot["account_id"].as_str().unwrap();
     let admin_secret = boot["secret"].as_str().unwrap();
     let server = gatehouse_testkit::Gatehouse::spawn(
@@ -205,7 +205,7 @@ async fn admin_commands_print_tables_and_json_and_exit_with_meaningful_codes() {
             "300",
         ],
         &[
-            ("GATEHOUSE_MASTER_KEY", crate::issuer::MASTER_KEY),
+            ("GATEHOUSE_MASTER_KEY", crate::support::MASTER_KEY),
             ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
         ],
     )

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, postgres, sqlite};
+use crate::support::{Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, postgres, sqlite};
 
 const LIFETIME: Duration = Duration::from_secs(3);
 const BUFFER: Duration = Duration::from_secs(1);

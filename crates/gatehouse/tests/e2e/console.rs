@@ -14,7 +14,9 @@ use gatehouse_testkit::{Browser, Gatehouse};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, WORKCLAW, bootstrap_with, postgres, sqlite};
+use crate::support::{
+    Env, MASTER_KEY, OWNER, PASSWORD, WORKCLAW, bootstrap_with, postgres, sqlite,
+};
 
 #[tokio::test]
 async fn the_console_manages_a_key_in_a_browser_on_sqlite() {

@@ -11,22 +11,11 @@ use gatehouse_api::v1::key_service_client::KeyServiceClient;
 use gatehouse_testkit::Gatehouse;
 use tonic::transport::Channel;
 
-use crate::issuer::{Env, MASTER_KEY, bootstrap, postgres, sqlite};
-use crate::{BIN, authed};
+use crate::authed;
+use crate::support::{Env, bootstrap, postgres, process, sqlite};
 
 async fn spawn(env: &Env) -> Gatehouse {
-    Gatehouse::spawn(
-        BIN,
-        &[
-            "serve",
-            "--database-url",
-            &env.url,
-            "--scheduler-interval-ms",
-            "100",
-        ],
-        &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
-    )
-    .await
+    process(env, "all", &["--scheduler-interval-ms", "100"], &[]).await
 }
 
 /// What the clients were told succeeded.

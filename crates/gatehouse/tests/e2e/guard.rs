@@ -15,7 +15,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::issuer::{Env, MASTER_KEY, bootstrap, postgres, reason, sqlite};
+use crate::support::{Env, MASTER_KEY, bootstrap, postgres, reason, sqlite};
 
 #[tokio::test]
 async fn the_guard_layer_protects_axum_and_tonic_services_on_sqlite() {
@@ -107,8 +107,7 @@ async fn guard(env: Env) {
     let boot = bootstrap(&env).await;
     let admin = boot["secret"].as_str().unwrap().to_string();
     let account_id = boot["account_id"].as_str().unwrap().to_string();
-    let gatehouse = gatehouse_testkit::Gatehouse::spawn(
-        crate::BIN,
+    let gatehouse = gatehouse_testkit::spawn_app_on(
         &["serve", "--database-url", &env.url],
         &[
             ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
@@ -116,6 +115,7 @@ async fn guard(env: Env) {
             ("GATEHOUSE_SDK_TOKEN_TTL_SECS", "4"),
             ("GATEHOUSE_CLOCK_LEEWAY_SECS", "0"),
         ],
+        env.clock.clone(),
     )
     .await;
     let http = reqwest::Client::new();
@@ -284,7 +284,8 @@ async fn guard(env: Env) {
     let short = sdk["access_token"].as_str().unwrap().to_string();
     let (status, _, _) = call(http.get(format!("{service}/keys")).bearer_auth(&short)).await;
     assert_eq!(status, StatusCode::OK, "valid while fresh");
-    tokio::time::sleep(Duration::from_millis(5100)).await;
+    // Past the token's four seconds, on the server's clock.
+    gatehouse.advance(Duration::from_secs(5));
     let (status, challenge, body) =
         call(http.get(format!("{service}/keys")).bearer_auth(&short)).await;
     assert_eq!(

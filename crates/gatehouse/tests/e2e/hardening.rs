@@ -15,9 +15,10 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 use tonic::Code;
 
-use crate::issuer::{
+use crate::issuer::serve;
+use crate::support::{
     Env, MASTER_KEY, OWNER, PASSWORD, WORKCLAW, bootstrap, bootstrap_with, event_log_text,
-    postgres, serve, sqlite,
+    postgres, sqlite,
 };
 use crate::{BIN, authed};
 
@@ -482,8 +483,7 @@ async fn forged_caller(env: Env) {
     let boot = bootstrap(&env).await;
     let admin = boot["secret"].as_str().unwrap().to_string();
     let account = boot["account_id"].as_str().unwrap().to_string();
-    let server = Gatehouse::spawn(
-        BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &[
             "serve",
             "--database-url",
@@ -495,6 +495,7 @@ async fn forged_caller(env: Env) {
             ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
             ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
         ],
+        env.clock.clone(),
     )
     .await;
     let base = format!("http://{}", server.addr);
@@ -771,6 +772,7 @@ async fn processes_started_at_once_on_a_fresh_data_directory_all_work() {
             dir.path().join("gatehouse-data/gatehouse.db").display()
         ),
         _dir: None,
+        clock: gatehouse_domain::clock::ShiftedClock::new(),
     };
     assert_log_whole(&env).await;
 }

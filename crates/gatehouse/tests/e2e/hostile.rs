@@ -10,7 +10,8 @@ use prost::Message as _;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
-use crate::issuer::{Env, bootstrap, event_log_text, postgres, serve, sqlite};
+use crate::issuer::serve;
+use crate::support::{Env, bootstrap, event_log_text, postgres, sqlite};
 
 /// Sends and receives raw message bytes, so a test can put anything on the wire.
 #[derive(Default, Clone)]

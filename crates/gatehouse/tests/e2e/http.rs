@@ -14,9 +14,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::authed;
-use crate::issuer::{
-    Env, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, serve, sqlite,
-};
+use crate::issuer::serve;
+use crate::support::{Env, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, sqlite};
 
 #[tokio::test]
 async fn grpc_and_http_answer_alike_on_sqlite() {
@@ -783,8 +782,7 @@ async fn request_ids_cors_discovery_and_the_live_tail_on_postgres() {
 
 async fn browser_and_tail(env: Env) {
     let boot = bootstrap(&env).await;
-    let server = gatehouse_testkit::Gatehouse::spawn(
-        crate::BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &[
             "serve",
             "--database-url",
@@ -793,9 +791,10 @@ async fn browser_and_tail(env: Env) {
             "https://console.example.com",
         ],
         &[
-            ("GATEHOUSE_MASTER_KEY", crate::issuer::MASTER_KEY),
+            ("GATEHOUSE_MASTER_KEY", crate::support::MASTER_KEY),
             ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
         ],
+        env.clock.clone(),
     )
     .await;
     let account_id = boot["account_id"].as_str().unwrap().to_string();

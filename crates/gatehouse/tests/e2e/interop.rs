@@ -13,12 +13,12 @@ use std::sync::OnceLock;
 
 use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
-use gatehouse_testkit::Gatehouse;
+use gatehouse_testkit::App;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::BIN;
-use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, postgres, sqlite};
+use crate::support::{Env, MASTER_KEY, OWNER, PASSWORD, postgres, sqlite};
 
 const ALGORITHMS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 
@@ -136,10 +136,15 @@ async fn gatehouse(env: &Env, args: &[&str], alg: &str) -> std::process::Output 
     output
 }
 
-async fn serve(env: &Env, alg: &str) -> Gatehouse {
+async fn serve(env: &Env, alg: &str) -> App {
     let envs = envs(alg);
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Gatehouse::spawn(BIN, &["serve", "--database-url", &env.url], &envs).await
+    gatehouse_testkit::spawn_app_on(
+        &["serve", "--database-url", &env.url],
+        &envs,
+        env.clock.clone(),
+    )
+    .await
 }
 
 fn header(token: &str) -> Value {

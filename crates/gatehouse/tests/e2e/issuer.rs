@@ -9,92 +9,27 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::account_service_client::AccountServiceClient;
 use gatehouse_api::v1::auth_service_client::AuthServiceClient;
-use gatehouse_testkit::Gatehouse;
+use gatehouse_testkit::App;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt as _;
 
 use crate::BIN;
+use crate::support::{
+    Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, server, sqlite,
+};
 
-pub const MASTER_KEY: &str = "q9gI8yYHkC1bJ8m0m3xqk2Yw8p3X7Zl9cH0vV4r2sT8=";
-pub const OWNER: &str = "owner@example.com";
-pub const PASSWORD: &str = "correct horse battery staple";
-/// The example catalogue the README's first steps import.
-pub const WORKCLAW: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/workclaw-scopes.toml"
-);
-
-pub struct Env {
-    pub url: String,
-    pub _dir: Option<tempfile::TempDir>,
-}
-
-pub async fn postgres() -> Env {
-    Env {
-        url: gatehouse_testkit::fresh_database().await,
-        _dir: None,
-    }
-}
-
-pub fn sqlite() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    Env {
-        url: format!("sqlite:{}", dir.path().join("g.db").display()),
-        _dir: Some(dir),
-    }
-}
-
-pub fn reason(status: &Status) -> String {
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
-}
-
-pub async fn bootstrap(env: &Env) -> serde_json::Value {
-    bootstrap_args(env, &[]).await
-}
-
-/// `gatehouse bootstrap --scopes FILE`, as the README's first steps run it.
-pub async fn bootstrap_with(env: &Env, scopes: &str) -> serde_json::Value {
-    bootstrap_args(env, &["--scopes", scopes]).await
-}
-
-async fn bootstrap_args(env: &Env, extra: &[&str]) -> serde_json::Value {
-    let output = tokio::process::Command::new(BIN)
-        .args(["bootstrap", "--username", OWNER, "--database-url", &env.url])
-        .args(extra)
-        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
-        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
-        .env_remove("DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stderr).contains("shown once"));
-    serde_json::from_slice(&output.stdout).expect("bootstrap prints JSON")
-}
-
-pub async fn serve(env: &Env) -> Gatehouse {
-    Gatehouse::spawn(
-        BIN,
+/// The issuer tests' server: three free login attempts, keys published at once.
+pub async fn serve(env: &Env) -> App {
+    server(
+        env,
+        "all",
         &[
-            "serve",
-            "--database-url",
-            &env.url,
             "--login-free-attempts",
             "3",
             "--signing-key-publish-lead-secs",
             "0",
         ],
-        &[
-            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
-            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
-        ],
+        &[],
     )
     .await
 }
@@ -153,18 +88,6 @@ fn verify_with_jwks(token: &str, jwks: &pb::GetJwksResponse) -> serde_json::Valu
     )
     .expect("signature verifies against the JWKS");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
-}
-
-pub async fn event_log_text(env: &Env) -> String {
-    let store = gatehouse_eventstore::EventStore::connect(&env.url, Default::default())
-        .await
-        .unwrap();
-    let events = store.read_all(1, 10_000).await.unwrap();
-    events
-        .iter()
-        .map(|e| format!("{} {} {:?}", e.event_type, e.payload, e.metadata))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 async fn full_flow(env: Env) {
@@ -468,7 +391,7 @@ async fn full_flow(env: Env) {
     }
     assert!(events.contains("SessionRevoked.v1") && events.contains("refresh_token_reuse"));
     assert!(events.contains("LoginSucceeded.v1") && events.contains("SigningKeyCreated.v1"));
-    assert!(server.terminate().await.success());
+    server.stop().await.expect("stops as SIGTERM stops it");
 }
 
 #[tokio::test]
@@ -544,7 +467,7 @@ async fn throttle_flow(env: Env) {
     // ...and the throttle lifts after it.
     let mut lifted = None;
     for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        env.advance(Duration::from_millis(500));
         match login(&mut auth, PASSWORD).await {
             Ok(ok) => {
                 lifted = Some(ok);
@@ -767,13 +690,13 @@ async fn successful_logins_from_one_address_never_lock_it() {
 /// nothing and answered INTERNAL (seen under the benchmark's login flood).
 async fn concurrent_logins_of_one_user_never_fail_inside(env: Env) {
     bootstrap(&env).await;
-    let server = Gatehouse::spawn(
-        BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &["serve", "--database-url", &env.url],
         &[
             ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
             ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
         ],
+        env.clock.clone(),
     )
     .await;
     let channel = server.channel().await;
@@ -830,8 +753,7 @@ async fn concurrent_logins_of_one_user_never_fail_inside_on_sqlite() {
 /// stolen session alive for ever).
 async fn sessions_end_at_their_maximum_lifetime(env: Env) {
     bootstrap(&env).await;
-    let server = Gatehouse::spawn(
-        BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &[
             "serve",
             "--database-url",
@@ -840,6 +762,7 @@ async fn sessions_end_at_their_maximum_lifetime(env: Env) {
             "3",
         ],
         &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+        env.clock.clone(),
     )
     .await;
     let mut auth = AuthServiceClient::new(server.channel().await);
@@ -852,7 +775,7 @@ async fn sessions_end_at_their_maximum_lifetime(env: Env) {
     let mut token = logged_in.refresh_token;
     // Refreshed well inside the idle timeout, again and again...
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        env.advance(Duration::from_millis(700));
         let refreshed = refresh(&mut auth, &token)
             .await
             .expect("inside the lifetime");
@@ -864,7 +787,7 @@ async fn sessions_end_at_their_maximum_lifetime(env: Env) {
         token = refreshed.refresh_token;
     }
     // ...yet over at 3 s.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    env.advance(Duration::from_millis(1800));
     let over = refresh(&mut auth, &token)
         .await
         .expect_err("past the lifetime");
@@ -893,8 +816,7 @@ async fn sessions_end_at_their_maximum_lifetime_on_sqlite() {
 /// locked the owner out and grew the log by one event per guess).
 async fn throttling_delays_the_guesser_not_the_owner(env: Env) {
     bootstrap(&env).await;
-    let server = Gatehouse::spawn(
-        BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &[
             "serve",
             "--database-url",
@@ -909,6 +831,7 @@ async fn throttling_delays_the_guesser_not_the_owner(env: Env) {
             "127.0.0.1",
         ],
         &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+        env.clock.clone(),
     )
     .await;
     let auth = AuthServiceClient::new(server.channel().await);
@@ -1187,8 +1110,7 @@ async fn concurrent_refreshes_and_accounts_on_sqlite() {
 async fn logins_cut_off_by_the_deadline_do_not_count_against_the_owner() {
     let env = sqlite();
     bootstrap(&env).await;
-    let server = Gatehouse::spawn(
-        BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &[
             "serve",
             "--database-url",
@@ -1203,6 +1125,7 @@ async fn logins_cut_off_by_the_deadline_do_not_count_against_the_owner() {
             "150",
         ],
         &[("GATEHOUSE_MASTER_KEY", MASTER_KEY)],
+        env.clock.clone(),
     )
     .await;
     let auth = AuthServiceClient::new(server.channel().await);
@@ -1269,8 +1192,7 @@ async fn long_lived_user_tokens_are_refused_everywhere(env: Env) {
     let serve_with = |ttl: &'static str, retention: &'static str| {
         let url = env.url.clone();
         async move {
-            Gatehouse::spawn(
-                BIN,
+            gatehouse_testkit::spawn_app(
                 &[
                     "serve",
                     "--database-url",
@@ -1315,7 +1237,7 @@ async fn long_lived_user_tokens_are_refused_everywhere(env: Env) {
     let session = login(&mut auth, PASSWORD).await.unwrap();
     let token = session.access_token;
     drop(auth);
-    minting.terminate().await;
+    minting.stop().await.expect("stops");
     let server = serve_with("900", "3600").await;
     let mut verifier = gatehouse_api::v1::verifier_service_client::VerifierServiceClient::new(
         server.channel().await,

@@ -7,32 +7,15 @@ use std::time::Duration;
 use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::account_service_client::AccountServiceClient;
 use gatehouse_api::v1::key_service_client::KeyServiceClient;
-use gatehouse_testkit::Gatehouse;
+use gatehouse_testkit::App;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-use crate::issuer::{Env, MASTER_KEY, bootstrap, event_log_text, postgres, reason, sqlite};
-use crate::{BIN, authed};
+use crate::authed;
+use crate::support::{Env, ONE_ISS, bootstrap, event_log_text, postgres, reason, server, sqlite};
 
-async fn issuer(env: &Env, role: &str) -> Gatehouse {
-    Gatehouse::spawn(
-        BIN,
-        &[
-            "serve",
-            role,
-            "--database-url",
-            &env.url,
-            "--scheduler-interval-ms",
-            "100",
-        ],
-        &[
-            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
-            // Processes on different ports are one deployment: one `iss`.
-            ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
-            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
-        ],
-    )
-    .await
+async fn issuer(env: &Env, role: &str) -> App {
+    server(env, role, &["--scheduler-interval-ms", "100"], &[ONE_ISS]).await
 }
 
 struct Admin {
@@ -133,14 +116,14 @@ async fn count(env: &Env, event_type: &str, key_id: &str) -> usize {
         .count()
 }
 
-async fn setup() -> (Env, Gatehouse, Admin) {
+async fn setup() -> (Env, App, Admin) {
     let env = postgres().await;
     let (server, admin) = setup_on(&env).await;
     (env, server, admin)
 }
 
 /// A bootstrapped issuer over `env` and its owner's admin key.
-async fn setup_on(env: &Env) -> (Gatehouse, Admin) {
+async fn setup_on(env: &Env) -> (App, Admin) {
     let boot = bootstrap(env).await;
     let server = issuer(env, "issuer").await;
     let admin = Admin {
@@ -284,8 +267,13 @@ async fn rotation_grace_period_ends_exactly_once_with_two_issuers() {
     // From valid_until on, the old one is refused.
     let until =
         chrono::DateTime::from_timestamp(valid_until.seconds, valid_until.nanos as u32).unwrap();
-    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    // A second before it, on the deployment's clock, it still works...
+    env.clock.set(until - chrono::Duration::seconds(1));
+    use_key(&mut admin.keys, &account, &created.secret)
+        .await
+        .expect("old secret until the last moment of its grace");
+    // ...and at it, it is refused.
+    env.clock.set(until);
     let refused = use_key(&mut admin.keys, &account, &created.secret)
         .await
         .expect_err("grace is over");
@@ -507,7 +495,7 @@ async fn revoke_is_immediate_and_once_and_expired_keys_are_refused_and_recorded(
     use_key(&mut admin.keys, &account, &short.secret)
         .await
         .expect("before expiry");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    env.advance(Duration::from_secs(2));
     let expired = use_key(&mut admin.keys, &account, &short.secret)
         .await
         .expect_err("expired");

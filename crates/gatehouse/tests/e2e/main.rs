@@ -19,17 +19,8 @@ mod readme;
 mod scopes;
 mod serve;
 mod snapshots;
+mod support;
 mod tls;
 mod verifier;
 
-/// Path of the binary under test, built by cargo for these tests.
-pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-
-/// `message` with `authorization: Bearer <bearer>` metadata.
-pub fn authed<T>(message: T, bearer: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
-    request
-}
+pub use support::{BIN, authed};

@@ -14,9 +14,8 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 use crate::authed;
-use crate::issuer::{
-    Env, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, serve, sqlite,
-};
+use crate::issuer::serve;
+use crate::support::{Env, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, sqlite};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
@@ -314,8 +313,7 @@ async fn logins_racing_a_password_change_keep_no_session_on_postgres() {
 /// session that outlives the old password.
 async fn race(env: Env) {
     bootstrap(&env).await;
-    let server = gatehouse_testkit::Gatehouse::spawn(
-        crate::BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &[
             "serve",
             "--database-url",
@@ -323,7 +321,8 @@ async fn race(env: Env) {
             "--login-free-attempts",
             "1000",
         ],
-        &[("GATEHOUSE_MASTER_KEY", crate::issuer::MASTER_KEY)],
+        &[("GATEHOUSE_MASTER_KEY", crate::support::MASTER_KEY)],
+        env.clock.clone(),
     )
     .await;
     let base = format!("http://{}", server.addr);

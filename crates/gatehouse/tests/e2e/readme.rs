@@ -4,7 +4,7 @@
 use gatehouse_testkit::Gatehouse;
 
 use crate::BIN;
-use crate::issuer::WORKCLAW;
+use crate::support::WORKCLAW;
 
 const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
 

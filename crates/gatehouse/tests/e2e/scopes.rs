@@ -20,8 +20,9 @@ use tonic::{Code, Status};
 use crate::audit::activity;
 use crate::authed;
 use crate::cli::admin;
-use crate::issuer::{
-    Env, OWNER, PASSWORD, WORKCLAW, bootstrap_with, event_log_text, postgres, reason, serve, sqlite,
+use crate::issuer::serve;
+use crate::support::{
+    Env, OWNER, PASSWORD, WORKCLAW, bootstrap_with, event_log_text, postgres, reason, sqlite,
 };
 
 #[tokio::test]

@@ -313,7 +313,7 @@ async fn postgres_connections_honour_sslmode_require() {
         let server = Gatehouse::spawn(
             BIN,
             &["serve", "--database-url", &require],
-            &[("GATEHOUSE_MASTER_KEY", crate::issuer::MASTER_KEY)],
+            &[("GATEHOUSE_MASTER_KEY", crate::support::MASTER_KEY)],
         )
         .await;
         let database: String = sqlx::query_scalar("SELECT current_database()")

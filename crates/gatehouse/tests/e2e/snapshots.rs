@@ -9,29 +9,17 @@ use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::auth_service_client::AuthServiceClient;
 use gatehouse_api::v1::key_service_client::KeyServiceClient;
 use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
-use gatehouse_testkit::Gatehouse;
+use gatehouse_testkit::App;
 use tonic::transport::Channel;
 
-use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, postgres, reason, sqlite};
-use crate::{BIN, authed};
+use crate::authed;
+use crate::support::{Env, ONE_ISS, OWNER, PASSWORD, bootstrap, postgres, reason, server, sqlite};
 
 /// Graces and expiries that fall due while the verifiers are down.
 const SHORT: Duration = Duration::from_secs(6);
 
-async fn spawn(env: &Env, role: &str, extra: &[&str]) -> Gatehouse {
-    let mut args = vec!["serve", role, "--database-url", &env.url];
-    args.extend_from_slice(extra);
-    Gatehouse::spawn(
-        BIN,
-        &args,
-        &[
-            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
-            // Processes on different ports are one deployment: one `iss`.
-            ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
-            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
-        ],
-    )
-    .await
+async fn spawn(env: &Env, role: &str, extra: &[&str]) -> App {
+    server(env, role, extra, &[ONE_ISS]).await
 }
 
 struct Admin {
@@ -178,7 +166,6 @@ async fn a_verifier_started_from_a_snapshot_answers_like_one_that_replayed_every
         account_id: boot["account_id"].as_str().unwrap().into(),
         secret: boot["secret"].as_str().unwrap().into(),
     };
-    let started = Instant::now();
     // Before the snapshot: every state a key can be in, and sessions.
     let (active_id, active) = admin.create(&["keys:read"], None).await;
     let (_, expiring) = admin
@@ -208,7 +195,7 @@ async fn a_verifier_started_from_a_snapshot_answers_like_one_that_replayed_every
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(writer.logs().contains("stored=true"), "{}", writer.logs());
-    writer.terminate().await;
+    writer.stop().await.expect("stops");
 
     // After the snapshot: changes only the log holds.
     admin.revoke(&revoked_later_id).await;
@@ -216,9 +203,7 @@ async fn a_verifier_started_from_a_snapshot_answers_like_one_that_replayed_every
     let (late_id, late) = admin.create(&["keys:write"], None).await;
     let late_token = admin.sdk_token(&late_id, &late).await;
     // Let the short grace and expiry run out while no verifier runs.
-    if let Some(left) = (SHORT + Duration::from_millis(500)).checked_sub(started.elapsed()) {
-        tokio::time::sleep(left).await;
-    }
+    env.advance(SHORT + Duration::from_secs(1));
 
     let from_snapshot = spawn(&env, "verifier", &["--snapshot-every-events", "0"]).await;
     let replayed = spawn(

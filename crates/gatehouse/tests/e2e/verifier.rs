@@ -18,34 +18,23 @@ use gatehouse_api::v1::auth_service_client::AuthServiceClient;
 use gatehouse_api::v1::key_service_client::KeyServiceClient;
 use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
 use gatehouse_crypto::jwt::AccessClaims;
-use gatehouse_testkit::Gatehouse;
+use gatehouse_testkit::App;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::issuer::{Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, reason};
-use crate::{BIN, authed};
+use crate::authed;
+use crate::support::{Env, MASTER_KEY, ONE_ISS, OWNER, PASSWORD, bootstrap, reason, server};
 
-async fn spawn(env: &Env, role: &str) -> Gatehouse {
-    Gatehouse::spawn(
-        BIN,
-        &[
-            "serve",
-            role,
-            "--database-url",
-            &env.url,
-            "--max-staleness-secs",
-            "1",
-        ],
-        &[
-            ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
-            // Processes on different ports are one deployment: one `iss`.
-            ("GATEHOUSE_ISSUER_URL", "http://gatehouse.test"),
-            ("GATEHOUSE_POLL_INTERVAL_MS", "100"),
-            (
-                "GATEHOUSE_EXT_AUTHZ_ROUTES",
-                "GET /keys keys:read; * /admin platform:admin",
-            ),
-        ],
+async fn spawn(env: &Env, role: &str) -> App {
+    let routes = (
+        "GATEHOUSE_EXT_AUTHZ_ROUTES",
+        "GET /keys keys:read; * /admin platform:admin",
+    );
+    server(
+        env,
+        role,
+        &["--max-staleness-secs", "1"],
+        &[ONE_ISS, routes],
     )
     .await
 }
@@ -78,8 +67,8 @@ async fn refused(
 
 struct World {
     env: Env,
-    issuer: Gatehouse,
-    verifiers: [Gatehouse; 2],
+    issuer: App,
+    verifiers: [App; 2],
     account_id: String,
     admin_secret: String,
 }
@@ -181,7 +170,7 @@ fn claims_of(token: &str) -> AccessClaims {
 
 #[tokio::test]
 async fn every_credential_kind_is_verified_and_every_bad_one_refused_with_its_reason() {
-    let world = World::new(crate::issuer::postgres().await).await;
+    let world = World::new(crate::support::postgres().await).await;
     let [mut v, _] = world.clients().await;
     let mut auth = AuthServiceClient::new(world.issuer.channel().await);
 
@@ -309,7 +298,7 @@ async fn every_credential_kind_is_verified_and_every_bad_one_refused_with_its_re
         .create_key(&["keys:read"], Some(Duration::from_secs(1)))
         .await;
     verify(&mut v, &short, &[]).await.expect("before expiry");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    world.env.advance(Duration::from_secs(1));
     assert_eq!(
         refused(&mut v, &short, &[]).await,
         (Code::Unauthenticated, "KEY_EXPIRED".into())
@@ -472,7 +461,7 @@ async fn every_credential_kind_is_verified_and_every_bad_one_refused_with_its_re
 
 #[tokio::test]
 async fn a_revocation_reaches_both_verifiers_within_a_second() {
-    let world = World::new(crate::issuer::postgres().await).await;
+    let world = World::new(crate::support::postgres().await).await;
     let mut clients = world.clients().await;
     let (key_id, secret) = world.create_key(&["keys:read"], None).await;
     for client in clients.iter_mut() {
@@ -509,6 +498,7 @@ async fn verifiers_answer_from_memory_while_postgres_is_down_and_catch_up_after(
     let env = Env {
         url: cluster.url("postgres"),
         _dir: None,
+        clock: gatehouse_domain::clock::ShiftedClock::new(),
     };
     let world = World::new(env).await;
     let mut clients = world.clients().await;
@@ -682,7 +672,7 @@ fn check_request(
 
 #[tokio::test]
 async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() {
-    let world = World::new(crate::issuer::postgres().await).await;
+    let world = World::new(crate::support::postgres().await).await;
     let (key_id, secret) = world.create_key(&["keys:read"], None).await;
     let mut envoy = AuthorizationClient::new(world.verifiers[0].channel().await);
     let bearer = format!("Bearer {secret}");
@@ -828,15 +818,16 @@ async fn envoy_check_allows_with_identity_headers_and_denies_with_401_and_403() 
 
 #[tokio::test]
 async fn metrics_report_verifier_lag_and_outcomes() {
-    let env = crate::issuer::postgres().await;
+    let env = crate::support::postgres().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let verifier = Gatehouse::spawn(
-        BIN,
+    // A process of its own: the metrics recorder is global to a process.
+    let verifier = gatehouse_testkit::Gatehouse::spawn(
+        crate::BIN,
         &[
             "serve",
             "verifier",
@@ -876,7 +867,7 @@ async fn metrics_report_verifier_lag_and_outcomes() {
 
 #[tokio::test]
 async fn keys_created_in_a_burst_verify_at_once_on_every_verifier() {
-    let world = World::new(crate::issuer::postgres().await).await;
+    let world = World::new(crate::support::postgres().await).await;
     let mut clients = world.clients().await;
     // Faster than the catch-up rate limit: each must still be found.
     for _ in 0..5 {
@@ -1036,12 +1027,12 @@ async fn sdk_tokens_die_with_their_secret(env: Env) {
 
 #[tokio::test]
 async fn sdk_tokens_die_with_their_secret_on_postgres() {
-    sdk_tokens_die_with_their_secret(crate::issuer::postgres().await).await;
+    sdk_tokens_die_with_their_secret(crate::support::postgres().await).await;
 }
 
 #[tokio::test]
 async fn sdk_tokens_die_with_their_secret_on_sqlite() {
-    sdk_tokens_die_with_their_secret(crate::issuer::sqlite()).await;
+    sdk_tokens_die_with_their_secret(crate::support::sqlite()).await;
 }
 
 /// With `--ext-authz-deny-unmatched`, a request no route names is denied
@@ -1050,11 +1041,10 @@ async fn sdk_tokens_die_with_their_secret_on_sqlite() {
 /// `/admin;x` once did).
 #[tokio::test]
 async fn envoy_check_denies_unmatched_routes_and_normalises_case_and_parameters() {
-    let env = crate::issuer::sqlite();
+    let env = crate::support::sqlite();
     let boot = bootstrap(&env).await;
     let admin_secret = boot["secret"].as_str().unwrap().to_string();
-    let server = Gatehouse::spawn(
-        BIN,
+    let server = gatehouse_testkit::spawn_app_on(
         &["serve", "--database-url", &env.url],
         &[
             ("GATEHOUSE_MASTER_KEY", MASTER_KEY),
@@ -1064,6 +1054,7 @@ async fn envoy_check_denies_unmatched_routes_and_normalises_case_and_parameters(
             ),
             ("GATEHOUSE_EXT_AUTHZ_DENY_UNMATCHED", "true"),
         ],
+        env.clock.clone(),
     )
     .await;
     let mut keys = KeyServiceClient::new(server.channel().await);
