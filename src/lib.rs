@@ -6,7 +6,7 @@
 pub mod codec;
 
 /// Generated types and services of the `gatehouse.v1` package.
-#[allow(clippy::all, clippy::pedantic, missing_docs)]
+#[allow(clippy::all, clippy::pedantic, clippy::restriction, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("gatehouse.v1");
 }

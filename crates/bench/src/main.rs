@@ -26,6 +26,7 @@
 //! `--quick` is a smoke run of everything in well under a minute (CI runs it,
 //! with no thresholds); `--cold-start 10000,100000,1000000` measures only
 //! cold starts, at those sizes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a measurement program, not the service: it stops at the first failure
 
 mod coldstart;
 mod figures;

@@ -7,6 +7,7 @@
 //! ```
 //! `GET /claws` needs `claws:read`, `POST /claws` needs `claws:write`; the
 //! handler sees who called. Gatehouse unreachable: 503 (fail closed).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failure is a panic
 
 use axum::Extension;
 use axum::http::Method;

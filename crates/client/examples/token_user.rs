@@ -10,6 +10,7 @@
 //! To watch it refresh across several lifetimes, run the server with
 //! `--sdk-token-ttl-secs 5` and set `CALLS=20`: the exchange count grows by
 //! one every few seconds, not once per call.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failure is a panic
 
 use std::time::Duration;
 

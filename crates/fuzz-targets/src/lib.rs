@@ -2,6 +2,7 @@
 //! asserts the invariants its parser promises; `fuzz/` wraps them for
 //! libFuzzer (`cargo +nightly fuzz run <target>`), and `tests/smoke.rs` runs
 //! them on seeds and seeded random mutations on stable.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a fuzz target's panic is its finding
 
 use std::sync::{Arc, OnceLock, RwLock};
 

@@ -3,6 +3,7 @@
 //! them. `GATEHOUSE_FUZZ_ITERATIONS` sets how many mutations per target
 //! (default 5,000); real fuzzing is `cargo +nightly fuzz run <target>` (see
 //! fuzz/README.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failure is a panic
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

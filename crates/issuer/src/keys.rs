@@ -584,7 +584,7 @@ impl Issuer {
             let key_stream = &stream(key_id.stream())?;
             // Decided again after a lost race: another issuer (or a
             // person's change) may have recorded it, or changed what is due.
-            let (count, _) = decide_and_append(self.store(), || async move {
+            let count = decide_and_append(self.store(), || async move {
                 let (events, version) = self.load(key_stream.as_str(), ApiKeyEvent::decode).await?;
                 let due = ApiKey::fold(&events)
                     .map(|key| key.due(now))
@@ -603,8 +603,16 @@ impl Issuer {
                     count,
                 ))
             })
-            .await?;
-            written += count;
+            .await;
+            match count {
+                Ok((count, _)) => written += count,
+                // Lost every race for this key: the next pass decides it
+                // again; the other keys due now are not held up.
+                Err(IssuerError::Conflict) => {
+                    tracing::warn!(key = %key_id, "an expiry lost every race; retried next pass");
+                }
+                Err(other) => return Err(other),
+            }
         }
         Ok(written)
     }

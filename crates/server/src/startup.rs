@@ -286,8 +286,10 @@ impl Application {
                 stop.clone(),
             ));
         }
+        // The verifier's last usage flush, awaited before the store closes.
+        let mut usage_flush = None;
         if role.verifies() {
-            let decider = build_verifier(
+            let (decider, flushing) = build_verifier(
                 &store,
                 &issuer_args,
                 VerifierSettings {
@@ -300,6 +302,7 @@ impl Application {
                 stop.clone(),
             )
             .await?;
+            usage_flush = Some(flushing);
             http.decider = Some(decider.clone());
             grpc.add_service(VerifierServiceServer::new(VerifierGrpc {
                 decider: decider.clone(),
@@ -366,6 +369,15 @@ impl Application {
             }
         };
         stop.cancel();
+        // The usage counted since the last flush is written before the store
+        // closes (a stop used to race it and could lose the last interval).
+        if let Some(flush) = usage_flush
+            && tokio::time::timeout(Duration::from_secs(5), flush)
+                .await
+                .is_err()
+        {
+            tracing::warn!("the last usage flush did not finish in time; its counts are lost");
+        }
         store.close().await;
         tracing::info!("stopped");
         result.map_err(StartupError::from)
@@ -387,7 +399,7 @@ async fn build_verifier(
     settings: VerifierSettings,
     clock: SharedClock,
     stop: CancellationToken,
-) -> Result<Decider, StartupError> {
+) -> Result<(Decider, tokio::task::JoinHandle<()>), StartupError> {
     let VerifierSettings {
         routes,
         usage_interval,
@@ -410,14 +422,14 @@ async fn build_verifier(
     )
     .await?;
     let usage = Arc::new(UsageRecorder::default());
-    tokio::spawn(flush_usage(
+    let flushing = tokio::spawn(flush_usage(
         store.clone(),
         usage.clone(),
         usage_interval,
         clock.clone(),
         stop,
     ));
-    Ok(Decider {
+    let decider = Decider {
         verifier: Verifier::new(index, key_format)
             .with_usage(usage)
             .with_session_retention(snapshots.session_retention),
@@ -425,7 +437,8 @@ async fn build_verifier(
         routes: Arc::new(routes),
         max_staleness,
         clock,
-    })
+    };
+    Ok((decider, flushing))
 }
 
 /// Writes the counted key usage every `interval`, and once more at shutdown.

@@ -53,25 +53,25 @@ pub async fn spawn_app(args: &[&str], envs: &[(&str, &str)]) -> App {
 /// processes share the system's).
 pub async fn spawn_app_on(args: &[&str], envs: &[(&str, &str)], clock: Arc<ShiftedClock>) -> App {
     refuse_ambient_settings();
+    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
+    let mut serve = parse(args, envs);
     // The binary would fall back on DATABASE_URL (the test's own Postgres)
     // or on a data directory in the working directory (the crate's): an
     // in-process server says which database it uses, and keeps its files
-    // in a directory of its own.
+    // in a directory of its own unless told otherwise.
     assert!(
-        args.iter().any(|a| a.starts_with("--database-url")),
-        "an in-process server needs --database-url: {args:?}"
+        serve.args.database.database_url.is_some(),
+        "an in-process server needs --database-url (or GATEHOUSE_DATABASE_URL): {args:?}"
     );
     assert!(
-        !args.iter().any(|a| a.starts_with("--metrics-listen")),
+        serve.args.metrics_listen.is_none(),
         "the metrics recorder is global to a process: start the binary for a metrics test"
     );
-    let data = tempfile::tempdir().unwrap_or_else(|e| panic!("no temporary directory: {e}"));
-    let data_dir = format!("--data-dir={}", data.path().display());
-    let mut args = args.to_vec();
-    if !args.iter().any(|a| a.starts_with("--data-dir")) {
-        args.push(&data_dir);
+    let named_dir = args.iter().any(|a| a.starts_with("--data-dir"))
+        || envs.iter().any(|(k, _)| *k == "GATEHOUSE_DATA_DIR");
+    if !named_dir {
+        serve.args.database.data_dir = data.path().to_path_buf();
     }
-    let serve = parse(&args, envs);
     let logs = Logs::default();
     let runtime = runtime(&logs);
     let shared: SharedClock = clock.clone();
@@ -93,14 +93,19 @@ pub async fn spawn_app_on(args: &[&str], envs: &[(&str, &str)], clock: Arc<Shift
         .await
         .map_err(|e| e.to_string())
     });
-    let addr = match listening.await {
-        Ok(Ok(addr)) => addr,
-        Ok(Err(error)) => panic!(
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), listening).await;
+    let addr = match waited {
+        Ok(Ok(Ok(addr))) => addr,
+        Ok(Ok(Err(error))) => panic!(
             "the server did not start: {error}; its logs:\n{}",
             logs.text()
         ),
-        Err(_) => panic!(
+        Ok(Err(_)) => panic!(
             "the server stopped before listening; its logs:\n{}",
+            logs.text()
+        ),
+        Err(_) => panic!(
+            "the server did not listen within 30 s; its logs:\n{}",
             logs.text()
         ),
     };
@@ -171,17 +176,59 @@ impl Drop for App {
 /// The server's own runtime (two workers, as the machine has two cores);
 /// each of its threads logs into `logs`.
 fn runtime(logs: &Logs) -> tokio::runtime::Runtime {
-    let dispatch = logs.dispatch();
+    install_router();
+    let logs = logs.clone();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("gatehouse-app")
         .on_thread_start(move || {
             // For the thread's whole life: it belongs to this server.
-            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+            CURRENT.with(|current| *current.borrow_mut() = Some(logs.clone()));
         })
         .build()
         .unwrap_or_else(|e| panic!("cannot start the server's runtime: {e}"))
+}
+
+std::thread_local! {
+    /// The log buffer of the server this thread belongs to, if any.
+    static CURRENT: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One subscriber for the whole test process, routing each line to the
+/// buffer of the server whose thread wrote it. (A default dispatcher per
+/// server thread is not enough: tracing caches whether a call site is
+/// enabled process-wide, and a call site first reached on a thread of no
+/// server was then switched off for every server.)
+fn install_router() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // `serve`'s own default level, as the process tests run it.
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(Router)
+            .finish();
+        // Another global subscriber (a test's own) keeps its place; the
+        // servers' lines then go to it.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+/// Writes to the current thread's server's buffer; elsewhere, nowhere
+/// (or standard error with `TEST_LOG`).
+struct Router;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Router {
+    type Writer = Box<dyn std::io::Write>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        match CURRENT.with(|current| current.borrow().clone()) {
+            Some(logs) => Box::new(logs),
+            None if std::env::var_os("TEST_LOG").is_some() => Box::new(std::io::stderr()),
+            None => Box::new(std::io::sink()),
+        }
+    }
 }
 
 /// Parses the command line as the binary does, each `envs` variable given
@@ -240,16 +287,6 @@ impl Logs {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
     }
-
-    fn dispatch(&self) -> tracing::Dispatch {
-        // `serve`'s own default level, as the process tests run it.
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_ansi(false)
-            .with_writer(self.clone())
-            .finish();
-        tracing::Dispatch::new(subscriber)
-    }
 }
 
 impl std::io::Write for Logs {
@@ -266,13 +303,5 @@ impl std::io::Write for Logs {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }

@@ -1,6 +1,7 @@
 //! The fallback the harness uses when `DATABASE_URL` is unset: a throwaway
 //! cluster from the local PostgreSQL binaries. Started explicitly here, so CI
 //! (which sets `DATABASE_URL`) exercises this path too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failure is a panic
 
 use sqlx::Connection as _;
 

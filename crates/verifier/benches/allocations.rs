@@ -3,6 +3,7 @@
 //! own (an API key, a repeated EdDSA JWT from the cache, a never-seen one).
 //!
 //! `cargo bench -p gatehouse-verifier --bench allocations`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failure is a panic
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};

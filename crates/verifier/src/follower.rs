@@ -184,8 +184,15 @@ impl Follower {
             Some((index.position, index.to_snapshot()))
         })
         .await;
-        let Ok(Some((position, data))) = serialized else {
+        let Ok(Some((position, encoded))) = serialized else {
             return;
+        };
+        let data = match encoded {
+            Ok(data) => data,
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode the verifier index snapshot; keeping the last one");
+                return;
+            }
         };
         let serialize_time = started.elapsed();
         self.snapshotting.store(true, Ordering::Release);

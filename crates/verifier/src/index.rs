@@ -160,10 +160,16 @@ impl Index {
         let slot = match (self.by_id.get(&key_id).copied(), event) {
             (Some(slot), _) => slot,
             (None, ApiKeyEvent::Created(c)) => {
+                // Past 2^32 keys or scope sets (terabytes of memory), a new
+                // key is not indexed: refused, never mistaken for another.
+                let Some(scopes) = self.intern(&c.scopes) else {
+                    tracing::error!(key = %c.key_id, "the index is full; the key is refused");
+                    return;
+                };
                 let record = KeyRecord {
                     id: c.key_id,
                     account_id: c.account_id,
-                    scopes: self.intern(&c.scopes),
+                    scopes,
                     secrets: KeySecrets::created(c),
                 };
                 self.push(record);
@@ -175,7 +181,10 @@ impl Index {
         self.forget_digests(slot);
         if let ApiKeyEvent::Created(c) = event {
             // A second `Created` of a key starts it over, as the aggregate does.
-            let scopes = self.intern(&c.scopes);
+            let Some(scopes) = self.intern(&c.scopes) else {
+                tracing::error!(key = %c.key_id, "the index is full; the key keeps its scopes");
+                return;
+            };
             let record = &mut self.keys[slot as usize];
             record.account_id = c.account_id;
             record.scopes = scopes;
@@ -185,7 +194,10 @@ impl Index {
     }
 
     fn push(&mut self, record: KeyRecord) {
-        let slot = u32::try_from(self.keys.len()).expect("fewer than 2^32 keys");
+        let Ok(slot) = u32::try_from(self.keys.len()) else {
+            tracing::error!(key = %record.id, "the index is full; the key is refused");
+            return;
+        };
         self.by_id.insert(record.id, slot);
         self.keys.push(record);
         self.index_digests(slot);
@@ -205,14 +217,15 @@ impl Index {
         }
     }
 
-    fn intern(&mut self, scopes: &Scopes) -> u32 {
+    /// The id of `scopes`' interned set; `None` past 2^32 sets.
+    fn intern(&mut self, scopes: &Scopes) -> Option<u32> {
         if let Some(&id) = self.scope_ids.get(scopes) {
-            return id;
+            return Some(id);
         }
-        let id = u32::try_from(self.scope_sets.len()).expect("fewer than 2^32 scope sets");
+        let id = u32::try_from(self.scope_sets.len()).ok()?;
         self.scope_sets.push(scopes.clone());
         self.scope_ids.insert(scopes.clone(), id);
-        id
+        Some(id)
     }
 
     /// Rebuilds the maps over `keys` and `scope_sets` (after a snapshot load).

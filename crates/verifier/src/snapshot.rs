@@ -60,6 +60,8 @@ pub enum SnapshotError {
     Build { build: String, fold: u32 },
     #[error("undecodable: {0}")]
     Decode(#[from] postcard::Error),
+    #[error("unencodable: {0}")]
+    Encode(postcard::Error),
     #[error("a key refers to scope set {0}, which it does not hold")]
     ScopeSet(u32),
     #[error("a kept event is unreadable: {0}")]
@@ -68,7 +70,7 @@ pub enum SnapshotError {
 
 impl Index {
     /// The index as snapshot bytes.
-    pub fn to_snapshot(&self) -> Vec<u8> {
+    pub fn to_snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
         let out = Out {
             fold: FOLD,
             build: BUILD,
@@ -79,8 +81,7 @@ impl Index {
             revoked_sessions: &self.revoked_sessions,
             kept: &self.kept,
         };
-        // Serializing plain data into a Vec cannot fail.
-        postcard::to_extend(&out, TAG.to_vec()).expect("the index serializes")
+        postcard::to_extend(&out, TAG.to_vec()).map_err(SnapshotError::Encode)
     }
 
     /// An index restored from snapshot bytes, with this index's token
@@ -237,7 +238,7 @@ mod tests {
     #[test]
     fn a_restored_index_decides_like_the_one_it_was_taken_from() {
         let (index, secrets, session) = sample();
-        let restored = index.from_snapshot(index.to_snapshot()).unwrap();
+        let restored = index.from_snapshot(index.to_snapshot().unwrap()).unwrap();
         assert_eq!(restored.position, index.position);
         assert_eq!(restored.key_count(), index.key_count());
         assert!(restored.session_revoked(&session));
@@ -267,7 +268,7 @@ mod tests {
     #[test]
     fn foreign_or_damaged_snapshots_are_refused_not_misread() {
         let (index, _, _) = sample();
-        let data = index.to_snapshot();
+        let data = index.to_snapshot().unwrap();
         let mut other_format = data.clone();
         other_format[7] = 99;
         assert!(matches!(
@@ -310,7 +311,7 @@ mod tests {
         let cut = Utc::now() + Duration::seconds(1);
         assert_eq!(index.prune_sessions(cut), 1);
         assert!(!index.session_revoked(&session));
-        let restored = index.from_snapshot(index.to_snapshot()).unwrap();
+        let restored = index.from_snapshot(index.to_snapshot().unwrap()).unwrap();
         assert_eq!(restored.pruned_before(), Some(cut));
         assert_eq!(restored.revoked_session_count(), 0);
     }

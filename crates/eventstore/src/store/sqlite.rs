@@ -98,7 +98,6 @@ pub(super) async fn append(
         StoreError::Database(e) => conflict(e),
         other => other,
     })?;
-    tx.commit().await.map_err(conflict)?;
     let positions: HashMap<(&str, i64), u64> = written
         .iter()
         .filter_map(|(stream, version, position)| {
@@ -106,24 +105,32 @@ pub(super) async fn append(
             Some(((name, *version), to_u64(*position)))
         })
         .collect();
-    let position =
-        |name: &str, version: u64| positions.get(&(name, version as i64)).copied().unwrap_or(0);
-    Ok(spans
-        .into_iter()
-        .map(|(name, before, last)| AppendResult {
-            first_position: if last > before {
-                position(name, before + 1)
-            } else {
-                0
-            },
-            last_position: if last > before {
-                position(name, last)
-            } else {
-                0
-            },
-            stream_version: last,
-        })
-        .collect())
+    // Every row inserted comes back with its position, or nothing commits.
+    let position = |name: &str, version: u64| {
+        positions
+            .get(&(name, version as i64))
+            .copied()
+            .ok_or_else(|| {
+                StoreError::Database(sqlx::Error::Protocol(format!(
+                    "no position came back for {name} version {version}"
+                )))
+            })
+    };
+    let mut results = Vec::with_capacity(spans.len());
+    for (name, before, last) in &spans {
+        let (first_position, last_position) = if last > before {
+            (position(name, before + 1)?, position(name, *last)?)
+        } else {
+            (0, 0)
+        };
+        results.push(AppendResult {
+            first_position,
+            last_position,
+            stream_version: *last,
+        });
+    }
+    tx.commit().await.map_err(conflict)?;
+    Ok(results)
 }
 
 /// Whether `path` names a file (not an in-memory database or a URI with

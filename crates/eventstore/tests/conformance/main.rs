@@ -1,5 +1,6 @@
 //! The event store contract, run against both backends: every test below is
 //! instantiated once for Postgres and once for SQLite by `conformance!`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failure is a panic
 
 mod append;
 mod bulk;

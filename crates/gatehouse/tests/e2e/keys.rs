@@ -240,7 +240,7 @@ async fn rotation_grace_period_ends_exactly_once_with_two_issuers() {
         .unwrap();
     let key_id = created.key.unwrap().key_id;
     let rotated = admin
-        .rotate(&key_id, Some(Duration::from_secs(3)))
+        .rotate(&key_id, Some(Duration::from_secs(3600)))
         .await
         .expect("rotate");
     assert_ne!(rotated.secret, created.secret);

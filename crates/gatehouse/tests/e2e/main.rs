@@ -1,5 +1,8 @@
-//! End-to-end: the real `gatehouse` binary on a free port, called with real
-//! gRPC clients. One test binary, so linking happens once.
+//! End-to-end: the server on a free port, called with real gRPC and HTTP
+//! clients — in the test's process on a clock the test moves (`support::server`)
+//! or, where the process is the point, the real binary (`support::process`).
+//! One test binary, so linking happens once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a failure is a panic
 
 mod audit;
 mod cli;
