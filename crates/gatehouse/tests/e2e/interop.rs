@@ -17,8 +17,7 @@ use gatehouse_testkit::App;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::BIN;
-use crate::support::{Env, MASTER_KEY, OWNER, PASSWORD, postgres, sqlite};
+use crate::support::{Env, MASTER_KEY, OWNER, PASSWORD, postgres, run_cli, sqlite};
 
 const ALGORITHMS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 
@@ -119,21 +118,10 @@ fn envs(alg: &str) -> [(&'static str, String); 3] {
 }
 
 async fn gatehouse(env: &Env, args: &[&str], alg: &str) -> std::process::Output {
-    let output = tokio::process::Command::new(BIN)
-        .args(args)
-        .args(["--database-url", &env.url])
-        .envs(envs(alg))
-        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
-        .env_remove("DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    let envs = envs(alg);
+    let mut all: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.push(("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD));
+    run_cli(env, args, &all).await
 }
 
 async fn serve(env: &Env, alg: &str) -> App {

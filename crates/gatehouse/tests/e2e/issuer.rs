@@ -15,7 +15,8 @@ use tonic_types::StatusExt as _;
 
 use crate::BIN;
 use crate::support::{
-    Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, server, sqlite,
+    Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, run_cli, server,
+    sqlite,
 };
 
 /// The issuer tests' server: three free login attempts, keys published at once.
@@ -319,25 +320,17 @@ async fn full_flow(env: Env) {
     assert!(messages.windows(2).all(|w| w[0] == w[1]), "{messages:?}");
 
     // Signing-key rotation: the JWKS gains the new key, old tokens still verify.
-    let rotated = tokio::process::Command::new(BIN)
-        .args([
+    let rotated = run_cli(
+        &env,
+        &[
             "signing-keys",
             "rotate",
             "--signing-key-publish-lead-secs",
             "0",
-            "--database-url",
-            &env.url,
-        ])
-        .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
-        .env_remove("DATABASE_URL")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        rotated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotated.stderr)
-    );
+        ],
+        &[],
+    )
+    .await;
     let new_kid = serde_json::from_slice::<serde_json::Value>(&rotated.stdout).unwrap()["kid"]
         .as_str()
         .unwrap()

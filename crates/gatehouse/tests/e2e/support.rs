@@ -72,22 +72,31 @@ pub async fn bootstrap_with(env: &Env, scopes: &str) -> serde_json::Value {
 }
 
 async fn bootstrap_args(env: &Env, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["bootstrap", "--username", OWNER];
+    args.extend_from_slice(extra);
+    let output = run_cli(env, &args, &[("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)]).await;
+    assert!(String::from_utf8_lossy(&output.stderr).contains("shown once"));
+    serde_json::from_slice(&output.stdout).expect("bootstrap prints JSON")
+}
+
+/// Runs `gatehouse ARGS… --database-url URL` on the deployment (its master
+/// key, then `envs`), and asserts it succeeded.
+pub async fn run_cli(env: &Env, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let output = tokio::process::Command::new(BIN)
-        .args(["bootstrap", "--username", OWNER, "--database-url", &env.url])
-        .args(extra)
-        .env("GATEHOUSE_BOOTSTRAP_PASSWORD", PASSWORD)
+        .args(args)
+        .args(["--database-url", &env.url])
         .env("GATEHOUSE_MASTER_KEY", MASTER_KEY)
+        .envs(envs.iter().copied())
         .env_remove("DATABASE_URL")
         .output()
         .await
         .unwrap();
     assert!(
         output.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stderr).contains("shown once"));
-    serde_json::from_slice(&output.stdout).expect("bootstrap prints JSON")
+    output
 }
 
 /// The settings every server of a test's deployment shares: one master key
