@@ -118,17 +118,22 @@ impl Issuer {
         // Decided again after a lost race: another bootstrap, a scope
         // defined meanwhile, or the owner's address taken.
         decide_and_append(&self.store, || async move {
+            // The claim is read before the marker: another bootstrap commits
+            // both at once, so a claim it made is always answered "already
+            // bootstrapped", never "username taken".
+            let mut taken = false;
+            for (stream, _, _) in fixed {
+                if stream.as_str().starts_with("username-") {
+                    taken |= self.store.stream_version(stream).await? > 0;
+                }
+            }
             if self.store.stream_version(bootstrap_stream).await? > 0 {
                 return Err(IssuerError::FailedPrecondition(
                     "Gatehouse is already bootstrapped; nothing was written".into(),
                 ));
             }
-            for (stream, _, _) in fixed {
-                if stream.as_str().starts_with("username-")
-                    && self.store.stream_version(stream).await? > 0
-                {
-                    return Err(IssuerError::AlreadyExists("a user with this username"));
-                }
+            if taken {
+                return Err(IssuerError::AlreadyExists("a user with this username"));
             }
             let (catalogue, catalogue_version) = self.catalogue().await?;
             let imported = catalogue.import(definitions, false, now)?;

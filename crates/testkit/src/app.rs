@@ -109,6 +109,24 @@ pub async fn spawn_app_on(args: &[&str], envs: &[(&str, &str)], clock: Arc<Shift
             logs.text()
         ),
     };
+    // Ready as the binary is: once it says "listening" (a verifier has
+    // loaded its index by then), not when the port is merely bound.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !logs.text().lines().any(|l| l.contains("listening")) {
+        if done.is_finished() {
+            panic!(
+                "the server stopped before serving; its logs:\n{}",
+                logs.text()
+            );
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "the server did not serve within 30 s; its logs:\n{}",
+                logs.text()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     App {
         addr,
         clock,
