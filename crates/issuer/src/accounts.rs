@@ -163,6 +163,21 @@ impl Issuer {
         Ok(user)
     }
 
+    /// Whether any username these batches claim is claimed already.
+    pub(crate) async fn claims_taken(
+        &self,
+        batches: &[(StreamId, ExpectedVersion, Vec<NewEvent>)],
+    ) -> Result<bool, IssuerError> {
+        for (stream, _, _) in batches {
+            if stream.as_str().starts_with("username-")
+                && self.store.stream_version(stream).await? > 0
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Appends a new account's or user's streams through the one
     /// decide-and-append path: each attempt first reads the username claims
     /// they make, so a taken address is `ALREADY_EXISTS` — decided, or
@@ -173,12 +188,8 @@ impl Issuer {
     ) -> Result<(), IssuerError> {
         let batches = &batches;
         decide_and_append(&self.store, || async move {
-            for (stream, _, _) in batches {
-                if stream.as_str().starts_with("username-")
-                    && self.store.stream_version(stream).await? > 0
-                {
-                    return Err(IssuerError::AlreadyExists("a user with this username"));
-                }
+            if self.claims_taken(batches).await? {
+                return Err(IssuerError::AlreadyExists("a user with this username"));
             }
             Ok(Step::Append(batches.clone(), ()))
         })

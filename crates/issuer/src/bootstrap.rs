@@ -121,12 +121,7 @@ impl Issuer {
             // The claim is read before the marker: another bootstrap commits
             // both at once, so a claim it made is always answered "already
             // bootstrapped", never "username taken".
-            let mut taken = false;
-            for (stream, _, _) in fixed {
-                if stream.as_str().starts_with("username-") {
-                    taken |= self.store.stream_version(stream).await? > 0;
-                }
-            }
+            let taken = self.claims_taken(fixed).await?;
             if self.store.stream_version(bootstrap_stream).await? > 0 {
                 return Err(IssuerError::FailedPrecondition(
                     "Gatehouse is already bootstrapped; nothing was written".into(),
