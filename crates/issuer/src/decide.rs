@@ -75,6 +75,36 @@ where
     Err(IssuerError::Conflict)
 }
 
+/// In-process turns on a stream, so that calls of this process which all
+/// append to one stream (one user's logins, each adding a session to the
+/// user's stream) queue for it instead of racing: optimistic retries alone
+/// can starve one of sixteen racers for every attempt it has. Striped by a
+/// hash of the stream id (a fixed, small table, whatever the number of
+/// streams); other processes' writers still race and are retried.
+pub(crate) struct StreamTurns {
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+}
+
+impl Default for StreamTurns {
+    fn default() -> Self {
+        Self {
+            stripes: (0..256).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl StreamTurns {
+    /// Waits for this process's turn on `stream`; the turn ends when the
+    /// guard is dropped (also when the caller's request is cancelled).
+    pub(crate) async fn take(&self, stream: &StreamId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        stream.as_str().hash(&mut hasher);
+        let stripe = usize::try_from(hasher.finish() % self.stripes.len() as u64).unwrap_or(0);
+        self.stripes[stripe].lock().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

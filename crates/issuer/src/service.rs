@@ -90,6 +90,8 @@ pub struct Issuer {
     pub(crate) activity_hub: Arc<crate::audit::ActivityHub>,
     /// Where every decision reads "now" from.
     pub(crate) clock: SharedClock,
+    /// This process's turns on contended streams (a user's, for logins).
+    pub(crate) turns: Arc<crate::decide::StreamTurns>,
 }
 
 pub(crate) fn event(
@@ -153,6 +155,7 @@ impl Issuer {
             api_keys: Arc::new(ProjectionRunner::new(store.clone(), ApiKeys)),
             key_activity: Arc::new(ProjectionRunner::new(store.clone(), KeyActivity)),
             activity_hub: Arc::default(),
+            turns: Arc::default(),
             store,
             hasher,
             keyring,

@@ -157,6 +157,9 @@ impl Issuer {
         let (user_ref, user_session, started, succeeded) =
             (&user, &user_session, &started, &succeeded);
         let (login_stream, actor) = (&login_stream, &actor);
+        let user_stream = stream(user.id.stream())?;
+        let _turn = self.turns.take(&user_stream).await;
+        let user_stream = &user_stream;
         decide_and_append_within(&self.store, CONTENDED_ATTEMPTS, || async move {
             let user = user_ref;
             let first = checked.lock().ok().and_then(|mut version| version.take());
@@ -186,7 +189,7 @@ impl Issuer {
             Ok(Step::Append(
                 vec![
                     (
-                        stream(user.id.stream())?,
+                        user_stream.clone(),
                         ExpectedVersion::Exact(user_version),
                         vec![event(parts!(user_session), ctx, actor.clone())],
                     ),
@@ -377,6 +380,7 @@ impl Issuer {
         let actor = Some(user.id.to_string());
         let (actor, new_hash, original) = (&actor, &new_hash, &user.password_hash);
         let first = &std::sync::Mutex::new(Some((user.clone(), version)));
+        let _turn = self.turns.take(&stream(user_id.stream())?).await;
         decide_and_append_within(&self.store, CONTENDED_ATTEMPTS, || async move {
             let taken = first
                 .lock()
