@@ -13,6 +13,7 @@ use gatehouse_crypto::master::MasterKey;
 use gatehouse_domain::signing::{Keyring, SigningAlg, SigningKeyCreated, SigningKeyEvent};
 use gatehouse_eventstore::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 
+use crate::decide::{Step, decide_and_append};
 use crate::error::IssuerError;
 
 struct State {
@@ -177,24 +178,24 @@ impl LiveKeyring {
         if !self.is_empty() {
             return Ok(());
         }
-        let generated = generate(&self.master, self.alg)?;
-        let created = SigningKeyCreated {
-            kid: generated.kid.clone(),
-            alg: generated.alg,
-            public_key: generated.public_key,
-            sealed_private_key: generated.sealed_private_key,
-            created_at: now,
-            activates_at: now,
-        };
-        let event = SigningKeyEvent::Created(created);
-        append(store, &generated.kid, vec![event.clone()]).await?;
-        tracing::info!(kid = %generated.kid, "created the first signing key");
-        self.observe_domain(&event);
+        let (created, _) = decide_and_append(store, || async move {
+            // A fresh key (and stream) each attempt: nothing to race on but
+            // the store itself.
+            let event = SigningKeyEvent::Created(self.new_key(now)?);
+            Ok(Step::Append(vec![batch(&event)?], event))
+        })
+        .await?;
+        if let SigningKeyEvent::Created(c) = &created {
+            tracing::info!(kid = %c.kid, "created the first signing key");
+        }
+        self.observe_domain(&created);
         Ok(())
     }
 
     /// Rotates: a new key that signs after `publish_lead`, the current ones
-    /// retired then and published for `max_token_ttl` more.
+    /// retired then and published for `max_token_ttl` more. Decided on this
+    /// keyring; a rotation that loses the race to another process's (both
+    /// retire the same key) reads the log again and decides once more.
     pub async fn rotate(
         &self,
         store: &EventStore,
@@ -202,48 +203,45 @@ impl LiveKeyring {
         publish_lead: chrono::Duration,
         max_token_ttl: chrono::Duration,
     ) -> Result<SigningKeyCreated, IssuerError> {
+        let attempts = &std::sync::atomic::AtomicUsize::new(0);
+        let (events, _) = decide_and_append(store, || async move {
+            if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                self.load(store).await?;
+            }
+            let next = self.new_key(now)?;
+            let events = self
+                .state
+                .read()
+                .map_err(|_| IssuerError::Internal("keyring lock poisoned".into()))?
+                .ring
+                .rotate(next, now, publish_lead, max_token_ttl);
+            let batches = events.iter().map(batch).collect::<Result<_, _>>()?;
+            Ok(Step::Append(batches, events))
+        })
+        .await?;
+        for event in &events {
+            self.observe_domain(event);
+        }
+        events
+            .into_iter()
+            .find_map(|event| match event {
+                SigningKeyEvent::Created(created) => Some(created),
+                SigningKeyEvent::Retired(_) => None,
+            })
+            .ok_or_else(|| IssuerError::Internal("rotation created no key".into()))
+    }
+
+    /// A new key of this keyring's algorithm, sealed under the master key.
+    fn new_key(&self, now: DateTime<Utc>) -> Result<SigningKeyCreated, IssuerError> {
         let generated = generate(&self.master, self.alg)?;
-        let next = SigningKeyCreated {
-            kid: generated.kid.clone(),
+        Ok(SigningKeyCreated {
+            kid: generated.kid,
             alg: generated.alg,
             public_key: generated.public_key,
             sealed_private_key: generated.sealed_private_key,
             created_at: now,
             activates_at: now,
-        };
-        let events = self
-            .state
-            .read()
-            .map_err(|_| IssuerError::Internal("keyring lock poisoned".into()))?
-            .ring
-            .rotate(next, now, publish_lead, max_token_ttl);
-        let mut batches = Vec::new();
-        let mut created = None;
-        for event in &events {
-            let kid = match event {
-                SigningKeyEvent::Created(c) => {
-                    created = Some(c.clone());
-                    c.kid.clone()
-                }
-                SigningKeyEvent::Retired(r) => r.kid.clone(),
-            };
-            let stream = StreamId::parse(format!("signingkey-{kid}"))?;
-            let expected = if matches!(event, SigningKeyEvent::Created(_)) {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(1)
-            };
-            batches.push((
-                stream,
-                expected,
-                vec![NewEvent::new(event.event_type(), event.payload())],
-            ));
-        }
-        store.append_all(batches).await?;
-        for event in &events {
-            self.observe_domain(event);
-        }
-        created.ok_or_else(|| IssuerError::Internal("rotation created no key".into()))
+        })
     }
 
     fn observe_domain(&self, event: &SigningKeyEvent) {
@@ -263,18 +261,66 @@ impl LiveKeyring {
     }
 }
 
-async fn append(
-    store: &EventStore,
-    kid: &str,
-    events: Vec<SigningKeyEvent>,
-) -> Result<(), IssuerError> {
+/// A signing-key event as its stream's batch: a key's stream starts with its
+/// creation, and its retirement is the one event after it.
+fn batch(
+    event: &SigningKeyEvent,
+) -> Result<(StreamId, ExpectedVersion, Vec<NewEvent>), IssuerError> {
+    let (kid, expected) = match event {
+        SigningKeyEvent::Created(c) => (&c.kid, ExpectedVersion::NoStream),
+        SigningKeyEvent::Retired(r) => (&r.kid, ExpectedVersion::Exact(1)),
+    };
     let stream = StreamId::parse(format!("signingkey-{kid}"))?;
-    let events = events
-        .iter()
-        .map(|e| NewEvent::new(e.event_type(), e.payload()))
-        .collect();
-    store
-        .append(&stream, ExpectedVersion::NoStream, events)
-        .await?;
-    Ok(())
+    Ok((
+        stream,
+        expected,
+        vec![NewEvent::new(event.event_type(), event.payload())],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_eventstore::StoreOptions;
+
+    /// Two issuers rotate from the same keyring state: the one that loses
+    /// (both would retire the same key) reads the log again and retires the
+    /// winner's new key instead, so each key is retired once and one key
+    /// signs after both.
+    #[tokio::test]
+    async fn a_rotation_that_loses_the_race_decides_again_on_the_winners_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EventStore::open_sqlite(&dir.path().join("g.db"), StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let master =
+            Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
+        let ring = || LiveKeyring::new(master.clone(), SigningAlg::EdDSA, "http://t", "t", 30);
+        let (first, second) = (ring(), ring());
+        let now = Utc::now();
+        first.ensure_key(&store, now).await.unwrap();
+        second.load(&store).await.unwrap();
+        let original = first.signer(now).unwrap().kid.clone();
+
+        let (lead, ttl) = (chrono::Duration::zero(), chrono::Duration::hours(1));
+        let won = first.rotate(&store, now, lead, ttl).await.unwrap();
+        // `second` still holds the keys as they were before that rotation.
+        let again = second.rotate(&store, now, lead, ttl).await.unwrap();
+        assert_ne!(won.kid, again.kid);
+
+        for kid in [&original, &won.kid] {
+            let stream = StreamId::parse(format!("signingkey-{kid}")).unwrap();
+            assert_eq!(
+                store.stream_version(&stream).await.unwrap(),
+                2,
+                "{kid}: created, then retired once"
+            );
+        }
+        let fresh = ring();
+        fresh.load(&store).await.unwrap();
+        let later = now + chrono::Duration::seconds(1);
+        assert_eq!(fresh.signer(later).unwrap().kid, again.kid);
+        assert_eq!(second.signer(later).unwrap().kid, again.kid);
+    }
 }
