@@ -125,6 +125,19 @@ impl KeySecrets {
         }
     }
 
+    /// The number of the secret `presented` (a SHA-256) is: the current
+    /// one's, or the one before it (0 for the key's first, n for the n-th
+    /// rotation's); `None` for any other. Constant-time in the digests.
+    pub fn version_of(&self, presented: &[u8; 32]) -> Option<u32> {
+        let real = |d: &[u8; 32]| *d != [0; 32] && bool::from(d.ct_eq(presented));
+        if real(&self.current) {
+            return Some(self.rotations);
+        }
+        self.previous
+            .filter(|p| real(&p.hash))
+            .and_then(|p| p.rotation.checked_sub(1))
+    }
+
     /// Whether the secret numbered `version` (0 for the key's first, n for
     /// the n-th rotation's) still authenticates at `now`: the current one
     /// while the key is in service, the previous one until its grace ends.
@@ -232,6 +245,14 @@ mod tests {
                         folded.secret_alive(version, now)
                     );
                 }
+            }
+            for secret in &secrets {
+                assert_eq!(
+                    aggregate.secret_version(&SecretHash::of(secret)),
+                    folded.version_of(&SecretHash::digest_of(secret)),
+                    "{secret}'s number after {}",
+                    event.event_type()
+                );
             }
         }
         // The exact nanosecond of a cut-off: still valid one before, not at it.

@@ -1,11 +1,27 @@
-//! The SDK-token exchange: an API key for a one-hour access token.
+//! The SDK-token exchange: an API key for a one-hour access token, decided
+//! from memory (see [`crate::memory`]) with no database call.
 
-use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+use gatehouse_domain::apikey::KeyError;
 use gatehouse_domain::ids::{AccountId, KeyId};
+use gatehouse_domain::scope::Scopes;
 use gatehouse_domain::secret::SecretHash;
+use gatehouse_verifier::index::Index;
 
 use crate::error::IssuerError;
 use crate::service::{Issuer, required, secs};
+
+/// What the index says of a presented key.
+enum Seen {
+    /// No such key id, or a secret it does not hold: perhaps created or
+    /// rotated a moment ago, so worth one catch-up before refusing.
+    Unknown,
+    /// Known and refused (revoked, expired, rotated past its grace, or of
+    /// another account).
+    Refused,
+    /// The key's scopes as the catalogue grants them now, and the number
+    /// of the secret presented.
+    Granted(Scopes, u32),
+}
 
 impl Issuer {
     /// Exchanges an API key for a one-hour access token with the key's scopes.
@@ -23,23 +39,137 @@ impl Issuer {
         if !self.settings.key_format.is_api_key_secret(secret) {
             return Err(invalid());
         }
-        let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
-        let key = ApiKey::fold(&events).ok_or_else(invalid)?;
+        let view = self.view.as_ref().ok_or_else(|| {
+            IssuerError::Unavailable("this process keeps no index to exchange keys from".into())
+        })?;
         let now = self.now();
-        let hash = SecretHash::of(secret);
-        key.authenticate(&hash, now).map_err(|_| invalid())?;
-        if key.account_id != account_id {
-            return Err(invalid());
+        let digest = SecretHash::digest_of(secret);
+        let decide = |index: &Index| match index.key(&key_id) {
+            None => Seen::Unknown,
+            Some((record, grants)) => match record.secrets.authenticate(&digest, now) {
+                Err(KeyError::WrongSecret) => Seen::Unknown,
+                Err(_) => Seen::Refused,
+                Ok(()) if record.account_id != account_id => Seen::Refused,
+                Ok(()) => match record.secrets.version_of(&digest) {
+                    Some(version) => Seen::Granted(index.catalogue().resolve(grants), version),
+                    None => Seen::Refused,
+                },
+            },
+        };
+        let mut seen = view.read(decide)?;
+        if matches!(seen, Seen::Unknown) && view.catch_up().await {
+            seen = view.read(decide)?;
         }
+        let Seen::Granted(scopes, version) = seen else {
+            return Err(invalid());
+        };
         let ttl = self.settings.sdk_token_ttl;
-        let scopes = self.resolve(&key.scopes).await?;
-        let mut claims = self.claims(key.id.to_string(), key.account_id, &scopes, None, ttl, now);
+        let mut claims = self.claims(key_id.to_string(), account_id, &scopes, None, ttl, now);
         // Bound to the secret it came from: rotated away or revoked, the
         // token dies with it rather than living out its hour.
-        claims.ksv = Some(key.secret_version(&hash).ok_or_else(|| {
-            IssuerError::Internal("an authenticated secret has no version".into())
-        })?);
+        claims.ksv = Some(version);
         let token = self.sign(&claims)?;
         Ok((token, secs(ttl)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use gatehouse_domain::ids::AccountId;
+    use gatehouse_domain::scope::Scopes;
+
+    use crate::IssuerError;
+    use crate::service::{CallContext, Principal};
+    use crate::testing::issuer;
+
+    /// Keys created and rotated a moment ago are exchanged (the index
+    /// catches up once for a key or secret it has not seen), and then,
+    /// with the database closed, every exchange still gets its answer:
+    /// the exchange makes no database call.
+    #[tokio::test]
+    async fn the_exchange_answers_from_memory_with_no_database_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = issuer(&dir).await;
+        let account_id = AccountId::from_uuid(uuid::Uuid::now_v7());
+        let account = account_id.to_string();
+        let owner = Principal {
+            account_id,
+            subject: "owner".into(),
+            grants: Scopes::parse(&["*"]).unwrap(),
+            session: None,
+        };
+        let ctx = CallContext::default();
+        let scopes = Scopes::parse(&["keys:read"]).unwrap();
+        let created = issuer
+            .create_key(&owner, account_id, "sdk", scopes.clone(), None, &ctx)
+            .await
+            .unwrap();
+        let revoked = issuer
+            .create_key(&owner, account_id, "revoked", scopes, None, &ctx)
+            .await
+            .unwrap();
+        let key_id = created.key.key_id.to_string();
+        let first = created.secret.clone();
+        issuer
+            .exchange_sdk_token(&account, &key_id, &first)
+            .await
+            .unwrap();
+        let rotated = issuer
+            .rotate_key(
+                &owner,
+                account_id,
+                created.key.key_id,
+                Some(Duration::hours(1)),
+                &ctx,
+            )
+            .await
+            .unwrap();
+        issuer
+            .revoke_key(&owner, account_id, revoked.key.key_id, "done", &ctx)
+            .await
+            .unwrap();
+        // The rotated key's new secret, seen here first.
+        issuer
+            .exchange_sdk_token(&account, &key_id, &rotated.secret)
+            .await
+            .unwrap();
+
+        issuer.store().close().await;
+        let verifier = issuer.keyring().verifier(Utc::now());
+        for (secret, version) in [(&rotated.secret, 1), (&first, 0)] {
+            let (token, expires_in) = issuer
+                .exchange_sdk_token(&account, &key_id, secret)
+                .await
+                .unwrap();
+            assert_eq!(expires_in, 3600);
+            let claims = verifier
+                .verify(&token, Some("test"), Utc::now().timestamp())
+                .unwrap();
+            assert_eq!(claims.sub, key_id);
+            assert_eq!(claims.acc, account);
+            assert_eq!(
+                claims.ksv,
+                Some(version),
+                "bound to the secret it came from"
+            );
+        }
+        let refused = |result: Result<(String, i64), IssuerError>| {
+            assert!(
+                matches!(result, Err(IssuerError::InvalidKeyCredentials)),
+                "{result:?}"
+            )
+        };
+        refused(
+            issuer
+                .exchange_sdk_token(
+                    &revoked.key.account_id.to_string(),
+                    &revoked.key.key_id.to_string(),
+                    &revoked.secret,
+                )
+                .await,
+        );
+        let other = AccountId::from_uuid(uuid::Uuid::now_v7()).to_string();
+        refused(issuer.exchange_sdk_token(&other, &key_id, &first).await);
     }
 }

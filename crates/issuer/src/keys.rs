@@ -622,47 +622,9 @@ impl Issuer {
 mod tests {
     //! Races decided deterministically: the "other writer" appends between
     //! the command's read and its append, by handing `change_key` a stale read.
-    use std::sync::Arc;
-
-    use gatehouse_crypto::master::MasterKey;
-    use gatehouse_crypto::password::PasswordHasher;
-    use gatehouse_domain::secret::KeyFormat;
-    use gatehouse_domain::signing::SigningAlg;
-    use gatehouse_eventstore::{EventStore, StoreOptions};
-
     use super::*;
-    use crate::keyring::LiveKeyring;
-    use crate::settings::{IssuerSettings, ThrottleSettings};
 
-    async fn issuer(dir: &tempfile::TempDir) -> Issuer {
-        let store = EventStore::open_sqlite(&dir.path().join("g.db"), StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let master =
-            Arc::new(MasterKey::from_base64(&MasterKey::generate_base64().unwrap()).unwrap());
-        let keyring = LiveKeyring::new(master, SigningAlg::EdDSA, "http://test", "test", 30);
-        let settings = IssuerSettings {
-            issuer: "http://test".into(),
-            audience: "test".into(),
-            access_token_ttl: std::time::Duration::from_secs(900),
-            sdk_token_ttl: std::time::Duration::from_secs(3600),
-            refresh_token_ttl: std::time::Duration::from_secs(86400),
-            session_max_lifetime: std::time::Duration::from_secs(30 * 86400),
-            leeway: std::time::Duration::from_secs(30),
-            key_format: KeyFormat::new("wc", "live").unwrap(),
-            throttle: ThrottleSettings::default(),
-            signing_key_publish_lead: std::time::Duration::ZERO,
-            max_user_token_lifetime: std::time::Duration::from_secs(86_400),
-        };
-        Issuer::new(
-            store,
-            PasswordHasher::new(1).unwrap(),
-            keyring,
-            settings,
-            gatehouse_domain::clock::system(),
-        )
-    }
+    use crate::testing::issuer;
 
     fn owner(account_id: AccountId) -> Principal {
         Principal {

@@ -8,7 +8,9 @@
 //! - [`accounts`]: accounts and users;
 //! - [`sessions`]: login, refresh rotation with reuse detection, logout,
 //!   password change;
-//! - [`exchange`]: the SDK-token exchange;
+//! - [`exchange`]: the SDK-token exchange, answered from memory;
+//! - [`memory`]: [`LogView`] — the index the issuer answers from, kept
+//!   current from the log;
 //! - [`bootstrap`]: the first account, owner, admin key and catalogue;
 //! - [`audit`]: the key activity log (list, watch);
 //! - [`decide`]: the one decide-and-append path, with its bounded retry;
@@ -37,15 +39,20 @@ pub mod error;
 pub mod exchange;
 pub mod keyring;
 pub mod keys;
+pub mod memory;
 pub mod scopes;
 pub mod service;
 pub mod sessions;
 pub mod settings;
 pub mod throttle;
 
+#[cfg(test)]
+mod testing;
+
 pub use bootstrap::Bootstrapped;
 pub use error::{ErrorClass, IssuerError};
 pub use keyring::LiveKeyring;
+pub use memory::LogView;
 pub use service::{CallContext, Issuer, Principal};
 pub use sessions::{LoginResult, TokenPair};
 pub use settings::{IssuerSettings, ThrottleSettings};

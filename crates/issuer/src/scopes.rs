@@ -66,7 +66,7 @@ impl Issuer {
         principal.require_anywhere(scope::PLATFORM_ADMIN)?;
         let stream = &StreamId::parse(catalogue::STREAM)?;
         let decide = &decide;
-        let (answer, _) = decide_and_append(self.store(), || async move {
+        let (answer, written) = decide_and_append(self.store(), || async move {
             let (mut catalogue, version) = self.catalogue().await?;
             let (events, outcome) = decide(&catalogue)?;
             if events.is_empty() {
@@ -89,6 +89,11 @@ impl Issuer {
             ))
         })
         .await?;
+        // A retired scope is granted by this process's next exchange and
+        // verification no more once the call returns.
+        if let Some(last) = written.iter().map(|w| w.last_position).max() {
+            self.store().wait_for_local_readers(last).await;
+        }
         Ok(answer)
     }
 

@@ -92,6 +92,9 @@ pub struct Issuer {
     pub(crate) clock: SharedClock,
     /// This process's turns on contended streams (a user's, for logins).
     pub(crate) turns: Arc<crate::decide::StreamTurns>,
+    /// The index the SDK exchange answers from (`None` in the admin
+    /// commands, which exchange nothing).
+    pub(crate) view: Option<crate::memory::LogView>,
 }
 
 pub(crate) fn event(
@@ -156,6 +159,7 @@ impl Issuer {
             key_activity: Arc::new(ProjectionRunner::new(store.clone(), KeyActivity)),
             activity_hub: Arc::default(),
             turns: Arc::default(),
+            view: None,
             store,
             hasher,
             keyring,
@@ -163,6 +167,12 @@ impl Issuer {
             settings: Arc::new(settings),
             clock,
         }
+    }
+
+    /// Answers the SDK exchange from `view` (see [`crate::memory`]).
+    pub fn with_view(mut self, view: crate::memory::LogView) -> Self {
+        self.view = Some(view);
+        self
     }
 
     /// The current time, from the issuer's clock.

@@ -237,6 +237,8 @@ impl Application {
             decider: None,
             poll: store.poll_interval(),
         };
+        // One index for the issuer's exchanges and the verifier's answers.
+        let (index, follower) = start_index(&store, &issuer_args, snapshots, stop.clone()).await?;
         if role.issues() {
             let issuer = crate::compose::build(
                 &store,
@@ -245,7 +247,11 @@ impl Application {
                 clock.clone(),
                 Some(stop.clone()),
             )
-            .await?;
+            .await?
+            .with_view(gatehouse_issuer::LogView::new(
+                index.clone(),
+                follower.clone(),
+            ));
             http.issuer = Some(issuer.clone());
             grpc.add_service(AuthServiceServer::new(AuthGrpc {
                 issuer: issuer.clone(),
@@ -292,6 +298,7 @@ impl Application {
             let (decider, flushing) = build_verifier(
                 &store,
                 &issuer_args,
+                (index, follower),
                 VerifierSettings {
                     routes: ext_authz_routes.clone(),
                     usage_interval,
@@ -392,10 +399,34 @@ struct VerifierSettings {
     snapshots: SnapshotPolicy,
 }
 
-/// The verifier: its index loaded from the log and followed until `stop`.
+/// The index issuer and verifier answer from: loaded (from the latest
+/// snapshot, then the log after it) and followed until `stop`.
+async fn start_index(
+    store: &EventStore,
+    args: &IssuerArgs,
+    snapshots: SnapshotPolicy,
+    stop: CancellationToken,
+) -> Result<(Arc<RwLock<Index>>, Arc<Follower>), StartupError> {
+    let index = Arc::new(RwLock::new(Index::new(
+        &args.issuer_url(),
+        &args.audience,
+        args.clock_leeway_secs.min(300),
+    )));
+    let follower = Follower::start(
+        store.clone(),
+        index.clone(),
+        snapshots,
+        stop.cancelled_owned(),
+    )
+    .await?;
+    Ok((index, follower))
+}
+
+/// The verifier, over the index `start_index` keeps.
 async fn build_verifier(
     store: &EventStore,
     args: &IssuerArgs,
+    (index, follower): (Arc<RwLock<Index>>, Arc<Follower>),
     settings: VerifierSettings,
     clock: SharedClock,
     stop: CancellationToken,
@@ -409,18 +440,6 @@ async fn build_verifier(
     let key_format =
         gatehouse_domain::secret::KeyFormat::new(&args.key_prefix, &args.key_environment)
             .map_err(|e| StartupError::Config(e.to_string()))?;
-    let index = Arc::new(RwLock::new(Index::new(
-        &args.issuer_url(),
-        &args.audience,
-        args.clock_leeway_secs.min(300),
-    )));
-    let follower = Follower::start(
-        store.clone(),
-        index.clone(),
-        snapshots,
-        stop.clone().cancelled_owned(),
-    )
-    .await?;
     let usage = Arc::new(UsageRecorder::default());
     let flushing = tokio::spawn(flush_usage(
         store.clone(),

@@ -306,14 +306,26 @@ async fn full_flow(env: Env) {
         )
         .await
         .unwrap();
-    let status = auth
-        .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
-            account_id: boot["account_id"].as_str().unwrap().into(),
-            key_id: boot["key_id"].as_str().unwrap().into(),
-            key_secret: secret.clone(),
-        })
-        .await
-        .expect_err("a revoked key is refused");
+    // Written by another process, it reaches the issuer's index through the
+    // log's tail (at most a poll interval away): from then on it is refused.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        let exchanged = auth
+            .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+                account_id: boot["account_id"].as_str().unwrap().into(),
+                key_id: boot["key_id"].as_str().unwrap().into(),
+                key_secret: secret.clone(),
+            })
+            .await;
+        match exchanged {
+            Err(status) => break status,
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the issuer never learnt of the revocation"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(status.code(), Code::Unauthenticated);
     messages.push(status.message().to_string());
     assert_eq!(messages.len(), 4);

@@ -1,0 +1,46 @@
+//! What the issuer answers from memory: the verifier's index (API keys in
+//! their compact form, interned scope sets, the scope catalogue), fed from
+//! the log by the same follower, so the SDK exchange reads no database.
+//!
+//! In a process that also verifies, issuer and verifier share one index.
+//! It stays current as the verifier's does: the log's tail (`LISTEN` on
+//! Postgres, the local writer's wake-up on SQLite, a poll behind both), and
+//! a coalesced catch-up before refusing a key id or secret it has not seen,
+//! so a key created or rotated a moment ago, here or on another issuer, is
+//! found. This process's revocations and catalogue changes return only
+//! once the index has them.
+
+use std::sync::{Arc, RwLock};
+
+use gatehouse_verifier::Follower;
+use gatehouse_verifier::index::Index;
+
+use crate::error::IssuerError;
+
+/// The index and the follower that keeps it current.
+#[derive(Clone)]
+pub struct LogView {
+    index: Arc<RwLock<Index>>,
+    follower: Arc<Follower>,
+}
+
+impl LogView {
+    pub fn new(index: Arc<RwLock<Index>>, follower: Arc<Follower>) -> Self {
+        Self { index, follower }
+    }
+
+    /// Runs `read` on the index as it stands.
+    pub(crate) fn read<T>(&self, read: impl FnOnce(&Index) -> T) -> Result<T, IssuerError> {
+        let index = self
+            .index
+            .read()
+            .map_err(|_| IssuerError::Internal("the issuer's index lock is poisoned".into()))?;
+        Ok(read(&index))
+    }
+
+    /// Brings the index up to the log's head once (coalesced and rate
+    /// limited as the verifier's); whether it did.
+    pub(crate) async fn catch_up(&self) -> bool {
+        self.follower.catch_up().await
+    }
+}
