@@ -16,6 +16,7 @@ mod hostile;
 mod http;
 mod interop;
 mod issuer;
+mod issuers;
 mod keys;
 mod password;
 mod readme;

@@ -1,0 +1,255 @@
+//! Two issuers behind one load balancer: every SDK exchange one of them
+//! answers from its index agrees with what the log says after a change
+//! made on the other — create, rotate (inside and after the grace),
+//! revoke, delete, expiry, and a scope retired — with the reason asserted,
+//! so agreement cannot be vacuous.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::auth_service_client::AuthServiceClient;
+use gatehouse_api::v1::key_service_client::KeyServiceClient;
+use gatehouse_api::v1::scope_service_client::ScopeServiceClient;
+use gatehouse_domain::clock::Clock as _;
+use gatehouse_testkit::App;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::support::{
+    Env, ONE_ISS, WORKCLAW, authed, bootstrap_with, postgres, reason, server, sqlite,
+};
+
+/// Changes go to `writer`, exchanges to `reader`: two issuers on one log.
+struct Pair {
+    _writer: App,
+    _reader: App,
+    keys: KeyServiceClient<Channel>,
+    scopes: ScopeServiceClient<Channel>,
+    auth: AuthServiceClient<Channel>,
+    account_id: String,
+    admin: String,
+}
+
+impl Pair {
+    async fn new(env: &Env) -> Self {
+        let boot = bootstrap_with(env, WORKCLAW).await;
+        let writer = server(env, "issuer", &[], &[ONE_ISS]).await;
+        let reader = server(env, "issuer", &[], &[ONE_ISS]).await;
+        Self {
+            keys: KeyServiceClient::new(writer.channel().await),
+            scopes: ScopeServiceClient::new(writer.channel().await),
+            auth: AuthServiceClient::new(reader.channel().await),
+            account_id: boot["account_id"].as_str().unwrap().into(),
+            admin: boot["secret"].as_str().unwrap().into(),
+            _writer: writer,
+            _reader: reader,
+        }
+    }
+
+    async fn create(
+        &mut self,
+        scopes: &[&str],
+        expires_at: Option<prost_types::Timestamp>,
+    ) -> (String, String) {
+        let created = self
+            .keys
+            .create_api_key(authed(
+                pb::CreateApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    name: "exchanged elsewhere".into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    expires_at,
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (created.key.unwrap().key_id, created.secret)
+    }
+
+    /// The reader's exchange: the token's scopes, or the refusal.
+    async fn exchange(&mut self, key_id: &str, secret: &str) -> Result<String, Status> {
+        let token = self
+            .auth
+            .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+                account_id: self.account_id.clone(),
+                key_id: key_id.into(),
+                key_secret: secret.into(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(token.expires_in, 3600);
+        Ok(scopes_of(&token.access_token))
+    }
+
+    /// The reader's exchange once the tail has brought the writer's change
+    /// (another issuer's append arrives by `LISTEN` or the poll): the first
+    /// answer that is not `granted`.
+    async fn exchange_after(
+        &mut self,
+        key_id: &str,
+        secret: &str,
+        granted: Option<&str>,
+    ) -> Result<String, Status> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = self.exchange(key_id, secret).await;
+            let same = match (&answer, granted) {
+                (Ok(scopes), Some(before)) => scopes == before,
+                (Ok(_), None) => true,
+                (Err(_), _) => false,
+            };
+            if !same || Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The `scope` claim of a token (its payload, not verified: the verifier's
+/// own tests check signatures).
+fn scopes_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    claims["scope"].as_str().unwrap().to_string()
+}
+
+fn refused(answer: Result<String, Status>, what: &str) {
+    let status = answer.expect_err(what);
+    assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    assert_eq!(reason(&status), "INVALID_KEY_CREDENTIALS", "{what}");
+}
+
+async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
+    let mut pair = Pair::new(&env).await;
+
+    // Created on the writer, exchanged on the reader at once (one catch-up).
+    let (key_id, first) = pair.create(&["claws:read", "claws:write"], None).await;
+    assert_eq!(
+        pair.exchange(&key_id, &first).await.unwrap(),
+        "claws:read claws:write"
+    );
+
+    // Rotated with an hour's grace: the new secret at once, the old one too.
+    let rotated = pair
+        .keys
+        .rotate_api_key(authed(
+            pb::RotateApiKeyRequest {
+                account_id: pair.account_id.clone(),
+                key_id: key_id.clone(),
+                grace_period: Some(prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+            },
+            &pair.admin,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = rotated.secret;
+    pair.exchange(&key_id, &second)
+        .await
+        .expect("the new secret");
+    pair.exchange(&key_id, &first)
+        .await
+        .expect("the old secret in its grace");
+    // After the grace, only the new one (decided on the reader's clock).
+    env.advance(Duration::from_secs(3600));
+    refused(
+        pair.exchange(&key_id, &first).await,
+        "the old secret after its grace",
+    );
+    pair.exchange(&key_id, &second)
+        .await
+        .expect("the new secret after the grace");
+
+    // A scope retired on the writer is left out of the reader's next token.
+    pair.scopes
+        .retire_scope(authed(
+            pb::RetireScopeRequest {
+                name: "claws:write".into(),
+            },
+            &pair.admin,
+        ))
+        .await
+        .unwrap();
+    let scopes = pair
+        .exchange_after(&key_id, &second, Some("claws:read claws:write"))
+        .await
+        .unwrap();
+    assert_eq!(
+        scopes, "claws:read",
+        "the retired scope is no longer granted"
+    );
+
+    // Revoked on the writer: refused by the reader, then deleted: still so.
+    pair.keys
+        .revoke_api_key(authed(
+            pb::RevokeApiKeyRequest {
+                account_id: pair.account_id.clone(),
+                key_id: key_id.clone(),
+                reason: "done".into(),
+            },
+            &pair.admin,
+        ))
+        .await
+        .unwrap();
+    refused(
+        pair.exchange_after(&key_id, &second, None).await,
+        "a key revoked on the other issuer",
+    );
+    pair.keys
+        .delete_api_key(authed(
+            pb::DeleteApiKeyRequest {
+                account_id: pair.account_id.clone(),
+                key_id: key_id.clone(),
+                reason: "gone".into(),
+            },
+            &pair.admin,
+        ))
+        .await
+        .unwrap();
+    refused(pair.exchange(&key_id, &second).await, "a deleted key");
+
+    // A key with an expiry: exchanged until then, refused from it on.
+    let now = env.clock.now();
+    let expires = now + chrono::Duration::hours(2);
+    let (expiring, secret) = pair
+        .create(
+            &["claws:read"],
+            Some(prost_types::Timestamp {
+                seconds: expires.timestamp(),
+                nanos: 0,
+            }),
+        )
+        .await;
+    assert_eq!(
+        pair.exchange(&expiring, &secret).await.unwrap(),
+        "claws:read"
+    );
+    env.advance(Duration::from_secs(2 * 3600));
+    refused(pair.exchange(&expiring, &secret).await, "an expired key");
+
+    // Another key's secret: refused after the one catch-up, never granted.
+    refused(
+        pair.exchange(&expiring, &first).await,
+        "another key's secret",
+    );
+}
+
+#[tokio::test]
+async fn the_other_issuers_changes_decide_the_exchange_on_postgres() {
+    the_other_issuers_changes_decide_the_exchange(postgres().await).await;
+}
+
+#[tokio::test]
+async fn the_other_issuers_changes_decide_the_exchange_on_sqlite() {
+    the_other_issuers_changes_decide_the_exchange(sqlite()).await;
+}
