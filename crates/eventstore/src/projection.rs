@@ -42,7 +42,8 @@ pub struct ProjectionRunner<P> {
     /// One step at a time in this process: callers catching up at once wait
     /// here (and then find little to do) instead of each reading a batch and
     /// holding a pooled connection while they wait for the checkpoint lock.
-    step: tokio::sync::Mutex<()>,
+    /// Holds whether the last step found the database unavailable.
+    step: tokio::sync::Mutex<bool>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -51,7 +52,7 @@ impl<P: Projection> ProjectionRunner<P> {
             store,
             projection,
             batch_size: 500,
-            step: tokio::sync::Mutex::new(()),
+            step: tokio::sync::Mutex::new(false),
         }
     }
 
@@ -59,8 +60,25 @@ impl<P: Projection> ProjectionRunner<P> {
     /// checkpoint is locked, never while a transaction holds a connection:
     /// with many callers at once, a transaction waiting for a second
     /// connection while the others wait for its lock drained the pool.
+    ///
+    /// A caller that waited behind a step which found the database
+    /// unavailable is answered so at once: in an outage it would otherwise
+    /// wait out the pool's acquire timeout twice, once in the queue and
+    /// once for itself.
     pub async fn try_execute(&self) -> Result<Outcome, StoreError> {
-        let _step = self.step.lock().await;
+        let (mut unavailable, waited) = match self.step.try_lock() {
+            Ok(step) => (step, false),
+            Err(_) => (self.step.lock().await, true),
+        };
+        if waited && *unavailable {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        let result = self.step_locked().await;
+        *unavailable = matches!(&result, Err(error) if error.is_unavailable());
+        result
+    }
+
+    async fn step_locked(&self) -> Result<Outcome, StoreError> {
         let seen = self.checkpoint().await?;
         let events = self.store.read_all(seen + 1, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else {

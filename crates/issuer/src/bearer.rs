@@ -1,9 +1,10 @@
 //! Authentication of an admin call's bearer credential: a user or SDK
 //! access token, or an API key secret.
 
-use gatehouse_domain::apikey::{ApiKey, ApiKeyEvent};
+use gatehouse_domain::apikey::KeyError;
 use gatehouse_domain::session::{Session, SessionEvent};
 use gatehouse_domain::token::TokenSubject;
+use gatehouse_verifier::index::Index;
 
 use crate::error::IssuerError;
 use crate::service::{Issuer, Principal};
@@ -66,17 +67,25 @@ impl Issuer {
                 secret,
                 ..
             } => {
-                // An SDK token dies with its key (revoked, expired) and never
-                // speaks for another account than its key's.
-                let (events, _) = self.load(&key_id.stream(), ApiKeyEvent::decode).await?;
-                let key = ApiKey::fold(&events)
-                    .filter(|k| k.account_id == account_id)
-                    .ok_or(IssuerError::Unauthenticated {
-                        reason: "KEY_UNKNOWN",
-                    })?;
-                key.secret_alive(secret, self.now())
-                    .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?;
-                key.scopes
+                // An SDK token dies with its key (revoked, expired, its
+                // secret rotated away) and never speaks for another account
+                // than its key's. Decided on the index, as `Verify` does.
+                let now = self.now();
+                let decide = |index: &Index| {
+                    let (record, grants) = index
+                        .key(&key_id)
+                        .filter(|(record, _)| record.account_id == account_id)?;
+                    Some(
+                        record
+                            .secrets
+                            .secret_alive(secret, now)
+                            .map(|()| grants.clone()),
+                    )
+                };
+                self.decide_in_memory(decide)
+                    .await?
+                    .unwrap_or(Err(KeyError::WrongSecret))
+                    .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })?
             }
         };
         Ok(Principal {

@@ -10,19 +10,6 @@ use gatehouse_verifier::index::Index;
 use crate::error::IssuerError;
 use crate::service::{Issuer, required, secs};
 
-/// What the index says of a presented key.
-enum Seen {
-    /// No such key id, or a secret it does not hold: perhaps created or
-    /// rotated a moment ago, so worth one catch-up before refusing.
-    Unknown,
-    /// Known and refused (revoked, expired, rotated past its grace, or of
-    /// another account).
-    Refused,
-    /// The key's scopes as the catalogue grants them now, and the number
-    /// of the secret presented.
-    Granted(Scopes, u32),
-}
-
 impl Issuer {
     /// Exchanges an API key for a one-hour access token with the key's scopes.
     pub async fn exchange_sdk_token(
@@ -39,30 +26,32 @@ impl Issuer {
         if !self.settings.key_format.is_api_key_secret(secret) {
             return Err(invalid());
         }
-        let view = self.view.as_ref().ok_or_else(|| {
-            IssuerError::Unavailable("this process keeps no index to exchange keys from".into())
-        })?;
         let now = self.now();
         let digest = SecretHash::digest_of(secret);
-        let decide = |index: &Index| match index.key(&key_id) {
-            None => Seen::Unknown,
-            Some((record, grants)) => match record.secrets.authenticate(&digest, now) {
-                Err(KeyError::WrongSecret) => Seen::Unknown,
-                Err(_) => Seen::Refused,
-                Ok(()) if record.account_id != account_id => Seen::Refused,
-                Ok(()) => match record.secrets.version_of(&digest) {
-                    Some(version) => Seen::Granted(index.catalogue().resolve(grants), version),
-                    None => Seen::Refused,
-                },
-            },
+        // `None`: no such key id, or a secret it does not hold — perhaps
+        // created or rotated a moment ago, so worth one catch-up. Refused:
+        // revoked, expired, rotated past its grace, or of another account.
+        // Granted: the key's scopes as the catalogue grants them now, and
+        // the number of the secret presented.
+        let decide = |index: &Index| {
+            let (record, grants) = index.key(&key_id)?;
+            match record.secrets.authenticate(&digest, now) {
+                Err(KeyError::WrongSecret) => None,
+                Err(_) => Some(None),
+                Ok(()) if record.account_id != account_id => Some(None),
+                Ok(()) => Some(
+                    record
+                        .secrets
+                        .version_of(&digest)
+                        .map(|version| (index.catalogue().resolve(grants), version)),
+                ),
+            }
         };
-        let mut seen = view.read(decide)?;
-        if matches!(seen, Seen::Unknown) && view.catch_up().await {
-            seen = view.read(decide)?;
-        }
-        let Seen::Granted(scopes, version) = seen else {
-            return Err(invalid());
-        };
+        let (scopes, version): (Scopes, u32) = self
+            .decide_in_memory(decide)
+            .await?
+            .flatten()
+            .ok_or_else(invalid)?;
         let ttl = self.settings.sdk_token_ttl;
         let mut claims = self.claims(key_id.to_string(), account_id, &scopes, None, ttl, now);
         // Bound to the secret it came from: rotated away or revoked, the
@@ -85,10 +74,11 @@ mod tests {
 
     /// Keys created and rotated a moment ago are exchanged (the index
     /// catches up once for a key or secret it has not seen), and then,
-    /// with the database closed, every exchange still gets its answer:
-    /// the exchange makes no database call.
+    /// with the database closed, every exchange and every admin call's
+    /// key or SDK-token authentication still gets its answer: they make no
+    /// database call.
     #[tokio::test]
-    async fn the_exchange_answers_from_memory_with_no_database_call() {
+    async fn the_exchange_answers_decide_in_memory_with_no_database_call() {
         let dir = tempfile::tempdir().unwrap();
         let issuer = issuer(&dir).await;
         let account_id = AccountId::from_uuid(uuid::Uuid::now_v7());
@@ -171,5 +161,25 @@ mod tests {
         );
         let other = AccountId::from_uuid(uuid::Uuid::now_v7()).to_string();
         refused(issuer.exchange_sdk_token(&other, &key_id, &first).await);
+
+        // Admin calls authenticate from memory too: by the key's secret,
+        // and by an SDK token, which dies with its key.
+        let by_secret = issuer.authenticate(Some(&rotated.secret)).await.unwrap();
+        assert_eq!(by_secret.subject, key_id);
+        assert_eq!(by_secret.account_id, account_id);
+        let (token, _) = issuer
+            .exchange_sdk_token(&account, &key_id, &rotated.secret)
+            .await
+            .unwrap();
+        let by_token = issuer.authenticate(Some(&token)).await.unwrap();
+        assert_eq!(by_token.grants, by_secret.grants);
+        let reason = |result: Result<Principal, IssuerError>| match result {
+            Err(IssuerError::Unauthenticated { reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            reason(issuer.authenticate(Some(&revoked.secret)).await),
+            "KEY_REVOKED"
+        );
     }
 }

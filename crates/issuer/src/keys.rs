@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_crypto::random;
 use gatehouse_domain::apikey::{
-    ApiKey, ApiKeyEvent, GracePeriod, KeyState, NewApiKey, RevokeError, SecretIndexEvent,
+    ApiKey, ApiKeyEvent, GracePeriod, KeyError, KeyState, NewApiKey, RevokeError, SecretIndexEvent,
     SecretIssued, secret_stream,
 };
 use gatehouse_domain::catalogue::{Catalogue, Grant};
@@ -14,6 +14,7 @@ use gatehouse_domain::scope::{self, Scopes};
 use gatehouse_domain::secret::{SecretHash, hint};
 use gatehouse_eventstore::{ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
 use gatehouse_projections::api_keys::{self, KeyRow};
+use gatehouse_verifier::index::Index;
 use uuid::Uuid;
 
 use crate::decide::{Step, decide_and_append, decide_and_append_within};
@@ -193,26 +194,25 @@ impl Issuer {
 
     /// The key a presented secret belongs to, if it is one of ours and valid now.
     pub(crate) async fn authenticate_key(&self, secret: &str) -> Result<Principal, IssuerError> {
-        let refused = |reason| IssuerError::Unauthenticated { reason };
-        let hash = SecretHash::of(secret);
-        let (index, _) = self
-            .load(&secret_stream(&hash), SecretIndexEvent::decode)
-            .await?;
-        let Some(SecretIndexEvent::Issued(issued)) = index.first() else {
-            return Err(refused("KEY_UNKNOWN"));
+        let digest = SecretHash::digest_of(secret);
+        let now = self.now();
+        let decide = |index: &Index| {
+            index.key_by_digest(&digest).map(|(record, grants)| {
+                record
+                    .secrets
+                    .authenticate(&digest, now)
+                    .map(|()| Principal {
+                        account_id: record.account_id,
+                        subject: record.id.to_string(),
+                        grants: grants.clone(),
+                        session: None,
+                    })
+            })
         };
-        let (events, _) = self
-            .load(&issued.key_id.stream(), ApiKeyEvent::decode)
-            .await?;
-        let key = ApiKey::fold(&events).ok_or(refused("KEY_UNKNOWN"))?;
-        key.authenticate(&hash, self.now())
-            .map_err(|e| refused(e.reason()))?;
-        Ok(Principal {
-            account_id: key.account_id,
-            subject: key.id.to_string(),
-            grants: key.scopes,
-            session: None,
-        })
+        let found = self.decide_in_memory(decide).await?;
+        found
+            .unwrap_or(Err(KeyError::WrongSecret))
+            .map_err(|e| IssuerError::Unauthenticated { reason: e.reason() })
     }
 
     /// Creates a key with `scopes`, following the grant rule.

@@ -16,6 +16,7 @@ use gatehouse_verifier::Follower;
 use gatehouse_verifier::index::Index;
 
 use crate::error::IssuerError;
+use crate::service::Issuer;
 
 /// The index and the follower that keeps it current.
 #[derive(Clone)]
@@ -42,5 +43,26 @@ impl LogView {
     /// limited as the verifier's); whether it did.
     pub(crate) async fn catch_up(&self) -> bool {
         self.follower.catch_up().await
+    }
+}
+
+impl Issuer {
+    /// Decides with `decide` on this issuer's index; when it finds nothing
+    /// (`None`: an id or secret not seen yet), once more after one
+    /// catch-up. No database call but the catch-up's.
+    pub(crate) async fn decide_in_memory<T>(
+        &self,
+        decide: impl Fn(&Index) -> Option<T>,
+    ) -> Result<Option<T>, IssuerError> {
+        let view = self.view.as_ref().ok_or_else(|| {
+            IssuerError::Unavailable("this process keeps no index to answer from".into())
+        })?;
+        if let Some(found) = view.read(&decide)? {
+            return Ok(Some(found));
+        }
+        if !view.catch_up().await {
+            return Ok(None);
+        }
+        view.read(&decide)
     }
 }
