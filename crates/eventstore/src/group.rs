@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::store::{Row, conflict_or, insert_rows, lock_appends, notify_appended};
+use crate::store::{Row, conflict_or, insert_rows_unnest, lock_appends, notify_appended};
 use crate::types::ValidatedEvent;
 use crate::{AppendResult, ExpectedVersion, StoreError, StreamId};
 
@@ -100,6 +100,7 @@ async fn run(pool: PgPool, changes: watch::Sender<u64>, mut queue: mpsc::Receive
         if group.is_empty() {
             continue;
         }
+        metrics::histogram!("gatehouse_append_group_size").record(group.len() as f64);
         match commit(&pool, &group).await {
             Ok(decisions) => answer(&changes, group.into_iter().zip(decisions)),
             // Ambiguous for every member: each is told so, none retried (a
@@ -271,7 +272,7 @@ async fn commit(pool: &PgPool, group: &[Pending]) -> Result<Vec<Decision>, Faile
     }
 
     let mut positions: HashMap<(&str, i64), u64> = HashMap::with_capacity(rows.len());
-    for (stream, version, position) in insert_rows(&mut tx, &rows).await.map_err(before)? {
+    for (stream, version, position) in insert_rows_unnest(&mut tx, &rows).await.map_err(before)? {
         if let Ok(i) = names.binary_search(&stream.as_str()) {
             positions.insert((names[i], version), u64::try_from(position).unwrap_or(0));
         }

@@ -27,7 +27,7 @@ mod sqlite;
 
 use crate::{ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StoreError, StreamId};
 pub(crate) use postgres::{lock_appends, notify_appended};
-pub(crate) use sql::{Row, conflict_or, insert_rows};
+pub(crate) use sql::{Row, conflict_or, insert_rows, insert_rows_unnest};
 use sqlite::lock_file;
 
 /// Largest page a single read returns.
@@ -321,7 +321,7 @@ impl EventStore {
                 Backend::Postgres { pool, .. } => {
                     let mut tx = pool.begin().await?;
                     lock_appends(&mut tx).await?;
-                    insert_rows(&mut tx, &rows).await?;
+                    insert_rows_unnest(&mut tx, &rows).await?;
                     notify_appended(&mut tx, 0).await?;
                     tx.commit().await?;
                 }

@@ -1,12 +1,14 @@
-//! SQL both backends share: the multi-row insert of events, and reading a
-//! unique violation as a lost race.
+//! The SQL of appends: the multi-row insert of events (a VALUES list on
+//! SQLite, one fixed UNNEST statement on Postgres), and reading a unique
+//! violation as a lost race.
 
 use chrono::{DateTime, Utc};
 
 use crate::types::ValidatedEvent;
 use crate::{ExpectedVersion, StoreError, StreamId};
 
-/// Rows per INSERT statement (6 parameters each, well under 65,535).
+/// Rows per INSERT statement (on SQLite 6 parameters each, well under its
+/// limit of 32,766).
 const ROWS_PER_STATEMENT: usize = 400;
 /// JSON bytes per INSERT statement, about.
 const BYTES_PER_STATEMENT: usize = 8 * 1024 * 1024;
@@ -14,38 +16,24 @@ const BYTES_PER_STATEMENT: usize = 8 * 1024 * 1024;
 /// One row of [`insert_rows`]: an event at its stream and version.
 pub(crate) type Row<'a> = (&'a StreamId, i64, &'a ValidatedEvent);
 
-/// Inserts `rows`, many per statement (see [`statements`]); returns each
-/// row's stream, version and position. Shared SQL for both backends.
-pub(crate) async fn insert_rows<DB>(
-    tx: &mut sqlx::Transaction<'static, DB>,
+/// Inserts `rows` on SQLite, many per statement (see [`statements`]);
+/// returns each row's stream, version and position.
+pub(crate) async fn insert_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     rows: &[Row<'_>],
-) -> Result<Vec<(String, i64, i64)>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
-    for<'q> &'q str: sqlx::Type<DB> + sqlx::Encode<'q, DB>,
-    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
-    (String, i64, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    let json = if DB::NAME == "PostgreSQL" {
-        |n: usize| format!("CAST(${n} AS JSONB)")
-    } else {
-        |n: usize| format!("${n}")
-    };
+) -> Result<Vec<(String, i64, i64)>, StoreError> {
     let mut written = Vec::with_capacity(rows.len());
     for chunk in statements(rows) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = i * 6;
                 format!(
-                    "(${}, ${}, ${}, {}, {}, ${})",
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
                     p + 1,
                     p + 2,
                     p + 3,
-                    json(p + 4),
-                    json(p + 5),
+                    p + 4,
+                    p + 5,
                     p + 6
                 )
             })
@@ -73,7 +61,7 @@ where
 /// Splits `rows` into INSERT statements of at most [`ROWS_PER_STATEMENT`]
 /// rows and about [`BYTES_PER_STATEMENT`] of JSON (one row may exceed it),
 /// so many or large events do not become one huge message.
-fn statements<'r, 'a>(rows: &'r [Row<'a>]) -> impl Iterator<Item = &'r [Row<'a>]> {
+pub(crate) fn statements<'r, 'a>(rows: &'r [Row<'a>]) -> impl Iterator<Item = &'r [Row<'a>]> {
     let mut rest = rows;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -93,6 +81,50 @@ fn statements<'r, 'a>(rows: &'r [Row<'a>]) -> impl Iterator<Item = &'r [Row<'a>]
         rest = tail;
         Some(chunk)
     })
+}
+
+/// The one statement Postgres appends with, whatever the number of rows:
+/// six arrays, one element per row, so it is parsed and planned once per
+/// connection (a VALUES list per size was a new statement for each group
+/// size). Rows are inserted in the order given (`ORDINALITY`), so positions
+/// follow versions within a stream.
+pub(crate) const INSERT_UNNEST: &str = "INSERT INTO events \
+     (stream_id, stream_version, event_type, payload, metadata, occurred_at) \
+     SELECT s, v, t, CAST(p AS JSONB), CAST(m AS JSONB), o \
+     FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TIMESTAMPTZ[]) \
+     WITH ORDINALITY AS r(s, v, t, p, m, o, n) ORDER BY n \
+     RETURNING stream_id, stream_version, position";
+
+/// Inserts `rows` on Postgres with [`INSERT_UNNEST`] (in statements of at
+/// most [`ROWS_PER_STATEMENT`] rows and about [`BYTES_PER_STATEMENT`] of
+/// JSON); returns each row's stream, version and position.
+pub(crate) async fn insert_rows_unnest(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    rows: &[Row<'_>],
+) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let mut written = Vec::with_capacity(rows.len());
+    for chunk in statements(rows) {
+        let streams: Vec<&str> = chunk.iter().map(|(s, _, _)| s.as_str()).collect();
+        let versions: Vec<i64> = chunk.iter().map(|(_, v, _)| *v).collect();
+        let types: Vec<&str> = chunk
+            .iter()
+            .map(|(_, _, e)| e.event_type.as_str())
+            .collect();
+        let payloads: Vec<&str> = chunk.iter().map(|(_, _, e)| e.payload.as_str()).collect();
+        let metadata: Vec<&str> = chunk.iter().map(|(_, _, e)| e.metadata.as_str()).collect();
+        let occurred: Vec<DateTime<Utc>> = chunk.iter().map(|(_, _, e)| e.occurred_at).collect();
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(INSERT_UNNEST)
+            .bind(streams)
+            .bind(versions)
+            .bind(types)
+            .bind(payloads)
+            .bind(metadata)
+            .bind(occurred)
+            .fetch_all(&mut **tx)
+            .await?;
+        written.extend(rows);
+    }
+    Ok(written)
 }
 
 /// A unique violation on `(stream_id, stream_version)` means another writer
