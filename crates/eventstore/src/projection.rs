@@ -42,8 +42,9 @@ pub struct ProjectionRunner<P> {
     /// One step at a time in this process: callers catching up at once wait
     /// here (and then find little to do) instead of each reading a batch and
     /// holding a pooled connection while they wait for the checkpoint lock.
-    /// Holds whether the last step found the database unavailable.
-    step: tokio::sync::Mutex<bool>,
+    /// Holds when the last step ended finding the database unavailable
+    /// (`None`: it did not).
+    step: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl<P: Projection> ProjectionRunner<P> {
@@ -52,7 +53,7 @@ impl<P: Projection> ProjectionRunner<P> {
             store,
             projection,
             batch_size: 500,
-            step: tokio::sync::Mutex::new(false),
+            step: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -66,15 +67,18 @@ impl<P: Projection> ProjectionRunner<P> {
     /// wait out the pool's acquire timeout twice, once in the queue and
     /// once for itself.
     pub async fn try_execute(&self) -> Result<Outcome, StoreError> {
-        let (mut unavailable, waited) = match self.step.try_lock() {
-            Ok(step) => (step, false),
-            Err(_) => (self.step.lock().await, true),
-        };
-        if waited && *unavailable {
+        let asked = std::time::Instant::now();
+        let mut unavailable = self.step.lock().await;
+        // Only a failure that ended while this caller waited: an older one
+        // (or a step cancelled since) says nothing of the database now.
+        if unavailable.is_some_and(|at| at >= asked) {
             return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
         }
         let result = self.step_locked().await;
-        *unavailable = matches!(&result, Err(error) if error.is_unavailable());
+        *unavailable = match &result {
+            Err(error) if error.is_unavailable() => Some(std::time::Instant::now()),
+            _ => None,
+        };
         result
     }
 

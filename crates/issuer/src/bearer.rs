@@ -75,6 +75,11 @@ impl Issuer {
                     let (record, grants) = index
                         .key(&key_id)
                         .filter(|(record, _)| record.account_id == account_id)?;
+                    // A secret newer than the index knows: it is behind (the
+                    // key was rotated on another issuer), not the token wrong.
+                    if secret > record.secrets.rotations {
+                        return None;
+                    }
                     Some(
                         record
                             .secrets

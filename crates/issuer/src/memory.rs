@@ -7,8 +7,9 @@
 //! Postgres, the local writer's wake-up on SQLite, a poll behind both), and
 //! a coalesced catch-up before refusing a key id or secret it has not seen,
 //! so a key created or rotated a moment ago, here or on another issuer, is
-//! found. This process's revocations and catalogue changes return only
-//! once the index has them.
+//! found. This process's revocations and catalogue changes return once
+//! the index has them (waiting up to half a second; past that, as another
+//! process's would, within the tail's latency).
 
 use std::sync::{Arc, RwLock};
 
@@ -49,7 +50,8 @@ impl LogView {
 impl Issuer {
     /// Decides with `decide` on this issuer's index; when it finds nothing
     /// (`None`: an id or secret not seen yet), once more after one
-    /// catch-up. No database call but the catch-up's.
+    /// catch-up, and `Unavailable` if the catch-up failed. No database call
+    /// but the catch-up's.
     pub(crate) async fn decide_in_memory<T>(
         &self,
         decide: impl Fn(&Index) -> Option<T>,
@@ -60,8 +62,12 @@ impl Issuer {
         if let Some(found) = view.read(&decide)? {
             return Ok(Some(found));
         }
+        // Not caught up (the log unreachable, or the tail too far behind):
+        // the key may well exist, so this is no refusal of the credential.
         if !view.catch_up().await {
-            return Ok(None);
+            return Err(IssuerError::Unavailable(
+                "the issuer's index could not catch up with the event log".into(),
+            ));
         }
         view.read(&decide)
     }

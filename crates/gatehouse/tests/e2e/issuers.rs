@@ -26,6 +26,9 @@ struct Pair {
     keys: KeyServiceClient<Channel>,
     scopes: ScopeServiceClient<Channel>,
     auth: AuthServiceClient<Channel>,
+    /// The reader's admin API, for its authentication of a bearer.
+    reader_keys: KeyServiceClient<Channel>,
+    writer_auth: AuthServiceClient<Channel>,
     account_id: String,
     admin: String,
 }
@@ -39,6 +42,8 @@ impl Pair {
             keys: KeyServiceClient::new(writer.channel().await),
             scopes: ScopeServiceClient::new(writer.channel().await),
             auth: AuthServiceClient::new(reader.channel().await),
+            reader_keys: KeyServiceClient::new(reader.channel().await),
+            writer_auth: AuthServiceClient::new(writer.channel().await),
             account_id: boot["account_id"].as_str().unwrap().into(),
             admin: boot["secret"].as_str().unwrap().into(),
             _writer: writer,
@@ -81,6 +86,63 @@ impl Pair {
             .into_inner();
         assert_eq!(token.expires_in, 3600);
         Ok(scopes_of(&token.access_token))
+    }
+
+    /// Rotates `key_id` on the writer with `grace` seconds; the new secret.
+    async fn rotate(&mut self, key_id: &str, grace: i64) -> String {
+        self.keys
+            .rotate_api_key(authed(
+                pb::RotateApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    key_id: key_id.into(),
+                    grace_period: Some(prost_types::Duration {
+                        seconds: grace,
+                        nanos: 0,
+                    }),
+                },
+                &self.admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    /// An SDK token minted by the writer.
+    async fn writer_exchange(&mut self, key_id: &str, secret: &str) -> String {
+        self.writer_auth
+            .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
+                account_id: self.account_id.clone(),
+                key_id: key_id.into(),
+                key_secret: secret.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token
+    }
+
+    /// An admin call on the reader with `bearer` (a key's secret or an SDK
+    /// token): authenticated, or the refusal's reason.
+    async fn admin_auth(&mut self, bearer: &str) -> Result<(), String> {
+        let listed = self
+            .reader_keys
+            .list_api_keys(authed(
+                pb::ListApiKeysRequest {
+                    account_id: self.account_id.clone(),
+                    page_size: 1,
+                    ..Default::default()
+                },
+                bearer,
+            ))
+            .await;
+        match listed {
+            Ok(_) => Ok(()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                Err(reason(&status))
+            }
+        }
     }
 
     /// The reader's exchange once the tail has brought the writer's change
@@ -129,31 +191,25 @@ fn refused(answer: Result<String, Status>, what: &str) {
 async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
     let mut pair = Pair::new(&env).await;
 
-    // Created on the writer, exchanged on the reader at once (one catch-up).
-    let (key_id, first) = pair.create(&["claws:read", "claws:write"], None).await;
+    // Created on the writer, exchanged and authenticated on the reader at
+    // once (one catch-up).
+    let (key_id, first) = pair
+        .create(&["claws:read", "claws:write", "keys:read"], None)
+        .await;
     assert_eq!(
         pair.exchange(&key_id, &first).await.unwrap(),
-        "claws:read claws:write"
+        "claws:read claws:write keys:read"
     );
+    pair.admin_auth(&first).await.expect("a key's secret");
 
-    // Rotated with an hour's grace: the new secret at once, the old one too.
-    let rotated = pair
-        .keys
-        .rotate_api_key(authed(
-            pb::RotateApiKeyRequest {
-                account_id: pair.account_id.clone(),
-                key_id: key_id.clone(),
-                grace_period: Some(prost_types::Duration {
-                    seconds: 3600,
-                    nanos: 0,
-                }),
-            },
-            &pair.admin,
-        ))
+    // Rotated with an hour's grace: the new secret at once, the old one too,
+    // and an SDK token of the new secret minted on the writer is taken by
+    // the reader's admin API (a secret newer than its index: catch up).
+    let second = pair.rotate(&key_id, 3600).await;
+    let token = pair.writer_exchange(&key_id, &second).await;
+    pair.admin_auth(&token)
         .await
-        .unwrap()
-        .into_inner();
-    let second = rotated.secret;
+        .expect("an SDK token of the new secret");
     pair.exchange(&key_id, &second)
         .await
         .expect("the new secret");
@@ -166,9 +222,19 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
         pair.exchange(&key_id, &first).await,
         "the old secret after its grace",
     );
+    assert_eq!(pair.admin_auth(&first).await, Err("KEY_ROTATED".into()));
     pair.exchange(&key_id, &second)
         .await
         .expect("the new secret after the grace");
+
+    // Rotated with no grace: the old secret is refused as soon as the
+    // reader's tail has the rotation.
+    let third = pair.rotate(&key_id, 0).await;
+    refused(
+        pair.exchange_after(&key_id, &second, None).await,
+        "a secret rotated away without grace",
+    );
+    assert_eq!(pair.admin_auth(&second).await, Err("KEY_ROTATED".into()));
 
     // A scope retired on the writer is left out of the reader's next token.
     pair.scopes
@@ -181,15 +247,15 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
         .await
         .unwrap();
     let scopes = pair
-        .exchange_after(&key_id, &second, Some("claws:read claws:write"))
+        .exchange_after(&key_id, &third, Some("claws:read claws:write keys:read"))
         .await
         .unwrap();
     assert_eq!(
-        scopes, "claws:read",
+        scopes, "claws:read keys:read",
         "the retired scope is no longer granted"
     );
 
-    // Revoked on the writer: refused by the reader, then deleted: still so.
+    // Revoked on the writer: refused by the reader's exchange and admin API.
     pair.keys
         .revoke_api_key(authed(
             pb::RevokeApiKeyRequest {
@@ -202,9 +268,11 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
         .await
         .unwrap();
     refused(
-        pair.exchange_after(&key_id, &second, None).await,
+        pair.exchange_after(&key_id, &third, None).await,
         "a key revoked on the other issuer",
     );
+    assert_eq!(pair.admin_auth(&third).await, Err("KEY_REVOKED".into()));
+    // Deleted after it: still refused, for the same reason.
     pair.keys
         .delete_api_key(authed(
             pb::DeleteApiKeyRequest {
@@ -216,14 +284,15 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
         ))
         .await
         .unwrap();
-    refused(pair.exchange(&key_id, &second).await, "a deleted key");
+    refused(pair.exchange(&key_id, &third).await, "a deleted key");
+    assert_eq!(pair.admin_auth(&third).await, Err("KEY_REVOKED".into()));
 
     // A key with an expiry: exchanged until then, refused from it on.
     let now = env.clock.now();
     let expires = now + chrono::Duration::hours(2);
     let (expiring, secret) = pair
         .create(
-            &["claws:read"],
+            &["keys:read"],
             Some(prost_types::Timestamp {
                 seconds: expires.timestamp(),
                 nanos: 0,
@@ -232,10 +301,12 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
         .await;
     assert_eq!(
         pair.exchange(&expiring, &secret).await.unwrap(),
-        "claws:read"
+        "keys:read"
     );
+    pair.admin_auth(&secret).await.expect("before its expiry");
     env.advance(Duration::from_secs(2 * 3600));
     refused(pair.exchange(&expiring, &secret).await, "an expired key");
+    assert_eq!(pair.admin_auth(&secret).await, Err("KEY_EXPIRED".into()));
 
     // Another key's secret: refused after the one catch-up, never granted.
     refused(
