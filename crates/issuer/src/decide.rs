@@ -75,6 +75,16 @@ where
     Err(IssuerError::Conflict)
 }
 
+/// Waits (bounded, see [`EventStore::wait_for_local_readers`]) until this
+/// process's readers have applied what a decision wrote, for the calls that
+/// tighten (revoke, rotate away, retire): refused here before the caller
+/// hears back.
+pub(crate) async fn applied_here(store: &EventStore, written: &[AppendResult]) {
+    if let Some(last) = written.iter().map(|w| w.last_position).max() {
+        store.wait_for_local_readers(last).await;
+    }
+}
+
 /// In-process turns on a stream, so that calls of this process which all
 /// append to one stream (one user's logins, each adding a session to the
 /// user's stream) queue for it instead of racing: optimistic retries alone

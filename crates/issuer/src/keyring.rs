@@ -178,11 +178,10 @@ impl LiveKeyring {
         if !self.is_empty() {
             return Ok(());
         }
+        // A new key's stream: nothing to race on but the store itself.
+        let event = &SigningKeyEvent::Created(self.new_key(now)?);
         let (created, _) = decide_and_append(store, || async move {
-            // A fresh key (and stream) each attempt: nothing to race on but
-            // the store itself.
-            let event = SigningKeyEvent::Created(self.new_key(now)?);
-            Ok(Step::Append(vec![batch(&event)?], event))
+            Ok(Step::Append(vec![batch(event)?], event.clone()))
         })
         .await?;
         if let SigningKeyEvent::Created(c) = &created {
@@ -204,11 +203,13 @@ impl LiveKeyring {
         max_token_ttl: chrono::Duration,
     ) -> Result<SigningKeyCreated, IssuerError> {
         let attempts = &std::sync::atomic::AtomicUsize::new(0);
+        // Made once: a lost attempt wrote nothing, so its key is still new.
+        let next = &self.new_key(now)?;
         let (events, _) = decide_and_append(store, || async move {
             if attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
                 self.load(store).await?;
             }
-            let next = self.new_key(now)?;
+            let next = next.clone();
             let events = self
                 .state
                 .read()

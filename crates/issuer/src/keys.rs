@@ -527,9 +527,7 @@ impl Issuer {
             .await?;
         // Revoked, rotated away or deleted: refused by this process's
         // verifier before the caller hears back.
-        if let Some(last) = written.iter().map(|w| w.last_position).max() {
-            self.store().wait_for_local_readers(last).await;
-        }
+        crate::decide::applied_here(self.store(), &written).await;
         Ok(changed)
     }
 

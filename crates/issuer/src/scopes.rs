@@ -91,9 +91,7 @@ impl Issuer {
         .await?;
         // A retired scope is granted by this process's next exchange and
         // verification no more once the call returns.
-        if let Some(last) = written.iter().map(|w| w.last_position).max() {
-            self.store().wait_for_local_readers(last).await;
-        }
+        crate::decide::applied_here(self.store(), &written).await;
         Ok(answer)
     }
 

@@ -380,7 +380,9 @@ impl Issuer {
         let actor = Some(user.id.to_string());
         let (actor, new_hash, original) = (&actor, &new_hash, &user.password_hash);
         let first = &std::sync::Mutex::new(Some((user.clone(), version)));
-        let _turn = self.turns.take(&stream(user_id.stream())?).await;
+        let user_stream = stream(user_id.stream())?;
+        let _turn = self.turns.take(&user_stream).await;
+        let user_stream = &user_stream;
         decide_and_append_within(&self.store, CONTENDED_ATTEMPTS, || async move {
             let taken = first
                 .lock()
@@ -403,7 +405,7 @@ impl Issuer {
             };
             let changed = user.change_password(new_hash.clone(), now);
             let mut batches = vec![(
-                stream(user.id.stream())?,
+                user_stream.clone(),
                 // Logins append their session here with the version they
                 // read: whichever commits second sees the other.
                 ExpectedVersion::Exact(version),
@@ -562,9 +564,7 @@ impl Issuer {
         })
         .await?;
         // The session's tokens are refused here before logout returns.
-        if let Some(last) = written.iter().map(|w| w.last_position).max() {
-            self.store.wait_for_local_readers(last).await;
-        }
+        crate::decide::applied_here(&self.store, &written).await;
         Ok(())
     }
 }

@@ -16,21 +16,20 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::support::{
-    Env, ONE_ISS, WORKCLAW, authed, bootstrap_with, postgres, reason, server, sqlite,
+    Env, KeyAdmin, ONE_ISS, WORKCLAW, authed, bootstrap_with, postgres, reason, server, sqlite,
 };
 
 /// Changes go to `writer`, exchanges to `reader`: two issuers on one log.
 struct Pair {
     _writer: App,
     _reader: App,
-    keys: KeyServiceClient<Channel>,
+    /// The writer's key administration.
+    keys: KeyAdmin,
     scopes: ScopeServiceClient<Channel>,
     auth: AuthServiceClient<Channel>,
     /// The reader's admin API, for its authentication of a bearer.
     reader_keys: KeyServiceClient<Channel>,
     writer_auth: AuthServiceClient<Channel>,
-    account_id: String,
-    admin: String,
 }
 
 impl Pair {
@@ -39,38 +38,14 @@ impl Pair {
         let writer = server(env, "issuer", &[], &[ONE_ISS]).await;
         let reader = server(env, "issuer", &[], &[ONE_ISS]).await;
         Self {
-            keys: KeyServiceClient::new(writer.channel().await),
+            keys: KeyAdmin::new(writer.channel().await, &boot),
             scopes: ScopeServiceClient::new(writer.channel().await),
             auth: AuthServiceClient::new(reader.channel().await),
             reader_keys: KeyServiceClient::new(reader.channel().await),
             writer_auth: AuthServiceClient::new(writer.channel().await),
-            account_id: boot["account_id"].as_str().unwrap().into(),
-            admin: boot["secret"].as_str().unwrap().into(),
             _writer: writer,
             _reader: reader,
         }
-    }
-
-    async fn create(
-        &mut self,
-        scopes: &[&str],
-        expires_at: Option<prost_types::Timestamp>,
-    ) -> (String, String) {
-        let created = self
-            .keys
-            .create_api_key(authed(
-                pb::CreateApiKeyRequest {
-                    account_id: self.account_id.clone(),
-                    name: "exchanged elsewhere".into(),
-                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                    expires_at,
-                },
-                &self.admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        (created.key.unwrap().key_id, created.secret)
     }
 
     /// The reader's exchange: the token's scopes, or the refusal.
@@ -78,7 +53,7 @@ impl Pair {
         let token = self
             .auth
             .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
-                account_id: self.account_id.clone(),
+                account_id: self.keys.account_id.clone(),
                 key_id: key_id.into(),
                 key_secret: secret.into(),
             })
@@ -88,31 +63,11 @@ impl Pair {
         Ok(scopes_of(&token.access_token))
     }
 
-    /// Rotates `key_id` on the writer with `grace` seconds; the new secret.
-    async fn rotate(&mut self, key_id: &str, grace: i64) -> String {
-        self.keys
-            .rotate_api_key(authed(
-                pb::RotateApiKeyRequest {
-                    account_id: self.account_id.clone(),
-                    key_id: key_id.into(),
-                    grace_period: Some(prost_types::Duration {
-                        seconds: grace,
-                        nanos: 0,
-                    }),
-                },
-                &self.admin,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .secret
-    }
-
     /// An SDK token minted by the writer.
     async fn writer_exchange(&mut self, key_id: &str, secret: &str) -> String {
         self.writer_auth
             .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
-                account_id: self.account_id.clone(),
+                account_id: self.keys.account_id.clone(),
                 key_id: key_id.into(),
                 key_secret: secret.into(),
             })
@@ -129,7 +84,7 @@ impl Pair {
             .reader_keys
             .list_api_keys(authed(
                 pb::ListApiKeysRequest {
-                    account_id: self.account_id.clone(),
+                    account_id: self.keys.account_id.clone(),
                     page_size: 1,
                     ..Default::default()
                 },
@@ -194,7 +149,12 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
     // Created on the writer, exchanged and authenticated on the reader at
     // once (one catch-up).
     let (key_id, first) = pair
-        .create(&["claws:read", "claws:write", "keys:read"], None)
+        .keys
+        .create(
+            "exchanged elsewhere",
+            &["claws:read", "claws:write", "keys:read"],
+            None,
+        )
         .await;
     assert_eq!(
         pair.exchange(&key_id, &first).await.unwrap(),
@@ -205,7 +165,7 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
     // Rotated with an hour's grace: the new secret at once, the old one too,
     // and an SDK token of the new secret minted on the writer is taken by
     // the reader's admin API (a secret newer than its index: catch up).
-    let second = pair.rotate(&key_id, 3600).await;
+    let second = pair.keys.rotate(&key_id, Duration::from_secs(3600)).await;
     let token = pair.writer_exchange(&key_id, &second).await;
     pair.admin_auth(&token)
         .await
@@ -229,7 +189,7 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
 
     // Rotated with no grace: the old secret is refused as soon as the
     // reader's tail has the rotation.
-    let third = pair.rotate(&key_id, 0).await;
+    let third = pair.keys.rotate(&key_id, Duration::ZERO).await;
     refused(
         pair.exchange_after(&key_id, &second, None).await,
         "a secret rotated away without grace",
@@ -242,7 +202,7 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
             pb::RetireScopeRequest {
                 name: "claws:write".into(),
             },
-            &pair.admin,
+            &pair.keys.secret,
         ))
         .await
         .unwrap();
@@ -256,34 +216,14 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
     );
 
     // Revoked on the writer: refused by the reader's exchange and admin API.
-    pair.keys
-        .revoke_api_key(authed(
-            pb::RevokeApiKeyRequest {
-                account_id: pair.account_id.clone(),
-                key_id: key_id.clone(),
-                reason: "done".into(),
-            },
-            &pair.admin,
-        ))
-        .await
-        .unwrap();
+    pair.keys.revoke(&key_id, "done").await;
     refused(
         pair.exchange_after(&key_id, &third, None).await,
         "a key revoked on the other issuer",
     );
     assert_eq!(pair.admin_auth(&third).await, Err("KEY_REVOKED".into()));
     // Deleted after it: still refused, for the same reason.
-    pair.keys
-        .delete_api_key(authed(
-            pb::DeleteApiKeyRequest {
-                account_id: pair.account_id.clone(),
-                key_id: key_id.clone(),
-                reason: "gone".into(),
-            },
-            &pair.admin,
-        ))
-        .await
-        .unwrap();
+    pair.keys.delete(&key_id, "gone").await;
     refused(pair.exchange(&key_id, &third).await, "a deleted key");
     assert_eq!(pair.admin_auth(&third).await, Err("KEY_REVOKED".into()));
 
@@ -291,13 +231,8 @@ async fn the_other_issuers_changes_decide_the_exchange(env: Env) {
     let now = env.clock.now();
     let expires = now + chrono::Duration::hours(2);
     let (expiring, secret) = pair
-        .create(
-            &["keys:read"],
-            Some(prost_types::Timestamp {
-                seconds: expires.timestamp(),
-                nanos: 0,
-            }),
-        )
+        .keys
+        .create("exchanged elsewhere", &["keys:read"], Some(expires))
         .await;
     assert_eq!(
         pair.exchange(&expiring, &secret).await.unwrap(),

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::auth_service_client::AuthServiceClient;
-use gatehouse_api::v1::key_service_client::KeyServiceClient;
 use gatehouse_api::v1::verifier_service_client::VerifierServiceClient;
 use gatehouse_testkit::App;
 use tonic::transport::Channel;
 
-use crate::authed;
-use crate::support::{Env, ONE_ISS, OWNER, PASSWORD, bootstrap, postgres, reason, server, sqlite};
+use crate::support::{
+    Env, KeyAdmin, ONE_ISS, OWNER, PASSWORD, bootstrap, postgres, reason, server, sqlite,
+};
 
 /// Graces and expiries that fall due while the verifiers are down.
 const SHORT: Duration = Duration::from_secs(6);
@@ -23,89 +23,33 @@ async fn spawn(env: &Env, role: &str, extra: &[&str]) -> App {
 }
 
 struct Admin {
-    keys: KeyServiceClient<Channel>,
+    keys: KeyAdmin,
     auth: AuthServiceClient<Channel>,
-    account_id: String,
-    secret: String,
 }
 
 impl Admin {
     async fn create(&mut self, scopes: &[&str], expires_in: Option<Duration>) -> (String, String) {
-        let expires_at = expires_in.map(|d| {
-            let at = chrono::Utc::now() + chrono::Duration::from_std(d).unwrap();
-            prost_types::Timestamp {
-                seconds: at.timestamp(),
-                nanos: at.timestamp_subsec_nanos() as i32,
-            }
-        });
-        let created = self
-            .keys
-            .create_api_key(authed(
-                pb::CreateApiKeyRequest {
-                    account_id: self.account_id.clone(),
-                    name: "snapshot test".into(),
-                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
-                    expires_at,
-                },
-                &self.secret,
-            ))
-            .await
-            .unwrap()
-            .into_inner();
-        (created.key.unwrap().key_id, created.secret)
+        let expires_at =
+            expires_in.map(|d| chrono::Utc::now() + chrono::Duration::from_std(d).unwrap());
+        self.keys.create("snapshot test", scopes, expires_at).await
     }
 
     async fn rotate(&mut self, key_id: &str, grace: Duration) -> String {
-        self.keys
-            .rotate_api_key(authed(
-                pb::RotateApiKeyRequest {
-                    account_id: self.account_id.clone(),
-                    key_id: key_id.into(),
-                    grace_period: Some(prost_types::Duration {
-                        seconds: grace.as_secs() as i64,
-                        nanos: 0,
-                    }),
-                },
-                &self.secret,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .secret
+        self.keys.rotate(key_id, grace).await
     }
 
     async fn revoke(&mut self, key_id: &str) {
-        self.keys
-            .revoke_api_key(authed(
-                pb::RevokeApiKeyRequest {
-                    account_id: self.account_id.clone(),
-                    key_id: key_id.into(),
-                    reason: "snapshot test".into(),
-                },
-                &self.secret,
-            ))
-            .await
-            .unwrap();
+        self.keys.revoke(key_id, "snapshot test").await
     }
 
     async fn delete(&mut self, key_id: &str) {
-        self.keys
-            .delete_api_key(authed(
-                pb::DeleteApiKeyRequest {
-                    account_id: self.account_id.clone(),
-                    key_id: key_id.into(),
-                    reason: "snapshot test".into(),
-                },
-                &self.secret,
-            ))
-            .await
-            .unwrap();
+        self.keys.delete(key_id, "snapshot test").await
     }
 
     async fn sdk_token(&mut self, key_id: &str, secret: &str) -> String {
         self.auth
             .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
-                account_id: self.account_id.clone(),
+                account_id: self.keys.account_id.clone(),
                 key_id: key_id.into(),
                 key_secret: secret.into(),
             })
@@ -161,10 +105,8 @@ async fn a_verifier_started_from_a_snapshot_answers_like_one_that_replayed_every
     let issuer = spawn(&env, "issuer", &[]).await;
     let channel = issuer.channel().await;
     let mut admin = Admin {
-        keys: KeyServiceClient::new(channel.clone()),
+        keys: KeyAdmin::new(channel.clone(), &boot),
         auth: AuthServiceClient::new(channel),
-        account_id: boot["account_id"].as_str().unwrap().into(),
-        secret: boot["secret"].as_str().unwrap().into(),
     };
     // Before the snapshot: every state a key can be in, and sessions.
     let (active_id, active) = admin.create(&["keys:read"], None).await;
@@ -227,7 +169,7 @@ async fn a_verifier_started_from_a_snapshot_answers_like_one_that_replayed_every
         format.api_key_secret(&[7; 24])
     };
     let credentials: Vec<(&str, &str)> = vec![
-        ("admin key", &admin.secret),
+        ("admin key", &admin.keys.secret),
         ("active key", &active),
         ("expired while down", &expiring),
         ("old secret, grace over while down", &rotating_old),

@@ -162,3 +162,102 @@ pub fn authed<T>(message: T, bearer: &str) -> tonic::Request<T> {
         .insert("authorization", format!("Bearer {bearer}").parse().unwrap());
     request
 }
+
+/// An account's key administration over gRPC, with its admin key: the calls
+/// the tests make to set a key up, each expected to succeed.
+pub struct KeyAdmin {
+    pub keys: gatehouse_api::v1::key_service_client::KeyServiceClient<tonic::transport::Channel>,
+    pub account_id: String,
+    /// The admin key's secret.
+    pub secret: String,
+}
+
+impl KeyAdmin {
+    /// From `gatehouse bootstrap`'s answer, against the server on `channel`.
+    pub fn new(channel: tonic::transport::Channel, boot: &serde_json::Value) -> Self {
+        Self {
+            keys: gatehouse_api::v1::key_service_client::KeyServiceClient::new(channel),
+            account_id: boot["account_id"].as_str().unwrap().into(),
+            secret: boot["secret"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Creates a key named `name`; its id and secret.
+    pub async fn create(
+        &mut self,
+        name: &str,
+        scopes: &[&str],
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> (String, String) {
+        use gatehouse_api::v1 as pb;
+        let created = self
+            .keys
+            .create_api_key(authed(
+                pb::CreateApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    name: name.into(),
+                    scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                    expires_at: expires_at.map(|at| prost_types::Timestamp {
+                        seconds: at.timestamp(),
+                        nanos: at.timestamp_subsec_nanos() as i32,
+                    }),
+                },
+                &self.secret,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (created.key.unwrap().key_id, created.secret)
+    }
+
+    /// Rotates `key_id` with a grace of `grace`; the new secret.
+    pub async fn rotate(&mut self, key_id: &str, grace: std::time::Duration) -> String {
+        use gatehouse_api::v1 as pb;
+        self.keys
+            .rotate_api_key(authed(
+                pb::RotateApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    key_id: key_id.into(),
+                    grace_period: Some(prost_types::Duration {
+                        seconds: grace.as_secs() as i64,
+                        nanos: 0,
+                    }),
+                },
+                &self.secret,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    pub async fn revoke(&mut self, key_id: &str, reason: &str) {
+        use gatehouse_api::v1 as pb;
+        self.keys
+            .revoke_api_key(authed(
+                pb::RevokeApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    key_id: key_id.into(),
+                    reason: reason.into(),
+                },
+                &self.secret,
+            ))
+            .await
+            .unwrap();
+    }
+
+    pub async fn delete(&mut self, key_id: &str, reason: &str) {
+        use gatehouse_api::v1 as pb;
+        self.keys
+            .delete_api_key(authed(
+                pb::DeleteApiKeyRequest {
+                    account_id: self.account_id.clone(),
+                    key_id: key_id.into(),
+                    reason: reason.into(),
+                },
+                &self.secret,
+            ))
+            .await
+            .unwrap();
+    }
+}
