@@ -16,7 +16,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::support::{
-    Env, KeyAdmin, ONE_ISS, WORKCLAW, authed, bootstrap_with, postgres, reason, server, sqlite,
+    Env, KeyAdmin, ONE_ISS, WORKCLAW, authed, bootstrap_with, exchange_sdk_token, postgres, reason,
+    server, sqlite,
 };
 
 /// Changes go to `writer`, exchanges to `reader`: two issuers on one log.
@@ -50,30 +51,17 @@ impl Pair {
 
     /// The reader's exchange: the token's scopes, or the refusal.
     async fn exchange(&mut self, key_id: &str, secret: &str) -> Result<String, Status> {
-        let token = self
-            .auth
-            .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
-                account_id: self.keys.account_id.clone(),
-                key_id: key_id.into(),
-                key_secret: secret.into(),
-            })
-            .await?
-            .into_inner();
+        let token =
+            exchange_sdk_token(&mut self.auth, &self.keys.account_id, key_id, secret).await?;
         assert_eq!(token.expires_in, 3600);
         Ok(scopes_of(&token.access_token))
     }
 
     /// An SDK token minted by the writer.
     async fn writer_exchange(&mut self, key_id: &str, secret: &str) -> String {
-        self.writer_auth
-            .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
-                account_id: self.keys.account_id.clone(),
-                key_id: key_id.into(),
-                key_secret: secret.into(),
-            })
+        exchange_sdk_token(&mut self.writer_auth, &self.keys.account_id, key_id, secret)
             .await
             .unwrap()
-            .into_inner()
             .access_token
     }
 

@@ -12,7 +12,8 @@ use gatehouse_testkit::App;
 use tonic::transport::Channel;
 
 use crate::support::{
-    Env, KeyAdmin, ONE_ISS, OWNER, PASSWORD, bootstrap, postgres, reason, server, sqlite,
+    Env, KeyAdmin, ONE_ISS, OWNER, PASSWORD, bootstrap, exchange_sdk_token, postgres, reason,
+    server, sqlite,
 };
 
 /// Graces and expiries that fall due while the verifiers are down.
@@ -47,15 +48,9 @@ impl Admin {
     }
 
     async fn sdk_token(&mut self, key_id: &str, secret: &str) -> String {
-        self.auth
-            .exchange_sdk_token(pb::ExchangeSdkTokenRequest {
-                account_id: self.keys.account_id.clone(),
-                key_id: key_id.into(),
-                key_secret: secret.into(),
-            })
+        exchange_sdk_token(&mut self.auth, &self.keys.account_id, key_id, secret)
             .await
             .unwrap()
-            .into_inner()
             .access_token
     }
 

@@ -261,3 +261,20 @@ impl KeyAdmin {
             .unwrap();
     }
 }
+
+/// `ExchangeSdkToken` on `auth` for `account_id`'s key: the answer, or the
+/// refusal.
+pub async fn exchange_sdk_token(
+    auth: &mut gatehouse_api::v1::auth_service_client::AuthServiceClient<tonic::transport::Channel>,
+    account_id: &str,
+    key_id: &str,
+    secret: &str,
+) -> Result<gatehouse_api::v1::ExchangeSdkTokenResponse, Status> {
+    auth.exchange_sdk_token(gatehouse_api::v1::ExchangeSdkTokenRequest {
+        account_id: account_id.into(),
+        key_id: key_id.into(),
+        key_secret: secret.into(),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
