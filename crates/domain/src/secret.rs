@@ -39,6 +39,12 @@ impl SecretHash {
         Sha256::digest(secret.as_bytes()).into()
     }
 
+    /// The hash whose [`Self::digest`] is `digest` (an index's compact
+    /// form back into the one the domain compares).
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        Self(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Constant-time comparison.
     pub fn matches(&self, other: &SecretHash) -> bool {
         self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
@@ -221,6 +227,7 @@ mod digest_tests {
         assert_eq!(digest[31], 0xad);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, hash.as_str());
+        assert_eq!(SecretHash::from_digest(&digest), hash, "and back");
         assert!(SecretHash(String::from("zz")).digest().is_none());
         assert!(SecretHash("g".repeat(64)).digest().is_none());
         assert!(

@@ -131,6 +131,38 @@ impl Session {
         })
     }
 
+    /// A session as an in-memory head keeps it: no spent hashes. Deciding
+    /// on it answers as the whole stream would for the current token and
+    /// for a revoked session; a spent token looks unknown
+    /// ([`SessionError::UnknownToken`]), and the caller must decide that one
+    /// on the whole stream (it may be a reuse).
+    pub fn from_head(
+        id: SessionId,
+        user_id: UserId,
+        account_id: AccountId,
+        scopes: Scopes,
+        current: SecretHash,
+        refresh_expires_at: DateTime<Utc>,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            account_id,
+            scopes,
+            current,
+            spent: Vec::new(),
+            refresh_expires_at,
+            started_at,
+            revoked: None,
+        }
+    }
+
+    /// The hash of the refresh token that rotates this session now.
+    pub fn current(&self) -> &SecretHash {
+        &self.current
+    }
+
     /// When this session ends however often it is refreshed. Taken from the
     /// setting at the time of asking, so lowering it reaches every session.
     pub fn ends_at(&self, lifetime: SessionLifetime) -> DateTime<Utc> {
@@ -155,19 +187,28 @@ impl Session {
                         revoked: None,
                     })
                 }
-                (SessionEvent::Rotated(e), Some(s)) => {
-                    let previous = std::mem::replace(&mut s.current, e.refresh_hash.clone());
-                    s.spent.push(previous);
-                    s.refresh_expires_at = e.refresh_expires_at;
-                }
-                // The first revocation says why the session ended.
-                (SessionEvent::Revoked(e), Some(s)) => {
-                    s.revoked.get_or_insert(e.reason);
-                }
+                (event, Some(s)) => s.apply(event),
                 (_, None) => {}
             }
         }
         session
+    }
+
+    /// Folds one later event of the stream in (a second `Started` is
+    /// ignored: a session starts once).
+    pub fn apply(&mut self, event: &SessionEvent) {
+        match event {
+            SessionEvent::Started(_) => {}
+            SessionEvent::Rotated(e) => {
+                let previous = std::mem::replace(&mut self.current, e.refresh_hash.clone());
+                self.spent.push(previous);
+                self.refresh_expires_at = e.refresh_expires_at;
+            }
+            // The first revocation says why the session ended.
+            SessionEvent::Revoked(e) => {
+                self.revoked.get_or_insert(e.reason);
+            }
+        }
     }
 
     /// Decides what presenting `presented` means. `next` is the hash of the

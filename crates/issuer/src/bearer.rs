@@ -46,10 +46,22 @@ impl Issuer {
                 ..
             } => {
                 session = Some(session_id);
-                let (events, _) = self
-                    .load(&session_id.stream(), SessionEvent::decode)
-                    .await?;
-                match Session::fold(&events) {
+                // From the index's head when it has one (a head is dropped
+                // when its session is revoked); else from the stream.
+                let found = match self.session_head(session_id) {
+                    Some((session, _)) => Some(session),
+                    None => {
+                        let (events, version) = self
+                            .load(&session_id.stream(), SessionEvent::decode)
+                            .await?;
+                        let folded = Session::fold(&events);
+                        if let Some(session) = &folded {
+                            self.remember_session(session, version);
+                        }
+                        folded
+                    }
+                };
+                match found {
                     Some(session)
                         if session.revoked.is_none() && session.account_id == account_id =>
                     {

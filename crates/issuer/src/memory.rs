@@ -13,6 +13,9 @@
 
 use std::sync::{Arc, RwLock};
 
+use gatehouse_domain::ids::SessionId;
+use gatehouse_domain::scope::Scopes;
+use gatehouse_domain::session::Session;
 use gatehouse_verifier::Follower;
 use gatehouse_verifier::index::Index;
 
@@ -40,6 +43,16 @@ impl LogView {
         Ok(read(&index))
     }
 
+    /// Runs `write` on the index (this issuer's own appends, applied at once).
+    pub(crate) fn write(&self, write: impl FnOnce(&mut Index)) -> Result<(), IssuerError> {
+        let mut index = self
+            .index
+            .write()
+            .map_err(|_| IssuerError::Internal("the issuer's index lock is poisoned".into()))?;
+        write(&mut index);
+        Ok(())
+    }
+
     /// Brings the index up to the log's head once (coalesced and rate
     /// limited as the verifier's); whether it did.
     pub(crate) async fn catch_up(&self) -> bool {
@@ -48,6 +61,38 @@ impl LogView {
 }
 
 impl Issuer {
+    /// Resolves `grants` against the live catalogue, from the index when
+    /// this issuer keeps one (it has this process's catalogue changes before
+    /// they return, other issuers' within the tail's latency).
+    pub(crate) async fn resolve_now(&self, grants: &Scopes) -> Result<Scopes, IssuerError> {
+        match &self.view {
+            Some(view) => view.read(|index| index.catalogue().resolve(grants)),
+            None => self.resolve(grants).await,
+        }
+    }
+
+    /// The head of session `id` as this issuer's index keeps it, as the
+    /// domain's session (without spent hashes) and its stream version.
+    pub(crate) fn session_head(&self, id: SessionId) -> Option<(Session, u64)> {
+        let view = self.view.as_ref()?;
+        view.read(|index| {
+            index
+                .session_head(&id)
+                .map(|(head, grants)| (head.session(id, grants), head.version))
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Keeps `session` as of `version` of its stream in the index, so its
+    /// next refresh here is decided from memory. Best effort: without it,
+    /// that refresh reads the stream.
+    pub(crate) fn remember_session(&self, session: &Session, version: u64) {
+        if let Some(view) = &self.view {
+            let _ = view.write(|index| index.remember_session(session, version));
+        }
+    }
+
     /// Decides with `decide` on this issuer's index; when it finds nothing
     /// (`None`: an id or secret not seen yet), once more after one
     /// catch-up, and `Unavailable` if the catch-up failed. No database call

@@ -111,7 +111,7 @@ impl Issuer {
         // caller never receives must not leave a session in the log.
         let session_id = SessionId::from_uuid(Uuid::now_v7());
         let ttl = self.settings.access_token_ttl;
-        let scopes = self.resolve(&user.scopes).await?;
+        let scopes = self.resolve_now(&user.scopes).await?;
         let account = self
             .load_account(user.account_id)
             .await?
@@ -208,6 +208,10 @@ impl Issuer {
             ))
         })
         .await?;
+        // Its first refresh here is decided from memory.
+        if let Some(session) = Session::fold([started]) {
+            self.remember_session(&session, 1);
+        }
         Ok(LoginResult {
             tokens: TokenPair {
                 access_token,
@@ -432,49 +436,71 @@ impl Issuer {
         Ok(())
     }
 
-    pub(crate) async fn load_session(&self, token: &str) -> Result<(Session, u64), IssuerError> {
-        required("refresh_token", token)?;
-        let invalid = IssuerError::InvalidRefreshToken {
-            reason: "REFRESH_TOKEN_INVALID",
-        };
-        let session_id = self
-            .settings
-            .key_format
-            .refresh_token_session(token)
-            .ok_or(invalid)?;
+    /// Session `session_id` as its stream says, at the stream's version;
+    /// kept in the index (unless revoked) for its next refresh.
+    pub(crate) async fn load_session(
+        &self,
+        session_id: SessionId,
+    ) -> Result<(Session, u64), IssuerError> {
         let (events, version) = self
             .load(&session_id.stream(), SessionEvent::decode)
             .await?;
         let session = Session::fold(&events).ok_or(IssuerError::InvalidRefreshToken {
             reason: "REFRESH_TOKEN_INVALID",
         })?;
+        self.remember_session(&session, version);
         Ok((session, version))
     }
 
     /// Spends a refresh token for a new pair. A spent token revokes the family.
+    ///
+    /// Decided from memory when this issuer's index holds the session's head
+    /// and the token is its current one: one append, expected at the head's
+    /// version, and no read. Anything else — no head (a session older than
+    /// the snapshot this process started from, or one another issuer began a
+    /// moment ago), a token that is not the current one (spent: reuse; or a
+    /// stranger's), a lost race — is decided on the session's stream, as
+    /// every attempt after the first is.
     pub async fn refresh(&self, token: &str, ctx: &CallContext) -> Result<TokenPair, IssuerError> {
-        let (answer, _) = decide_and_append(&self.store, || async move {
-            let (session, version) = self.load_session(token).await?;
+        let (session_id, presented) = self.presented_refresh_token(token)?;
+        let first = &std::sync::atomic::AtomicBool::new(true);
+        let presented = &presented;
+        let (answer, written) = decide_and_append(&self.store, || async move {
+            let remembered = first
+                .swap(false, std::sync::atomic::Ordering::Relaxed)
+                .then(|| self.session_head(session_id))
+                .flatten();
             let now = self.now();
             let next = self
                 .settings
                 .key_format
-                .refresh_token(session.id, &random::bytes::<32>()?);
-            let decision = session
-                .refresh(
-                    &SecretHash::of(token),
-                    SecretHash::of(&next),
-                    now,
-                    self.session_lifetime(),
-                )
-                .map_err(|e| IssuerError::InvalidRefreshToken {
-                    reason: match e {
-                        SessionError::Revoked => "SESSION_REVOKED",
-                        SessionError::Expired => "REFRESH_TOKEN_EXPIRED",
-                        SessionError::LifetimeOver => "SESSION_EXPIRED",
-                        SessionError::UnknownToken => "REFRESH_TOKEN_INVALID",
-                    },
-                })?;
+                .refresh_token(session_id, &random::bytes::<32>()?);
+            let next_hash = SecretHash::of(&next);
+            let lifetime = self.session_lifetime();
+            let from_head = remembered.and_then(|(session, version)| {
+                match session.refresh(presented, next_hash.clone(), now, lifetime) {
+                    Ok(decision @ RefreshDecision::Rotate(_)) => Some((session, version, decision)),
+                    // Not the current token, or refused: the stream says why.
+                    _ => None,
+                }
+            });
+            let (session, version, decision) = match from_head {
+                Some(decided) => decided,
+                None => {
+                    let (session, version) = self.load_session(session_id).await?;
+                    let decision = session
+                        .refresh(presented, next_hash, now, lifetime)
+                        .map_err(|e| IssuerError::InvalidRefreshToken {
+                            reason: match e {
+                                SessionError::Revoked => "SESSION_REVOKED",
+                                SessionError::Expired => "REFRESH_TOKEN_EXPIRED",
+                                SessionError::LifetimeOver => "SESSION_EXPIRED",
+                                SessionError::UnknownToken => "REFRESH_TOKEN_INVALID",
+                            },
+                        })?;
+                    (session, version, decision)
+                }
+            };
             let session_stream = stream(session.id.stream())?;
             let actor = Some(session.user_id.to_string());
             match decision {
@@ -487,7 +513,7 @@ impl Issuer {
                     // could not be signed would make the client's retry look
                     // like reuse and revoke its session.
                     let ttl = self.settings.access_token_ttl;
-                    let scopes = self.resolve(&session.scopes).await?;
+                    let scopes = self.resolve_now(&session.scopes).await?;
                     let access_token = self.sign(&self.claims(
                         session.user_id.to_string(),
                         session.account_id,
@@ -496,20 +522,26 @@ impl Issuer {
                         ttl,
                         now,
                     ))?;
+                    let mut after = session;
+                    after.apply(&rotated);
                     // Expected version: a concurrent refresh with the same
-                    // token loses here, decides again and finds it spent.
+                    // token (or a head that is behind) loses here, decides
+                    // again on the stream and finds the token spent.
                     Ok(Step::Append(
                         vec![(
                             session_stream,
                             ExpectedVersion::Exact(version),
                             vec![event(parts!(rotated), ctx, actor)],
                         )],
-                        Ok(TokenPair {
-                            access_token,
-                            expires_in: secs(ttl),
-                            refresh_token: next,
-                            refresh_expires_in,
-                        }),
+                        Ok((
+                            TokenPair {
+                                access_token,
+                                expires_in: secs(ttl),
+                                refresh_token: next,
+                                refresh_expires_in,
+                            },
+                            after,
+                        )),
                     ))
                 }
                 RefreshDecision::RevokeForReuse(revoked) => {
@@ -531,18 +563,39 @@ impl Issuer {
             }
         })
         .await?;
-        answer
+        let (tokens, after) = answer?;
+        // The next refresh here is decided from memory, before the tail
+        // brings this rotation back.
+        if let Some(written) = written.first() {
+            self.remember_session(&after, written.stream_version);
+        }
+        Ok(tokens)
+    }
+
+    /// The session a refresh (or logout) token names, and the token's hash.
+    fn presented_refresh_token(&self, token: &str) -> Result<(SessionId, SecretHash), IssuerError> {
+        required("refresh_token", token)?;
+        let session_id = self
+            .settings
+            .key_format
+            .refresh_token_session(token)
+            .ok_or(IssuerError::InvalidRefreshToken {
+                reason: "REFRESH_TOKEN_INVALID",
+            })?;
+        Ok((session_id, SecretHash::of(token)))
     }
 
     /// Revokes the family of `token`.
     pub async fn logout(&self, token: &str, ctx: &CallContext) -> Result<(), IssuerError> {
+        let (session_id, presented) = self.presented_refresh_token(token)?;
+        let presented = &presented;
         let ((), written) = decide_and_append(&self.store, || async move {
-            let (session, version) = self.load_session(token).await?;
-            let decision = session
-                .logout(&SecretHash::of(token), self.now())
-                .map_err(|_| IssuerError::InvalidRefreshToken {
+            let (session, version) = self.load_session(session_id).await?;
+            let decision = session.logout(presented, self.now()).map_err(|_| {
+                IssuerError::InvalidRefreshToken {
                     reason: "REFRESH_TOKEN_INVALID",
-                })?;
+                }
+            })?;
             // A revocation only tightens: no expected version, so a refresh
             // racing in (a thief's, say) cannot make the owner's logout fail.
             let _ = version;
@@ -566,5 +619,96 @@ impl Issuer {
         // The session's tokens are refused here before logout returns.
         crate::decide::applied_here(&self.store, &written).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::IssuerError;
+    use crate::service::CallContext;
+    use crate::testing::issuer;
+
+    fn reason(result: Result<super::TokenPair, IssuerError>) -> &'static str {
+        match result {
+            Err(IssuerError::InvalidRefreshToken { reason }) => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A refresh of the current token reads no stream (one append at the
+    /// head's version); a spent token still revokes the family, decided on
+    /// the stream; and a session this issuer's index has no head of (as
+    /// after a restart from a snapshot) is read once, then kept.
+    #[tokio::test]
+    async fn refresh_reads_no_stream_and_a_spent_token_still_revokes_the_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = issuer(&dir).await;
+        let password = "correct horse battery staple 42".to_string();
+        issuer
+            .bootstrap("Acme", "owner@example.com", password.clone(), &[])
+            .await
+            .unwrap();
+        let ctx = CallContext::default();
+        let login = issuer
+            .login("owner@example.com", password.clone(), &ctx)
+            .await
+            .unwrap();
+        let reads = issuer.store().stream_reads();
+        let mut token = login.tokens.refresh_token;
+        let mut spent = Vec::new();
+        for _ in 0..5 {
+            let pair = issuer.refresh(&token, &ctx).await.unwrap();
+            spent.push(std::mem::replace(&mut token, pair.refresh_token));
+            // The user token of the rotated session authenticates from memory too.
+            let principal = issuer.authenticate(Some(&pair.access_token)).await.unwrap();
+            assert_eq!(principal.account_id, login.user.account_id);
+        }
+        assert_eq!(
+            issuer.store().stream_reads(),
+            reads,
+            "five refreshes and five user-token authentications read no stream"
+        );
+
+        // Reuse: decided on the stream, the family revoked.
+        assert_eq!(
+            reason(issuer.refresh(&spent[2], &ctx).await),
+            "REFRESH_TOKEN_REUSED"
+        );
+        assert!(issuer.store().stream_reads() > reads);
+        assert_eq!(
+            reason(issuer.refresh(&token, &ctx).await),
+            "SESSION_REVOKED",
+            "the newest token of the family is refused after the reuse"
+        );
+        // A stranger's token naming a live session revokes nothing.
+        let other = issuer
+            .login("owner@example.com", password, &ctx)
+            .await
+            .unwrap();
+        let session = issuer
+            .settings
+            .key_format
+            .refresh_token_session(&other.tokens.refresh_token)
+            .unwrap();
+        let forged = issuer.settings.key_format.refresh_token(session, &[7; 32]);
+        assert_eq!(
+            reason(issuer.refresh(&forged, &ctx).await),
+            "REFRESH_TOKEN_INVALID"
+        );
+        // Forgotten (no head, as after a restart from a snapshot): read once.
+        issuer
+            .view
+            .as_ref()
+            .unwrap()
+            .write(|index| *index = index.empty_like())
+            .unwrap();
+        let before = issuer.store().stream_reads();
+        let pair = issuer
+            .refresh(&other.tokens.refresh_token, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(issuer.store().stream_reads(), before + 1);
+        issuer.refresh(&pair.refresh_token, &ctx).await.unwrap();
+        assert_eq!(issuer.store().stream_reads(), before + 1, "then kept");
     }
 }

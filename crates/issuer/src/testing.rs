@@ -41,7 +41,9 @@ pub(crate) async fn issuer(dir: &tempfile::TempDir) -> Issuer {
         signing_key_publish_lead: std::time::Duration::ZERO,
         max_user_token_lifetime: std::time::Duration::from_secs(86_400),
     };
-    let index = Arc::new(RwLock::new(Index::new("http://test", "test", 30)));
+    let index = Arc::new(RwLock::new(
+        Index::new("http://test", "test", 30).keeping_session_heads(),
+    ));
     let policy = SnapshotPolicy {
         every_events: 0,
         ..SnapshotPolicy::default()

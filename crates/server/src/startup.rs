@@ -238,7 +238,8 @@ impl Application {
             poll: store.poll_interval(),
         };
         // One index for the issuer's exchanges and the verifier's answers.
-        let (index, follower) = start_index(&store, &issuer_args, snapshots, stop.clone()).await?;
+        let (index, follower) =
+            start_index(&store, &issuer_args, snapshots, role.issues(), stop.clone()).await?;
         if role.issues() {
             let issuer = crate::compose::build(
                 &store,
@@ -400,18 +401,25 @@ struct VerifierSettings {
 }
 
 /// The index issuer and verifier answer from: loaded (from the latest
-/// snapshot, then the log after it) and followed until `stop`.
+/// snapshot, then the log after it) and followed until `stop`; with the
+/// live sessions' heads when this process issues (it refreshes from them).
 async fn start_index(
     store: &EventStore,
     args: &IssuerArgs,
     snapshots: SnapshotPolicy,
+    issues: bool,
     stop: CancellationToken,
 ) -> Result<(Arc<RwLock<Index>>, Arc<Follower>), StartupError> {
-    let index = Arc::new(RwLock::new(Index::new(
+    let index = Index::new(
         &args.issuer_url(),
         &args.audience,
         args.clock_leeway_secs.min(300),
-    )));
+    );
+    let index = Arc::new(RwLock::new(if issues {
+        index.keeping_session_heads()
+    } else {
+        index
+    }));
     let follower = Follower::start(
         store.clone(),
         index.clone(),

@@ -14,10 +14,12 @@ use gatehouse_domain::catalogue::{self, Catalogue, ScopeEvent};
 use gatehouse_domain::ids::{AccountId, KeyId, SessionId};
 use gatehouse_domain::keysecrets::{KeySecrets, nanos};
 use gatehouse_domain::scope::Scopes;
-use gatehouse_domain::session::SessionEvent;
+use gatehouse_domain::session::{Session, SessionEvent};
 use gatehouse_domain::signing::SigningKeyEvent;
 use gatehouse_eventstore::RecordedEvent;
 use serde::{Deserialize, Serialize};
+
+use crate::heads::{SessionHead, SessionHeads};
 
 /// One key, as `Verify` needs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +64,8 @@ pub struct Index {
     /// Which scopes are live: grants are resolved against it on every call.
     catalogue: Catalogue,
     pub(crate) kept: Vec<KeptEvent>,
+    /// Live sessions' heads, in an issuer's index only (see [`crate::heads`]).
+    heads: Option<SessionHeads>,
     /// The last log position folded in.
     pub position: u64,
     /// What [`Index::new`] was given, for an index restored from a snapshot.
@@ -81,9 +85,17 @@ impl Index {
             tokens: TokenVerifier::new(issuer, audience, leeway_secs),
             catalogue: Catalogue::default(),
             kept: Vec::new(),
+            heads: None,
             position: 0,
             settings: (issuer.to_string(), audience.to_string(), leeway_secs),
         }
+    }
+
+    /// Keeps live sessions' heads too, for an issuer that refreshes from
+    /// memory (a verifier has no use for them).
+    pub fn keeping_session_heads(mut self) -> Self {
+        self.heads = Some(SessionHeads::default());
+        self
     }
 
     /// Folds one event in. Events of no interest only move the position.
@@ -97,14 +109,7 @@ impl Index {
                     self.apply_key(&e);
                 }
             }
-            "session" => {
-                if let Ok(Some(SessionEvent::Revoked(r))) =
-                    SessionEvent::decode(&event.event_type, &event.payload)
-                {
-                    self.revoked_sessions
-                        .insert(r.session_id, nanos(r.revoked_at));
-                }
-            }
+            "session" => self.apply_session(event),
             catalogue::STREAM | "signingkey"
                 if self.apply_small(stream, &event.event_type, &event.payload) =>
             {
@@ -115,6 +120,27 @@ impl Index {
                 });
             }
             _ => {}
+        }
+    }
+
+    fn apply_session(&mut self, event: &RecordedEvent) {
+        // A verifier only reads revocations: other events are not decoded.
+        if self.heads.is_none() && !event.event_type.starts_with("SessionRevoked.") {
+            return;
+        }
+        let Ok(Some(decoded)) = SessionEvent::decode(&event.event_type, &event.payload) else {
+            return;
+        };
+        if let SessionEvent::Revoked(r) = &decoded {
+            self.revoked_sessions
+                .insert(r.session_id, nanos(r.revoked_at));
+        }
+        let scopes = match &decoded {
+            SessionEvent::Started(s) if self.heads.is_some() => self.intern(&s.scopes),
+            _ => None,
+        };
+        if let Some(heads) = self.heads.as_mut() {
+            heads.apply(&decoded, event.stream_version, scopes);
         }
     }
 
@@ -261,6 +287,32 @@ impl Index {
         (record, &self.scope_sets[record.scopes as usize])
     }
 
+    /// A live session's head with its grants, if this index keeps heads and
+    /// has this one.
+    pub fn session_head(&self, id: &SessionId) -> Option<(&SessionHead, &Scopes)> {
+        let head = self.heads.as_ref()?.get(id)?;
+        Some((head, self.scope_sets.get(head.scopes as usize)?))
+    }
+
+    /// Keeps `session` as of `version` of its stream (read from the log, or
+    /// just appended by this issuer), unless the head here is as new.
+    pub fn remember_session(&mut self, session: &Session, version: u64) {
+        if self.heads.is_none() {
+            return;
+        }
+        let Some(scopes) = self.intern(&session.scopes) else {
+            return;
+        };
+        if let Some(heads) = self.heads.as_mut() {
+            heads.remember(session, version, scopes);
+        }
+    }
+
+    /// How many session heads are kept.
+    pub fn session_head_count(&self) -> usize {
+        self.heads.as_ref().map_or(0, SessionHeads::len)
+    }
+
     pub fn session_revoked(&self, id: &SessionId) -> bool {
         self.revoked_sessions.contains_key(id)
     }
@@ -272,6 +324,9 @@ impl Index {
     pub fn prune_sessions(&mut self, before: DateTime<Utc>) -> usize {
         let before = nanos(before);
         self.pruned_before = self.pruned_before.max(before);
+        if let Some(heads) = self.heads.as_mut() {
+            heads.prune(before);
+        }
         let count = self.revoked_sessions.len();
         self.revoked_sessions.retain(|_, at| *at >= before);
         count - self.revoked_sessions.len()
@@ -288,7 +343,11 @@ impl Index {
     /// An empty index with the same token settings.
     pub fn empty_like(&self) -> Self {
         let (issuer, audience, leeway) = &self.settings;
-        Self::new(issuer, audience, *leeway)
+        let empty = Self::new(issuer, audience, *leeway);
+        match self.heads {
+            Some(_) => empty.keeping_session_heads(),
+            None => empty,
+        }
     }
 
     /// How many keys are indexed.

@@ -21,6 +21,7 @@
 
 pub mod decide;
 pub mod follower;
+pub mod heads;
 pub mod index;
 pub mod snapshot;
 pub mod usage;

@@ -89,6 +89,8 @@ struct Inner {
     /// and are reused for a second, so a flood of readiness checks cannot
     /// queue ahead of real writes.
     write_probe: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// Single-stream reads made (see [`EventStore::stream_reads`]).
+    stream_reads: std::sync::atomic::AtomicU64,
 }
 
 /// Longest a revocation waits for this process's readers to apply it; past
@@ -339,6 +341,7 @@ impl EventStore {
 
     /// Every event of one stream, in version order.
     pub async fn read_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.count_stream_read();
         let sql = format!("{SELECT_EVENT} WHERE stream_id = $1 ORDER BY stream_version");
         let rows: Vec<EventRow> = match &self.inner.backend {
             Backend::Postgres { pool, .. } => {
@@ -359,6 +362,7 @@ impl EventStore {
 
     /// The stream's current version; 0 if it does not exist.
     pub async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.count_stream_read();
         const SQL: &str =
             "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1";
         let version: i64 = match &self.inner.backend {
@@ -376,6 +380,21 @@ impl EventStore {
             }
         };
         Ok(to_u64(version))
+    }
+
+    /// How many single-stream reads (a stream's events or its version) this
+    /// store has made: what a decision that loads its streams costs, and
+    /// what one answered from memory must not add to.
+    pub fn stream_reads(&self) -> u64 {
+        self.inner
+            .stream_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_stream_read(&self) {
+        self.inner
+            .stream_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Up to `limit` events with position ≥ `from`, in position order. Reading

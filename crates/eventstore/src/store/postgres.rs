@@ -40,6 +40,7 @@ impl EventStore {
                 _listener: Some(AbortOnDrop(listener)),
                 local_readers: Default::default(),
                 write_probe: Default::default(),
+                stream_reads: Default::default(),
             }),
         })
     }

@@ -52,6 +52,7 @@ impl EventStore {
                 _listener: None,
                 local_readers: Default::default(),
                 write_probe: Default::default(),
+                stream_reads: Default::default(),
             }),
         })
     }

@@ -10,13 +10,13 @@ use gatehouse_api::v1 as pb;
 use gatehouse_api::v1::account_service_client::AccountServiceClient;
 use gatehouse_api::v1::auth_service_client::AuthServiceClient;
 use gatehouse_testkit::App;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request};
 use tonic_types::StatusExt as _;
 
 use crate::BIN;
 use crate::support::{
-    Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, event_log_text, postgres, reason, run_cli, server,
-    sqlite,
+    Env, MASTER_KEY, OWNER, PASSWORD, bootstrap, event_log_text, login, postgres, reason, refresh,
+    run_cli, server, sqlite,
 };
 
 /// The issuer tests' server: three free login attempts, keys published at once.
@@ -33,29 +33,6 @@ pub async fn serve(env: &Env) -> App {
         &[],
     )
     .await
-}
-
-async fn login(
-    auth: &mut AuthServiceClient<tonic::transport::Channel>,
-    password: &str,
-) -> Result<pb::LoginResponse, Status> {
-    auth.login(pb::LoginRequest {
-        username: OWNER.into(),
-        password: password.into(),
-    })
-    .await
-    .map(|r| r.into_inner())
-}
-
-async fn refresh(
-    auth: &mut AuthServiceClient<tonic::transport::Channel>,
-    token: &str,
-) -> Result<pb::RefreshResponse, Status> {
-    auth.refresh(pb::RefreshRequest {
-        refresh_token: token.into(),
-    })
-    .await
-    .map(|r| r.into_inner())
 }
 
 /// Verifies a JWT against a JWKS with ed25519-dalek, not the library that signed it.

@@ -1,8 +1,10 @@
 //! Two issuers behind one load balancer: every SDK exchange one of them
 //! answers from its index agrees with what the log says after a change
 //! made on the other — create, rotate (inside and after the grace),
-//! revoke, delete, expiry, and a scope retired — with the reason asserted,
-//! so agreement cannot be vacuous.
+//! revoke, delete, expiry, and a scope retired — and so does every
+//! refresh, which each issuer decides from its sessions' heads: right
+//! after a login or a rotation on the other, and a token spent on the
+//! other is reuse. Reasons are asserted, so agreement cannot be vacuous.
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +18,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::support::{
-    Env, KeyAdmin, ONE_ISS, WORKCLAW, authed, bootstrap_with, exchange_sdk_token, postgres, reason,
-    server, sqlite,
+    Env, KeyAdmin, ONE_ISS, PASSWORD, WORKCLAW, authed, bootstrap_with, exchange_sdk_token, login,
+    postgres, reason, refresh, server, sqlite,
 };
 
 /// Changes go to `writer`, exchanges to `reader`: two issuers on one log.
@@ -246,4 +248,78 @@ async fn the_other_issuers_changes_decide_the_exchange_on_postgres() {
 #[tokio::test]
 async fn the_other_issuers_changes_decide_the_exchange_on_sqlite() {
     the_other_issuers_changes_decide_the_exchange(sqlite()).await;
+}
+
+fn refresh_refused(answer: Result<pb::RefreshResponse, Status>, expected: &str, what: &str) {
+    let status = answer.expect_err(what);
+    assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+    assert_eq!(reason(&status), expected, "{what}");
+}
+
+async fn refreshes_agree_across_issuers(env: Env) {
+    let mut pair = Pair::new(&env).await;
+    let (writer, reader) = (&mut pair.writer_auth, &mut pair.auth);
+
+    // Logged in on one, refreshed on the other at once (no head there yet:
+    // its stream is read), then back and forth: each issuer's head is
+    // behind the other's rotation, and the current token is still taken.
+    let mut token = login(writer, PASSWORD).await.unwrap().refresh_token;
+    let mut spent = Vec::new();
+    for round in 0..4 {
+        let on = if round % 2 == 0 {
+            &mut *reader
+        } else {
+            &mut *writer
+        };
+        let pair = refresh(on, &token)
+            .await
+            .unwrap_or_else(|s| panic!("refresh {round}: {s:?}"));
+        assert!(!pair.access_token.is_empty());
+        spent.push(std::mem::replace(&mut token, pair.refresh_token));
+        // And once more on the same issuer (its own head, from memory).
+        let again = refresh(on, &token).await.unwrap();
+        spent.push(std::mem::replace(&mut token, again.refresh_token));
+    }
+
+    // A token spent on the writer, presented to the reader: reuse, and the
+    // whole family is revoked on both.
+    refresh_refused(
+        refresh(reader, &spent[7]).await,
+        "REFRESH_TOKEN_REUSED",
+        "a token spent on the other issuer",
+    );
+    refresh_refused(
+        refresh(writer, &token).await,
+        "SESSION_REVOKED",
+        "the family's newest token on the issuer that did not see the reuse",
+    );
+    refresh_refused(
+        refresh(reader, &token).await,
+        "SESSION_REVOKED",
+        "and on the one that did",
+    );
+
+    // A second session, rotated on the reader, spent again on the writer.
+    let first = login(reader, PASSWORD).await.unwrap().refresh_token;
+    let second = refresh(reader, &first).await.unwrap().refresh_token;
+    refresh_refused(
+        refresh(writer, &first).await,
+        "REFRESH_TOKEN_REUSED",
+        "spent on the reader a moment ago",
+    );
+    refresh_refused(
+        refresh(reader, &second).await,
+        "SESSION_REVOKED",
+        "the reader's own head is behind the writer's revocation",
+    );
+}
+
+#[tokio::test]
+async fn refreshes_agree_across_issuers_on_postgres() {
+    refreshes_agree_across_issuers(postgres().await).await;
+}
+
+#[tokio::test]
+async fn refreshes_agree_across_issuers_on_sqlite() {
+    refreshes_agree_across_issuers(sqlite()).await;
 }

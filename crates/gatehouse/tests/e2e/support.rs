@@ -5,9 +5,12 @@
 
 use std::sync::Arc;
 
+use gatehouse_api::v1 as pb;
+use gatehouse_api::v1::auth_service_client::AuthServiceClient;
 use gatehouse_domain::clock::ShiftedClock;
 use gatehouse_testkit::{App, Gatehouse, spawn_app_on};
 use tonic::Status;
+use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
 
 /// Path of the binary under test, built by cargo for these tests.
@@ -166,7 +169,7 @@ pub fn authed<T>(message: T, bearer: &str) -> tonic::Request<T> {
 /// An account's key administration over gRPC, with its admin key: the calls
 /// the tests make to set a key up, each expected to succeed.
 pub struct KeyAdmin {
-    pub keys: gatehouse_api::v1::key_service_client::KeyServiceClient<tonic::transport::Channel>,
+    pub keys: gatehouse_api::v1::key_service_client::KeyServiceClient<Channel>,
     pub account_id: String,
     /// The admin key's secret.
     pub secret: String,
@@ -174,7 +177,7 @@ pub struct KeyAdmin {
 
 impl KeyAdmin {
     /// From `gatehouse bootstrap`'s answer, against the server on `channel`.
-    pub fn new(channel: tonic::transport::Channel, boot: &serde_json::Value) -> Self {
+    pub fn new(channel: Channel, boot: &serde_json::Value) -> Self {
         Self {
             keys: gatehouse_api::v1::key_service_client::KeyServiceClient::new(channel),
             account_id: boot["account_id"].as_str().unwrap().into(),
@@ -189,7 +192,6 @@ impl KeyAdmin {
         scopes: &[&str],
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> (String, String) {
-        use gatehouse_api::v1 as pb;
         let created = self
             .keys
             .create_api_key(authed(
@@ -212,7 +214,6 @@ impl KeyAdmin {
 
     /// Rotates `key_id` with a grace of `grace`; the new secret.
     pub async fn rotate(&mut self, key_id: &str, grace: std::time::Duration) -> String {
-        use gatehouse_api::v1 as pb;
         self.keys
             .rotate_api_key(authed(
                 pb::RotateApiKeyRequest {
@@ -232,7 +233,6 @@ impl KeyAdmin {
     }
 
     pub async fn revoke(&mut self, key_id: &str, reason: &str) {
-        use gatehouse_api::v1 as pb;
         self.keys
             .revoke_api_key(authed(
                 pb::RevokeApiKeyRequest {
@@ -247,7 +247,6 @@ impl KeyAdmin {
     }
 
     pub async fn delete(&mut self, key_id: &str, reason: &str) {
-        use gatehouse_api::v1 as pb;
         self.keys
             .delete_api_key(authed(
                 pb::DeleteApiKeyRequest {
@@ -265,16 +264,41 @@ impl KeyAdmin {
 /// `ExchangeSdkToken` on `auth` for `account_id`'s key: the answer, or the
 /// refusal.
 pub async fn exchange_sdk_token(
-    auth: &mut gatehouse_api::v1::auth_service_client::AuthServiceClient<tonic::transport::Channel>,
+    auth: &mut AuthServiceClient<Channel>,
     account_id: &str,
     key_id: &str,
     secret: &str,
-) -> Result<gatehouse_api::v1::ExchangeSdkTokenResponse, Status> {
-    auth.exchange_sdk_token(gatehouse_api::v1::ExchangeSdkTokenRequest {
+) -> Result<pb::ExchangeSdkTokenResponse, Status> {
+    auth.exchange_sdk_token(pb::ExchangeSdkTokenRequest {
         account_id: account_id.into(),
         key_id: key_id.into(),
         key_secret: secret.into(),
     })
     .await
     .map(tonic::Response::into_inner)
+}
+
+/// The owner's password login on `auth`.
+pub async fn login(
+    auth: &mut AuthServiceClient<Channel>,
+    password: &str,
+) -> Result<pb::LoginResponse, Status> {
+    auth.login(pb::LoginRequest {
+        username: OWNER.into(),
+        password: password.into(),
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+/// Spends `token` on `auth` for a new pair.
+pub async fn refresh(
+    auth: &mut AuthServiceClient<Channel>,
+    token: &str,
+) -> Result<pb::RefreshResponse, Status> {
+    auth.refresh(pb::RefreshRequest {
+        refresh_token: token.into(),
+    })
+    .await
+    .map(|r| r.into_inner())
 }
