@@ -251,6 +251,9 @@ pub struct ColdStart {
     pub log_bytes: u64,
     pub replay: (Duration, u64),
     pub from_snapshot: (Duration, u64),
+    /// `serve issuer` from the same snapshot (the index with session
+    /// heads, the keyring from the index's signing keys): to `SERVING`, peak RSS.
+    pub issuer: (Duration, u64),
     pub snapshot_bytes: u64,
 }
 
@@ -273,8 +276,31 @@ pub async fn measure(
     gatehouse: &str,
     keys: u64,
     cache: Option<&std::path::Path>,
+    postgres: bool,
 ) -> anyhow::Result<ColdStart> {
     let scratch = tempfile::tempdir()?;
+    if postgres {
+        // A fresh database each time: a generated log is not kept there.
+        let url = gatehouse_testkit::fresh_database().await;
+        let store = EventStore::connect(&url, Default::default()).await?;
+        store.migrate().await?;
+        let events = generate(&store, keys).await?;
+        store.close().await;
+        let pool = sqlx::PgPool::connect(&url).await?;
+        let log_bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('events')")
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        return starts(
+            gatehouse,
+            &url,
+            scratch.path(),
+            keys,
+            events,
+            log_bytes as u64,
+        )
+        .await;
+    }
     let dir = match cache {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
@@ -308,11 +334,23 @@ pub async fn measure(
     };
     let log_bytes = std::fs::metadata(&path).map_or(0, |m| m.len())
         + std::fs::metadata(dir.join("gatehouse.db-wal")).map_or(0, |m| m.len());
+    starts(gatehouse, &url, &dir, keys, events, log_bytes).await
+}
 
+/// The three starts on a generated log at `url`: a verifier replaying it
+/// (and storing a snapshot), a verifier from that snapshot, an issuer from it.
+async fn starts(
+    gatehouse: &str,
+    url: &str,
+    dir: &std::path::Path,
+    keys: u64,
+    events: u64,
+    log_bytes: u64,
+) -> anyhow::Result<ColdStart> {
     // A snapshot left by an earlier run (perhaps of an older format) is
     // dropped: the first start replays the log and writes a fresh one.
     {
-        let store = EventStore::connect(&url, Default::default()).await?;
+        let store = EventStore::connect(url, Default::default()).await?;
         store.migrate().await?;
         store
             .delete_snapshot(gatehouse_verifier::snapshot::NAME)
@@ -320,9 +358,10 @@ pub async fn measure(
         store.close().await;
     }
     let replay = start(
+        "verifier",
         gatehouse,
-        &url,
-        &dir,
+        url,
+        dir,
         keys,
         &["--ignore-snapshot", "--snapshot-every-events", "1"],
         "verifier index snapshot",
@@ -341,9 +380,10 @@ pub async fn measure(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let from_snapshot = start(
+        "verifier",
         gatehouse,
-        &url,
-        &dir,
+        url,
+        dir,
         keys,
         &["--snapshot-every-events", "0"],
         "",
@@ -355,12 +395,27 @@ pub async fn measure(
             .contains("verifier index snapshot loaded"),
         "the second start did not load the snapshot"
     );
+    let issuer = start(
+        "issuer",
+        gatehouse,
+        url,
+        dir,
+        keys,
+        &["--snapshot-every-events", "0"],
+        "",
+    )
+    .await?;
+    anyhow::ensure!(
+        issuer.logs.contains("verifier index snapshot loaded"),
+        "the issuer did not load the snapshot"
+    );
     Ok(ColdStart {
         keys,
         events,
         log_bytes,
         replay: (replay.to_serving, replay.peak_rss),
         from_snapshot: (from_snapshot.to_serving, from_snapshot.peak_rss),
+        issuer: (issuer.to_serving, issuer.peak_rss),
         snapshot_bytes,
     })
 }
@@ -371,10 +426,11 @@ struct Started {
     logs: String,
 }
 
-/// Starts `serve verifier` on `url`, measures the time to `SERVING` and
+/// Starts `serve <role>` on `url`, measures the time to `SERVING` and
 /// peak RSS, waits for a log line containing `wait_for` (if not empty),
 /// and stops it.
 async fn start(
+    role: &str,
     gatehouse: &str,
     url: &str,
     dir: &std::path::Path,
@@ -388,7 +444,7 @@ async fn start(
 
     let mut args = vec![
         "serve",
-        "verifier",
+        role,
         "--database-url",
         url,
         "--issuer-url",

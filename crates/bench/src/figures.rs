@@ -79,14 +79,17 @@ pub fn fresh_tokens(keys: &Keys, account_id: &str, count: usize) -> anyhow::Resu
         .collect()
 }
 
-/// Tokens verified per second in this process on every core (the same
-/// check the verifier makes on a first sight): the whole pool, each once.
-pub async fn verify_rate(keys: &Keys, tokens: Arc<Vec<String>>) -> anyhow::Result<f64> {
+/// Tokens verified per second in this process on `cores` threads (the
+/// same check the verifier makes on a first sight): the whole pool, each once.
+pub async fn verify_rate(
+    keys: &Keys,
+    tokens: Arc<Vec<String>>,
+    cores: usize,
+) -> anyhow::Result<f64> {
     let mut verifier = TokenVerifier::new("http://gatehouse.test", "gatehouse", 30);
     verifier.insert_key(&keys.kid, SigningAlg::EdDSA, &keys.public_key)?;
     let verifier = Arc::new(verifier);
     let next = Arc::new(AtomicUsize::new(0));
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let started = Instant::now();
     let threads: Vec<_> = (0..cores)
         .map(|_| {
@@ -185,11 +188,13 @@ pub async fn verify_latencies(
     Ok(all)
 }
 
-/// Verify p99 on a combined `serve` process idle, then while `flooders`
-/// tasks log in (right password: argon2 every time) on the same process.
-/// Returns (idle p99, flood p99, logins/s during the flood).
+/// Verify p99 on `channel` idle, then while `flooders` tasks log in (right
+/// password: argon2 every time) on `issuer` — the same combined process,
+/// or an issuer on another core. Returns (idle p99, flood p99, logins/s
+/// during the flood).
 pub async fn p99_under_login_flood(
     channel: Channel,
+    issuer: Channel,
     secret: &str,
     username: &str,
     password: &str,
@@ -201,7 +206,7 @@ pub async fn p99_under_login_flood(
     let logins = Arc::new(AtomicU64::new(0));
     let flood: Vec<_> = (0..flooders)
         .map(|_| {
-            let mut auth = AuthServiceClient::new(channel.clone());
+            let mut auth = AuthServiceClient::new(issuer.clone());
             let (stop, logins) = (stop.clone(), logins.clone());
             let (username, password) = (username.to_string(), password.to_string());
             tokio::spawn(async move {

@@ -30,6 +30,7 @@
 
 mod coldstart;
 mod figures;
+mod pinned;
 mod plot;
 
 use std::sync::Arc;
@@ -81,6 +82,10 @@ struct Args {
     /// With --cold-start: also draw time and memory against keys as an SVG here.
     #[arg(long)]
     plot: Option<std::path::PathBuf>,
+    /// With --cold-start: generate the log in Postgres (`DATABASE_URL` or a
+    /// throwaway cluster) instead of SQLite; not cached.
+    #[arg(long)]
+    cold_start_postgres: bool,
 }
 
 fn authed<T>(message: T, bearer: &str) -> anyhow::Result<Request<T>> {
@@ -220,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
             &args.cold_start,
             args.log_cache.as_deref(),
             args.plot.as_deref(),
+            args.cold_start_postgres,
         )
         .await;
     }
@@ -421,6 +427,30 @@ async fn main() -> anyhow::Result<()> {
     let http_verify_ratio = median(http_rounds.iter().map(|r| r.1 / r.0).collect());
     let exchange_ratio = median(http_rounds.iter().map(|r| r.2 / r.3).collect());
 
+    // Key creation over HTTP on the issuer (argon2-free: a secret, its
+    // SHA-256, one append and the wait for this process's readers).
+    eprintln!("measuring: key creation over HTTP");
+    let http_create = {
+        let url = format!("{issuer_base}/api/v1/accounts/{account_id}/keys");
+        let (http, admin) = (http.clone(), admin.clone());
+        let body = serde_json::json!({ "name": "bench", "scopes": ["keys:read"] });
+        Arc::new(move || {
+            let request = http.post(&url).bearer_auth(&admin).json(&body);
+            async move {
+                request
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 201)
+            }
+        })
+    };
+    let mut create_rounds = Vec::new();
+    for _ in 0..args.http_seconds {
+        let c = http_create.clone();
+        create_rounds.push(throughput(1, args.concurrency, move || c()).await);
+    }
+    let key_creation = median(create_rounds.clone());
+
     // Revocation propagation to both verifiers.
     eprintln!("measuring: revocation seen by both verifiers");
     let mut clients = Vec::new();
@@ -482,7 +512,8 @@ async fn main() -> anyhow::Result<()> {
     let mut fresh_rounds = Vec::new();
     for _ in 0..args.seconds.min(5) {
         let tokens = Arc::new(figures::fresh_tokens(&signing_key, &account_id, pool)?);
-        let in_process = figures::verify_rate(&signing_key, tokens).await?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let in_process = figures::verify_rate(&signing_key, tokens, cores).await?;
         let tokens = Arc::new(figures::fresh_tokens(&signing_key, &account_id, pool)?);
         let over_grpc = figures::never_seen_rate(channel.clone(), tokens, args.concurrency).await?;
         fresh_rounds.push((in_process, over_grpc));
@@ -518,6 +549,7 @@ async fn main() -> anyhow::Result<()> {
         Gatehouse::spawn(&args.gatehouse, &["serve", "--database-url", &url], &envs).await;
     let flood_window = Duration::from_secs(if args.quick { 1 } else { 5 });
     let flooded = figures::p99_under_login_flood(
+        combined.channel().await,
         combined.channel().await,
         &secret,
         "bench@example.com",
@@ -579,6 +611,24 @@ async fn main() -> anyhow::Result<()> {
         store.close().await;
     }
 
+    // The deployment §5 describes, for the two figures that depend on the
+    // verifier having a core: pinned with `taskset`.
+    eprintln!("measuring: never-seen JWTs and the login flood, verifier pinned to core 0");
+    let pinned = pinned::measure(pinned::Setup {
+        gatehouse: &args.gatehouse,
+        url: &url,
+        envs: &envs,
+        keys: &signing_key,
+        account_id: &account_id,
+        secret: &secret,
+        username: "bench@example.com",
+        password: "a bench password",
+        pool,
+        rounds: args.seconds.min(5),
+        flood_window,
+    })
+    .await?;
+
     println!("| measurement | result | target |");
     println!("|---|---|---|");
     println!("| empty unary RPC (health Check), baseline | {baseline:.0} calls/s | — |");
@@ -603,6 +653,11 @@ async fn main() -> anyhow::Result<()> {
         http_rounds.len()
     );
     println!(
+        "| key creation over HTTP (`POST /api/v1/accounts/{{id}}/keys`), {} clients | {key_creation:.0} calls/s (median of {} rounds) | — |",
+        args.concurrency,
+        create_rounds.len()
+    );
+    println!(
         "| revocation seen by both verifiers ({} revocations) | p50 {:.1} ms, **p99 {:.1} ms**, max {:.1} ms | p99 ≤ 250 ms |",
         latencies.len(),
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
@@ -616,6 +671,16 @@ async fn main() -> anyhow::Result<()> {
         "| Verify of never-seen EdDSA JWTs | {never_seen:.0} calls/s; **{never_seen_ratio:.2} ×** in-process (median of {} rounds) | ≥ 0.85 × |",
         fresh_rounds.len()
     );
+    if let Some(p) = &pinned {
+        println!(
+            "| pinned: in-process EdDSA verification of distinct tokens, one core, baseline | {:.0} tokens/s | — |",
+            p.in_process
+        );
+        println!(
+            "| pinned: Verify of never-seen EdDSA JWTs, verifier on core 0, load on cores {} | {:.0} calls/s; **{:.2} ×** in-process on one core (median of {} rounds) | ≥ 0.85 × |",
+            p.others, p.never_seen, p.never_seen_ratio, p.rounds
+        );
+    }
     println!(
         "| raw single-insert transactions on the same Postgres ({refresh_concurrency} connections), baseline | {raw_insert:.0} tx/s | — |"
     );
@@ -629,6 +694,16 @@ async fn main() -> anyhow::Result<()> {
         flood_p99.as_secs_f64() * 1e3,
         flood_p99.as_secs_f64() / idle_p99.as_secs_f64().max(1e-9)
     );
+    if let Some(p) = &pinned {
+        println!(
+            "| pinned: Verify p99, verifier on core 0, issuer and load on cores {}: idle → during a login flood (16 clients, {:.0} logins/s) | {:.2} ms → {:.2} ms = **{:.2} ×** | ≤ 2 × |",
+            p.others,
+            p.login_rate,
+            p.idle_p99.as_secs_f64() * 1e3,
+            p.flood_p99.as_secs_f64() * 1e3,
+            p.flood_p99.as_secs_f64() / p.idle_p99.as_secs_f64().max(1e-9)
+        );
+    }
     println!(
         "| event-log growth, 16 clients sending one wrong password for {} s (default throttle) | {} attempts ({} refused by a running delay) → **{} events** ({} `LoginFailed.v1`) | O(1) per throttle window |",
         growth_window.as_secs(),
@@ -651,6 +726,7 @@ async fn main() -> anyhow::Result<()> {
             &[2_000],
             args.log_cache.as_deref(),
             Some(&plot.path().join("cold-start.svg")),
+            false,
         )
         .await?;
     }
@@ -663,29 +739,33 @@ async fn cold_starts(
     sizes: &[u64],
     cache: Option<&std::path::Path>,
     plot: Option<&std::path::Path>,
+    postgres: bool,
 ) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &keys in sizes {
-        eprintln!("cold start on {keys} keys:");
-        let measured = coldstart::measure(gatehouse, keys, cache).await?;
+        let backend = if postgres { "Postgres" } else { "SQLite" };
+        eprintln!("cold start on {keys} keys ({backend}):");
+        let measured = coldstart::measure(gatehouse, keys, cache, postgres).await?;
         eprintln!(
-            "  replaying the log: SERVING after {:.2} s, peak RSS {:.0} MiB; from a snapshot: {:.2} s, {:.0} MiB",
+            "  replaying the log: SERVING after {:.2} s, peak RSS {:.0} MiB; from a snapshot: {:.2} s, {:.0} MiB; an issuer from the snapshot: {:.2} s, {:.0} MiB",
             measured.replay.0.as_secs_f64(),
             measured.replay.1 as f64 / 1048576.0,
             measured.from_snapshot.0.as_secs_f64(),
             measured.from_snapshot.1 as f64 / 1048576.0,
+            measured.issuer.0.as_secs_f64(),
+            measured.issuer.1 as f64 / 1048576.0,
         );
         rows.push(measured);
     }
     println!();
     println!(
-        "| keys | events | log on disk | snapshot | replaying the log: to `SERVING` / peak RSS | from the snapshot: to `SERVING` / peak RSS | RSS per key |"
+        "| keys | events | log on disk | snapshot | replaying the log: to `SERVING` / peak RSS | from the snapshot: to `SERVING` / peak RSS | RSS per key | issuer from the snapshot: to `SERVING` / peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mib = |b: u64| b as f64 / 1048576.0;
     for r in &rows {
         println!(
-            "| {} | {} | {:.0} MB | {:.0} MB | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.0} B |",
+            "| {} | {} | {:.0} MB | {:.0} MB | {:.2} s / {:.0} MiB | {:.2} s / {:.0} MiB | {:.0} B | {:.2} s / {:.0} MiB |",
             r.keys,
             r.events,
             r.log_bytes as f64 / 1e6,
@@ -694,7 +774,9 @@ async fn cold_starts(
             mib(r.replay.1),
             r.from_snapshot.0.as_secs_f64(),
             mib(r.from_snapshot.1),
-            r.from_snapshot.1 as f64 / r.keys.max(1) as f64
+            r.from_snapshot.1 as f64 / r.keys.max(1) as f64,
+            r.issuer.0.as_secs_f64(),
+            mib(r.issuer.1),
         );
     }
     if let Some(path) = plot {

@@ -187,7 +187,7 @@ impl LiveKeyring {
         if let SigningKeyEvent::Created(c) = &created {
             tracing::info!(kid = %c.kid, "created the first signing key");
         }
-        self.observe_domain(&created);
+        self.observe_event(&created);
         Ok(())
     }
 
@@ -221,7 +221,7 @@ impl LiveKeyring {
         })
         .await?;
         for event in &events {
-            self.observe_domain(event);
+            self.observe_event(event);
         }
         events
             .into_iter()
@@ -245,7 +245,8 @@ impl LiveKeyring {
         })
     }
 
-    fn observe_domain(&self, event: &SigningKeyEvent) {
+    /// Folds a signing-key event in (one read elsewhere: the index's).
+    pub fn observe_event(&self, event: &SigningKeyEvent) {
         let recorded = RecordedEvent {
             position: 0,
             stream_id: match StreamId::parse("signingkey-local") {

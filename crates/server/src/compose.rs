@@ -7,6 +7,7 @@ use gatehouse_crypto::master::MasterKey;
 use gatehouse_crypto::password::PasswordHasher;
 use gatehouse_domain::clock::SharedClock;
 use gatehouse_domain::secret::KeyFormat;
+use gatehouse_domain::signing::SigningKeyEvent;
 use gatehouse_eventstore::EventStore;
 use gatehouse_issuer::{Issuer, IssuerSettings, LiveKeyring, ThrottleSettings};
 use tokio_util::sync::CancellationToken;
@@ -39,14 +40,27 @@ pub fn master_key(database: &DatabaseArgs, args: &IssuerArgs) -> Result<MasterKe
     Ok(key)
 }
 
-/// Builds the issuer, loads the signing keys and creates the first one if
-/// needed. With `follow`, a task keeps the keyring current until cancelled.
+/// How a serving issuer's keyring starts and stays current.
+pub struct Follow {
+    /// The keyring is followed until this is cancelled.
+    pub stop: CancellationToken,
+    /// The signing-key events the process's index has already read, and
+    /// the log position they are as of: the keyring starts from them
+    /// instead of reading the whole log again (millions of events with a
+    /// million keys, for a handful of signing keys).
+    pub known: Vec<SigningKeyEvent>,
+    pub position: u64,
+}
+
+/// Builds the issuer, loads the signing keys (from `follow`'s, or by
+/// reading the log) and creates the first one if needed. With `follow`, a
+/// task keeps the keyring current until cancelled.
 pub async fn build(
     store: &EventStore,
     database: &DatabaseArgs,
     args: &IssuerArgs,
     clock: SharedClock,
-    follow: Option<CancellationToken>,
+    follow: Option<Follow>,
 ) -> Result<Issuer, StartupError> {
     let config =
         |what: &str, e: &dyn std::fmt::Display| StartupError::Config(format!("{what}: {e}"));
@@ -97,10 +111,19 @@ pub async fn build(
         &settings.audience,
         settings.leeway.as_secs(),
     );
-    let next = keyring
-        .load(store)
-        .await
-        .map_err(|e| config("loading signing keys", &e))?;
+    let next = match &follow {
+        Some(follow) => {
+            follow
+                .known
+                .iter()
+                .for_each(|event| keyring.observe_event(event));
+            follow.position + 1
+        }
+        None => keyring
+            .load(store)
+            .await
+            .map_err(|e| config("loading signing keys", &e))?,
+    };
     keyring
         .ensure_key(store, clock.now())
         .await
@@ -116,7 +139,7 @@ pub async fn build(
              (`gatehouse signing-keys rotate`)"
         );
     }
-    if let Some(stop) = follow {
+    if let Some(Follow { stop, .. }) = follow {
         let mut subscription = store.subscribe(next).await?;
         let keyring = keyring.clone();
         tokio::spawn(async move {

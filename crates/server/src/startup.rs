@@ -241,18 +241,22 @@ impl Application {
         let (index, follower) =
             start_index(&store, &issuer_args, snapshots, role.issues(), stop.clone()).await?;
         if role.issues() {
-            let issuer = crate::compose::build(
-                &store,
-                &database,
-                &issuer_args,
-                clock.clone(),
-                Some(stop.clone()),
-            )
-            .await?
-            .with_view(gatehouse_issuer::LogView::new(
-                index.clone(),
-                follower.clone(),
-            ));
+            let (known, position) = index
+                .read()
+                .map(|index| (index.signing_key_events(), index.position))
+                .map_err(|_| StartupError::Config("the index lock is poisoned".into()))?;
+            let follow = crate::compose::Follow {
+                stop: stop.clone(),
+                known,
+                position,
+            };
+            let issuer =
+                crate::compose::build(&store, &database, &issuer_args, clock.clone(), Some(follow))
+                    .await?
+                    .with_view(gatehouse_issuer::LogView::new(
+                        index.clone(),
+                        follower.clone(),
+                    ));
             http.issuer = Some(issuer.clone());
             grpc.add_service(AuthServiceServer::new(AuthGrpc {
                 issuer: issuer.clone(),

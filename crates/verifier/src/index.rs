@@ -332,6 +332,19 @@ impl Index {
         count - self.revoked_sessions.len()
     }
 
+    /// The signing-key events folded in, in log order (an issuer's keyring
+    /// starts from them instead of reading the log again).
+    pub fn signing_key_events(&self) -> Vec<SigningKeyEvent> {
+        self.kept
+            .iter()
+            .filter(|kept| kept.stream != catalogue::STREAM)
+            .filter_map(|kept| {
+                let payload = serde_json::from_str(&kept.payload).ok()?;
+                SigningKeyEvent::decode(&kept.event_type, &payload).ok()?
+            })
+            .collect()
+    }
+
     pub fn tokens(&self) -> &TokenVerifier {
         &self.tokens
     }
