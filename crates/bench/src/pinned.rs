@@ -21,6 +21,10 @@ pub struct Pinned {
     pub idle_p99: Duration,
     pub flood_p99: Duration,
     pub login_rate: f64,
+    /// Signing on one core, and the exchange of an issuer alone on core 0.
+    pub signing: f64,
+    pub exchange: f64,
+    pub exchange_ratio: f64,
 }
 
 /// Pins every thread of this process to `cores` (a `taskset` list).
@@ -55,6 +59,8 @@ pub struct Setup<'a> {
     /// The user who logs in during the flood.
     pub username: &'a str,
     pub password: &'a str,
+    /// The body of an SDK-token exchange that succeeds.
+    pub exchange: serde_json::Value,
     /// Distinct tokens per round, rounds, and the flood's window.
     pub pool: usize,
     pub rounds: u64,
@@ -73,6 +79,7 @@ pub async fn measure(setup: Setup<'_>) -> anyhow::Result<Option<Pinned>> {
         secret,
         username,
         password,
+        exchange,
         pool,
         rounds,
         flood_window,
@@ -124,7 +131,35 @@ pub async fn measure(setup: Setup<'_>) -> anyhow::Result<Option<Pinned>> {
             flood_window,
         )
         .await?;
+        drop((verifier, issuer));
+
+        // The exchange: an issuer alone on core 0 against signing on one core.
+        let issuer = spawn_on(
+            "0",
+            gatehouse,
+            &["serve", "issuer", "--database-url", url],
+            envs,
+        )
+        .await;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let exchange_url = format!("http://{}/v1/auth/sdk-token", issuer.addr);
+        let call = Arc::new(move || {
+            let request = http.post(&exchange_url).json(&exchange);
+            async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+        });
+        let mut exchanges = Vec::new();
+        for _ in 0..rounds {
+            let c = call.clone();
+            let exchanged = crate::throughput(1, 64, move || c()).await;
+            exchanges.push((exchanged, crate::signing_rate(1, 1).await?));
+        }
+        drop(issuer);
         anyhow::Ok(Pinned {
+            signing: median(exchanges.iter().map(|r| r.1).collect()),
+            exchange: median(exchanges.iter().map(|r| r.0).collect()),
+            exchange_ratio: median(exchanges.iter().map(|r| r.0 / r.1).collect()),
             others: others.clone(),
             in_process: median(fresh.iter().map(|r| r.0).collect()),
             never_seen: median(fresh.iter().map(|r| r.1).collect()),

@@ -1,8 +1,11 @@
 //! argon2id password hashing, off the async runtime.
 //!
 //! Each hash takes ~19 MiB and tens of milliseconds of one core. Hashes run on
-//! tokio's blocking pool behind a semaphore, so a login flood queues here
-//! instead of starving `Verify` or exhausting memory.
+//! threads of their own behind a semaphore, so a login flood queues here
+//! instead of exhausting memory; and those threads run at a lower scheduling
+//! priority (nice +10 on Linux), so while they are busy the runtime's
+//! threads — `Verify`, every other request, the database's own processes —
+//! are scheduled first. A flood of logins slows logins, not the rest.
 
 use std::sync::Arc;
 
@@ -20,10 +23,17 @@ fn argon2() -> Result<Argon2<'static>, CryptoError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// The nice value of the hashing threads (0 is the default, 19 the lowest).
+const HASHING_NICE: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
 /// Hashes and verifies passwords on a bounded pool.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// The hashing threads' queue; they stop when the last clone is dropped.
+    jobs: Arc<std::sync::mpsc::Sender<Job>>,
     /// Verified against when the user does not exist, so "unknown user" costs
     /// the same as "wrong password" and the two cannot be told apart by timing.
     dummy_hash: Arc<str>,
@@ -43,8 +53,21 @@ impl PasswordHasher {
     pub fn new(max_parallel: usize) -> Result<Self, CryptoError> {
         let random: [u8; 16] = crate::random::bytes()?;
         let dummy = hash_blocking(&format!("{random:?}"))?;
+        let threads = max_parallel.max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || hashing_thread(&queue))
+                .map_err(|e| {
+                    CryptoError::PasswordHash(format!("cannot start a hashing thread: {e}"))
+                })?;
+        }
         Ok(Self {
-            permits: Arc::new(Semaphore::new(max_parallel.max(1))),
+            jobs: Arc::new(jobs),
+            permits: Arc::new(Semaphore::new(threads)),
             dummy_hash: dummy.into(),
         })
     }
@@ -76,13 +99,48 @@ impl PasswordHasher {
             .await
             .map_err(|_| CryptoError::PoolClosed)?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            span.in_scope(work)
-        })
-        .instrument(tracing::Span::current())
-        .await
-        .map_err(|_| CryptoError::PoolClosed)
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _permit = permit;
+                let _ = done.send(span.in_scope(work));
+            }))
+            .map_err(|_| CryptoError::PoolClosed)?;
+        answer
+            .instrument(tracing::Span::current())
+            .await
+            .map_err(|_| CryptoError::PoolClosed)
+    }
+}
+
+/// Runs hashing jobs until the queue closes, at a lower priority.
+fn hashing_thread(queue: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>) {
+    lower_priority();
+    loop {
+        // The lock is held only while waiting for a job, not while it runs.
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        // A job that panics answers nothing (its caller sees `PoolClosed`)
+        // and leaves the thread to take the next one.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to [`HASHING_NICE`]:
+/// on Linux the nice value is per thread, so the runtime's threads keep
+/// theirs. Elsewhere hashing runs at the default priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `setpriority` reads three integers and changes only the
+        // calling thread (who = 0); its failure leaves the priority as it was.
+        let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICE) };
+        if result != 0 {
+            tracing::debug!("could not lower the hashing thread's priority");
+        }
     }
 }
 
@@ -126,5 +184,23 @@ mod tests {
         );
         assert!(!hasher.verify("wrong".into(), Some(hash)).await.unwrap());
         assert!(!hasher.verify("anything".into(), None).await.unwrap());
+    }
+
+    /// The nice value of the calling thread (field 19 of its `stat`).
+    #[cfg(target_os = "linux")]
+    fn nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let fields = stat.rsplit(')').next().unwrap();
+        fields.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_below_the_runtimes_priority() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let runtime = nice();
+        let hashing = hasher.run(nice).await.unwrap();
+        assert_eq!(hashing, HASHING_NICE.max(runtime));
+        assert_eq!(nice(), runtime, "the runtime's thread keeps its priority");
     }
 }

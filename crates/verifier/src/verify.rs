@@ -75,8 +75,14 @@ impl Denial {
 }
 
 /// Most tokens remembered as verified; past this, expired ones are dropped
-/// and, if that is not enough, the cache starts over.
+/// and, if that is not enough, the shard starts over.
 const TOKEN_CACHE_CAPACITY: usize = 100_000;
+/// The token cache's shards (by the fingerprint's first byte): a first
+/// sight takes one shard's write lock, so concurrent first sights and the
+/// repeat presentations of other shards do not queue behind it.
+const TOKEN_CACHE_SHARDS: usize = 16;
+
+type TokenCache = Arc<[RwLock<HashMap<[u8; 32], CachedToken>>]>;
 
 struct CachedToken {
     verified: Verified,
@@ -95,7 +101,7 @@ pub struct Verifier {
     usage: Option<Arc<UsageRecorder>>,
     /// SHA-256 of (audience, token) → claims, until the token's `exp`: a
     /// repeat presentation costs a hash instead of an Ed25519 check.
-    cache: Arc<RwLock<HashMap<[u8; 32], CachedToken>>>,
+    cache: TokenCache,
     /// Longest a user token may live (`exp - iat`, seconds): the index
     /// forgets a revoked session after that long, so a longer-lived token
     /// could outlive the memory of its revocation; it is refused instead.
@@ -117,7 +123,9 @@ impl Verifier {
             key_format,
             usage: None,
             max_user_token_secs: i64::MAX,
-            cache: Arc::new(RwLock::new(HashMap::new())),
+            cache: (0..TOKEN_CACHE_SHARDS)
+                .map(|_| RwLock::new(HashMap::new()))
+                .collect(),
         }
     }
 
@@ -244,7 +252,7 @@ impl Verifier {
         hasher.update([0]);
         hasher.update(token.as_bytes());
         let fingerprint: [u8; 32] = hasher.finalize().into();
-        let cached = self.cache.read().ok().and_then(|cache| {
+        let cached = self.shard(&fingerprint).read().ok().and_then(|cache| {
             cache
                 .get(&fingerprint)
                 .filter(|c| {
@@ -298,6 +306,10 @@ impl Verifier {
         }
     }
 
+    fn shard(&self, fingerprint: &[u8; 32]) -> &RwLock<HashMap<[u8; 32], CachedToken>> {
+        &self.cache[usize::from(fingerprint[0]) % self.cache.len()]
+    }
+
     fn remember(
         &self,
         fingerprint: [u8; 32],
@@ -305,12 +317,12 @@ impl Verifier {
         kid: String,
         now: DateTime<Utc>,
     ) {
-        let Ok(mut cache) = self.cache.write() else {
+        let Ok(mut cache) = self.shard(&fingerprint).write() else {
             return;
         };
-        if cache.len() >= TOKEN_CACHE_CAPACITY {
+        if cache.len() >= TOKEN_CACHE_CAPACITY / TOKEN_CACHE_SHARDS {
             cache.retain(|_, c| c.exp > now.timestamp());
-            if cache.len() >= TOKEN_CACHE_CAPACITY {
+            if cache.len() >= TOKEN_CACHE_CAPACITY / TOKEN_CACHE_SHARDS {
                 cache.clear();
             }
         }
